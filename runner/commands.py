@@ -1,0 +1,452 @@
+"""The verbs behind ``vat``: each reads like the pipeline it runs (load → compile → execute → store → report)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import subprocess
+import time
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from runner import display
+
+# ---------------------------------------------------------------- validate
+
+
+def validate(
+    spec_dir: str, update_lock: bool = False, fmt: str = "table", show_coverage: bool = False
+) -> int:
+    """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
+    from runner.load import collect, write_lock
+    from runner.quality import quality_problems
+
+    index, problems = collect(spec_dir, check_lock=not update_lock)
+    if index is not None:
+        problems = sorted(set(problems) | set(quality_problems(index)))
+    if update_lock and index is not None and not problems:
+        path = write_lock(index)
+        display.note(f"recorded {len(index.hashes)} (id, version, hash) entries in {path}")
+    summary = _summary(index) if index is not None else {}
+    if fmt == "json":
+        display.emit_json({"ok": not problems, "problems": [str(p) for p in problems], "summary": summary})
+    else:
+        for p in problems:
+            display.out.print(display.escape(str(p)))
+        if not problems and index is not None:
+            _print_summary(summary)
+        if show_coverage and index is not None:
+            _print_coverage(index)
+        if problems:
+            display.error(f"{len(problems)} problem(s) in {spec_dir}/")
+    return 1 if problems else 0
+
+
+def _summary(index: Any) -> dict[str, Any]:
+    scenes = list(index.scenes.values())
+    return {
+        "value_system": index.value_system.id,
+        "values": len(index.value_system.values),
+        "micro_values": sum(len(v.micro_values) for v in index.value_system.values),
+        "scenes": len(scenes),
+        "actions": sum(len(s.actions) for s in scenes),
+        "countries": len({s.country for s in scenes}),
+        "topics": len({s.topic for s in scenes}),
+        "splits": {sp: sum(1 for s in scenes if s.split.value == sp) for sp in ("train", "test")},
+        "strategies": list(index.strategies),
+        "prompts": list(index.prompts),
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="spec/ is valid", title_justify="left", show_header=False)
+    for key in ("value_system", "values", "micro_values", "scenes", "actions", "countries", "topics"):
+        table.add_row(key.replace("_", " "), str(summary[key]))
+    table.add_row("splits", ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    table.add_row("strategies", ", ".join(summary["strategies"]))
+    display.out.print(table)
+
+
+def _print_coverage(index: Any) -> None:
+    from rich.table import Table
+
+    from runner.specs import COUNTRIES, TOPICS
+
+    cells: dict[tuple[str, str], int] = {}
+    for s in index.scenes.values():
+        cells[(s.country, s.topic)] = cells.get((s.country, s.topic), 0) + 1
+    table = Table(title="scenes per country × topic", title_justify="left")
+    table.add_column("country")
+    for t in TOPICS:
+        table.add_column(t.replace("_", " ")[:10], justify="right")
+    for c, name in COUNTRIES.items():
+        table.add_row(name, *[str(cells.get((c, t), 0)) or "0" for t in TOPICS])
+    display.out.print(table)
+
+
+# ---------------------------------------------------------------- plan / run
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from runner.config import compose
+
+    return compose(overrides)
+
+
+def _load(cfg: DictConfig) -> Any:
+    from runner.load import load_index
+
+    return load_index(cfg.spec_dir)
+
+
+@lru_cache(maxsize=1)
+def _price_map() -> dict[str, Any]:
+    """LiteLLM's bundled price map, read as JSON (no litellm import, no network)."""
+    dist = importlib.metadata.distribution("litellm")
+    path = Path(str(dist.locate_file("litellm/model_prices_and_context_window_backup.json")))
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def model_prices(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token for a LiteLLM model string, or None when the map does not know it."""
+    prices = _price_map()
+    for name in (model, model.split("/", 1)[-1]):
+        entry = prices.get(name)
+        if entry and "input_cost_per_token" in entry:
+            return float(entry["input_cost_per_token"]), float(entry.get("output_cost_per_token", 0.0))
+    return None
+
+
+def estimate(requests: list[Any], max_tokens: int) -> dict[str, Any]:
+    """Estimated prompt tokens (≈ characters / 4) and cost of sending ``requests``."""
+    tokens = sum(sum(len(m["content"]) for m in r.messages) // 4 + 4 * len(r.messages) for r in requests)
+    cost = 0.0
+    unknown = set()
+    per_model: dict[str, int] = {}
+    for r in requests:
+        per_model[r.model] = (
+            per_model.get(r.model, 0) + sum(len(m["content"]) for m in r.messages) // 4 + 4 * len(r.messages)
+        )
+    for model, n in per_model.items():
+        count = sum(1 for r in requests if r.model == model)
+        price = model_prices(model)
+        if price is None:
+            if not model.startswith(("local/", "sim/")):
+                unknown.add(model)
+            continue
+        cost += n * price[0] + count * max_tokens * price[1]
+    return {"est_prompt_tokens": tokens, "est_cost_usd": round(cost, 6), "unpriced_models": sorted(unknown)}
+
+
+def _plan_numbers(cfg: DictConfig, plan: Any) -> dict[str, Any]:
+    from runner.execute import pending
+    from runner.store import open_store
+
+    keys = plan.keys()
+    stored: set[str] = set()
+    if Path(cfg.store.path).exists():
+        with open_store(cfg.store.path, read_only=True) as store:
+            stored = store.stored_keys(keys) if _has_tables(store) else set()
+    todo = pending(plan.requests, stored)
+    numbers = {
+        "run_id": plan.run.run_id,
+        "model": plan.run.model,
+        "strategy": plan.run.strategy,
+        "target": plan.run.target,
+        "direction": plan.run.direction,
+        "scenes": len(plan.run.scene_ids),
+        "requests": len(keys),
+        "stored": len(stored),
+        "to_send": len(todo),
+    }
+    numbers.update(estimate(todo, int(cfg.model.max_tokens)))
+    return numbers
+
+
+def _has_tables(store: Any) -> bool:
+    return bool(store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'responses'"))
+
+
+def plan(overrides: list[str], print_cfg: bool = False) -> int:
+    """Compile a run and print what it would send and cost; sends nothing."""
+    from runner.compile import compile_plan
+    from runner.config import to_container
+
+    cfg = _compose(overrides)
+    if print_cfg:
+        from omegaconf import OmegaConf
+
+        display.out.print(OmegaConf.to_yaml(to_container(cfg)), markup=False)
+        return 0
+    index = _load(cfg)
+    compiled = compile_plan(index, cfg)
+    numbers = _plan_numbers(cfg, compiled)
+    if cfg.format.value == "json":
+        display.emit_json(numbers)
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"plan {numbers['run_id']}", title_justify="left", show_header=False)
+    for key in (
+        "model",
+        "strategy",
+        "target",
+        "direction",
+        "scenes",
+        "requests",
+        "stored",
+        "to_send",
+        "est_prompt_tokens",
+        "est_cost_usd",
+    ):
+        value = numbers[key]
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else f"{value}")
+    display.out.print(table)
+    if numbers["unpriced_models"]:
+        display.warn(f"no price known for {', '.join(numbers['unpriced_models'])}: cost estimate excludes it")
+    return 0
+
+
+def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """Where a run came from: git revision, package versions, overrides (never secrets)."""
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return {
+        "git_revision": rev or None,
+        "overrides": [o for o in overrides if "key" not in o.split("=", 1)[0].lower()],
+        "versions": {n: version(n) for n in ("vat-bench", "litellm", "duckdb", "hydra-core", "xllamacpp")},
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def spec_rows(index: Any) -> list[dict[str, Any]]:
+    """Snapshot rows of the spec documents (stored with each run)."""
+    docs: dict[str, Any] = {
+        "values": {index.value_system.id: index.value_system},
+        "scenarios": index.scenes,
+        "strategies": index.strategies,
+        "prompts": index.prompts,
+    }
+    rows = []
+    for kind, items in docs.items():
+        for doc_id, doc in items.items():
+            version, digest = index.hashes[f"{kind}/{doc_id}"]
+            rows.append(
+                {
+                    "kind": kind,
+                    "id": doc_id,
+                    "version": version,
+                    "hash": digest,
+                    "body": json.dumps(doc.model_dump(mode="json"), ensure_ascii=False),
+                }
+            )
+    return rows
+
+
+def execute_run(cfg: DictConfig, overrides: list[str]) -> tuple[Any, Any]:
+    """Compile, record and execute one run; return (plan, stats)."""
+    from runner.compile import compile_plan
+    from runner.execute import ExecOptions, execute
+    from runner.store import open_store
+
+    index = _load(cfg)
+    compiled = compile_plan(index, cfg)
+    run = compiled.run
+    run_row = {
+        "run_id": run.run_id,
+        "created_at": datetime.now(),
+        "model": run.model,
+        "strategy": run.strategy,
+        "target": run.target,
+        "direction": run.direction,
+        "split": run.split,
+        "n_scenes": len(run.scene_ids),
+        "config": json.dumps(run.config),
+        "provenance": json.dumps({**provenance(cfg, overrides), "specs": run.spec_versions}),
+    }
+    opts = ExecOptions(
+        concurrency=int(cfg.execution.concurrency),
+        max_retries=int(cfg.execution.max_retries),
+        timeout_s=float(cfg.execution.timeout_s),
+        backoff_s=float(cfg.execution.backoff_s),
+        budget_usd=cfg.execution.budget_usd,
+        flush_every=int(cfg.execution.flush_every),
+        progress=bool(cfg.execution.progress) and cfg.format.value != "json",
+        params=_call_params(cfg),
+        api_key_env=cfg.model.api_key_env,
+    )
+    with open_store(cfg.store.path) as store:
+        store.add_plan(run_row, compiled.requests, spec_rows(index))
+        stats = execute(compiled.requests, store, opts)
+    return compiled, stats
+
+
+def _call_params(cfg: DictConfig) -> dict[str, Any]:
+    from runner.compile import gen_params
+
+    return gen_params(cfg.model)
+
+
+def run(overrides: list[str]) -> int:
+    """``vat run``: send what is missing, then summarise; exit 3 if requests ended in errors."""
+    cfg = _compose(overrides)
+    compiled, stats = execute_run(cfg, overrides)
+    summary = {
+        "run_id": compiled.run.run_id,
+        "store": cfg.store.path,
+        "requests": stats.planned,
+        "already_stored": stats.planned - stats.to_send,
+        "sent": stats.to_send,
+        "answered": stats.answered,
+        "unparseable": stats.unparseable,
+        "failed": stats.failed,
+        "retries": stats.retries,
+        "cost_usd": round(stats.cost_usd, 6),
+        "elapsed_s": round(stats.elapsed_s, 2),
+        "judgments_per_s": round(stats.answered / stats.elapsed_s, 2) if stats.elapsed_s else None,
+        "stopped": stats.stopped,
+        "errors_by_kind": stats.error_kinds,
+    }
+    if cfg.format.value == "json":
+        display.emit_json(summary)
+    else:
+        _print_run_summary(summary)
+    from runner.report import model_caveat
+
+    caveat = model_caveat(cfg.model.name)
+    if caveat:
+        display.warn(caveat)
+    if stats.stopped == "interrupted":
+        display.error(
+            "interrupted; answers received so far are stored — run the same command again to resume"
+        )
+        return 130
+    if stats.stopped == "budget":
+        display.error(
+            f"stopped before exceeding execution.budget_usd={cfg.execution.budget_usd}; "
+            "raise it and run the same command again to resume"
+        )
+        return 3
+    if stats.stopped:
+        display.error(f"run aborted: {stats.stopped}")
+        return 3
+    if stats.failed:
+        display.error(
+            f"{stats.failed} request(s) ended in errors (recorded in the store's `errors` table); "
+            "run the same command again to retry only those"
+        )
+        return 3
+    return 0
+
+
+def _print_run_summary(s: dict[str, Any]) -> None:
+    display.out.print(
+        f"run [bold]{s['run_id']}[/bold]: {s['requests']:,} requests, {s['already_stored']:,} already stored, "
+        f"{s['sent']:,} sent → {s['answered']:,} answered ({s['unparseable']} unparseable), {s['failed']} failed, "
+        f"{s['retries']} retries, ${s['cost_usd']:.4f}, {s['elapsed_s']:.1f} s"
+        + (f" ({s['judgments_per_s']:.2f} judgments/s)" if s["judgments_per_s"] else "")
+    )
+    display.note(
+        f"stored in {s['store']} — query it with `duckdb {s['store']}`; see the numbers with `vat report`"
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(overrides: list[str]) -> int:
+    """``vat report``: metrics of every run in the store (or of ``report.model``)."""
+    cfg = _compose(overrides)
+    return _report(cfg)
+
+
+def _report(cfg: DictConfig) -> int:
+    from runner import report as rep
+    from runner.store import open_store
+
+    index = _load(cfg)
+    values = index.value_ids
+    params = {k: v for k, v in dict(cfg.metrics).items()}
+    circle = {v.id: v.circle_index for v in index.values}
+    with open_store(cfg.store.path, read_only=True) as store:
+        rows = rep.build_rows(store, values, params, model=cfg.report.model, circle_index=circle)
+    fams = rep.families(rows)
+    if cfg.format.value == "json":
+        display.emit_json(_json_safe(rows))
+        return 0
+    if not rows:
+        display.warn(f"no completed runs in {cfg.store.path}; run `vat run` first")
+        return 0
+    rep.print_tables(rows, fams, values)
+    for caveat in sorted({r["caveat"] for r in rows if r["caveat"]}):
+        display.warn(caveat)
+    if cfg.report.plots:
+        written = rep.write_plots(rows, fams, values, Path(cfg.report.dir))
+        display.note(f"wrote {len(written)} plots to {cfg.report.dir}/ (SVG; open them in any browser)")
+    return 0
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- demo and export
+
+
+def demo(overrides: list[str]) -> int:
+    """``vat demo``: run the embedded model on a few scenes, print the report, write plots."""
+    base = ["selection=demo", "report.plots=true"]
+    cfg = _compose(base + overrides)
+    display.note(
+        f"VAT Bench demo: {cfg.model.name}, {cfg.strategy}, {cfg.target} {cfg.direction.value}, "
+        f"{cfg.selection.max_scenes} test scenes"
+    )
+    start = time.perf_counter()
+    compiled, stats = execute_run(cfg, base + overrides)
+    display.note(
+        f"{stats.answered} judgments in {stats.elapsed_s:.1f} s; {stats.planned - stats.to_send} were already stored"
+    )
+    code = _report(cfg)
+    display.note(
+        f"store: {cfg.store.path} · plots: {cfg.report.dir}/ · total {time.perf_counter() - start:.0f} s"
+    )
+    return code or (3 if stats.failed else 0)
+
+
+def export(spec_dir: str, output: str, fmt: str = "table") -> int:
+    """``vat export``: the scene set as one row per action, to Parquet or JSONL."""
+    from runner.export import to_dataset, write
+    from runner.load import load_index
+
+    index = load_index(spec_dir, check_lock=False)
+    ds = to_dataset(index)
+    path = write(ds, output)
+    if fmt == "json":
+        display.emit_json({"path": str(path), "rows": len(ds)})
+    else:
+        display.note(f"wrote {len(ds):,} actions of {len(index.scenes)} scenes to {path}")
+    return 0

@@ -1,0 +1,62 @@
+"""Parse a provider's answer into a Likert rating (text digit, and expected rating from logprobs)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+_LEADING = re.compile(r"^\W*([1-5])(?![0-9])")
+_STANDALONE = re.compile(r"(?<![0-9.])([1-5])(?![0-9]|\.[0-9])")
+SCALE = ("1", "2", "3", "4", "5")
+
+
+def parse_rating(text: str | None) -> int | None:
+    """The rating in an answer: a leading digit 1–5, else the only standalone digit 1–5; None if unclear.
+
+    "4", " 4.", "**4**", "4 - agree" → 4. "I'd say 4" → 4. "1 to 5: 3" → None (two different
+    digits: ambiguous, counted as unparseable rather than guessed). "7", "", None → None.
+    """
+    if not text:
+        return None
+    match = _LEADING.match(text)
+    if match:
+        return int(match.group(1))
+    found = set(_STANDALONE.findall(text))
+    return int(found.pop()) if len(found) == 1 else None
+
+
+def top_logprobs_of_answer(logprobs: Any) -> dict[str, float] | None:
+    """The ``{token: logprob}`` alternatives at the first non-blank generated token, if any.
+
+    Accepts the OpenAI shape (``{"content": [{"token", "logprob", "top_logprobs": [...]}, ...]}``) as a
+    dict or as LiteLLM's objects.
+    """
+    if logprobs is None:
+        return None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+    for item in content or []:
+        token = item.get("token") if isinstance(item, dict) else getattr(item, "token", "")
+        if token is None or not str(token).strip():
+            continue  # skip leading whitespace tokens: the rating is the first visible token
+        tops = item.get("top_logprobs") if isinstance(item, dict) else getattr(item, "top_logprobs", None)
+        out: dict[str, float] = {}
+        for alt in tops or []:
+            t = alt.get("token") if isinstance(alt, dict) else getattr(alt, "token", None)
+            lp = alt.get("logprob") if isinstance(alt, dict) else getattr(alt, "logprob", None)
+            if t is not None and lp is not None:
+                key = str(t).strip()
+                out[key] = max(out.get(key, -math.inf), float(lp))  # " 4" and "4" are the same answer
+        return out or None
+    return None
+
+
+def expected_rating(top: dict[str, float] | None) -> float | None:
+    """r̂ = Σ k·p(k) / Σ p(k) over the tokens "1".."5" (METRICS.md §2); None when none of them appears."""
+    if not top:
+        return None
+    probs = {int(t): math.exp(lp) for t, lp in top.items() if t in SCALE}
+    total = sum(probs.values())
+    if total <= 0:
+        return None
+    return sum(k * p for k, p in probs.items()) / total

@@ -1,0 +1,298 @@
+"""Stage 5b, report: stored judgments → one metrics row per condition pair → tables, JSON and plots.
+
+A *row* is one (run, step): model × strategy × target × direction (× checkpoint step). It is the dict of
+:func:`runner.metrics.vat_metrics` (METRICS.md §7) plus identity, coverage and labels. A *family* is a
+set of rows that differ only in shot count or checkpoint step; it gets the paper's Table-2 layout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner import metrics
+from runner.states import coverage, value_states
+from runner.store import Store
+
+EMBEDDED_NOTE = (
+    "{model} is a 135M-parameter model embedded for demonstration: its judgments show the pipeline "
+    "working, they are not a measurement of anything. For real numbers run a capable judge, e.g. "
+    "`vat run model=openai_gpt4o_mini` (OPENAI_API_KEY) or `vat run model.name=hosted_vllm/<model> "
+    "model.api_base=http://host:8000/v1`."
+)
+SIMULATED_NOTE = "{model} is a SIMULATED judge with planted value structure, for validating the metrics only."
+MOCK_NOTE = (
+    "{model} is a fake judge that answers by hashing the prompt: its numbers mean nothing (tests only)."
+)
+
+
+def model_caveat(model: str) -> str | None:
+    """The warning every report shows for the embedded or simulated models (None for real judges)."""
+    if model.startswith("local/"):
+        return EMBEDDED_NOTE.format(model=model)
+    if model.startswith("sim/"):
+        return SIMULATED_NOTE.format(model=model)
+    if model.startswith("mock/"):
+        return MOCK_NOTE.format(model=model)
+    return None
+
+
+def _runs(store: Store, model: str | None) -> list[dict[str, Any]]:
+    sql = "SELECT run_id, model, strategy, target, direction, split, n_scenes, config, created_at FROM runs"
+    rows = store.query(
+        sql + (" WHERE model = ?" if model else "") + " ORDER BY model, target, direction, strategy",
+        [model] if model else None,
+    )
+    keys = ("run_id", "model", "strategy", "target", "direction", "split", "n_scenes", "config", "created_at")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def family_of(strategy: str) -> tuple[str, int | None]:
+    """('fewshot', k) for ``fewshot_<k>`` strategies; (strategy, None) otherwise."""
+    match = re.fullmatch(r"(.+?)_(\d+)", strategy)
+    return (match.group(1), int(match.group(2))) if match else (strategy, None)
+
+
+def build_rows(
+    store: Store,
+    values: Sequence[str],
+    params: dict[str, Any],
+    model: str | None = None,
+    circle_index: dict[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Compute one metrics row per (run, checkpoint step) in the store."""
+    runs = _runs(store, model)
+    if not runs:
+        return []
+    params = dict(params)
+    rating = params.pop("rating", "auto")
+    run_ids = [r["run_id"] for r in runs]
+    states = value_states(store, run_ids, list(values), rating=rating)
+    cover = coverage(store, run_ids)
+    rows = []
+    for run in runs:
+        pre = states.get((run["run_id"], "pre", -1))
+        steps = sorted(s for (rid, cond, s) in states if rid == run["run_id"] and cond == "post")
+        for step in steps:
+            post = states[(run["run_id"], "post", step)]
+            if pre is None:
+                continue
+            e_pre, e_post, scenes = _paired(pre, post)
+            row = metrics.vat_metrics(
+                e_pre,
+                e_post,
+                list(values),
+                run["target"],
+                run["direction"],
+                circle_index=circle_index,
+                **params,
+            )
+            fam, k = family_of(run["strategy"])
+            cfg = json.loads(run["config"]) if isinstance(run["config"], str) else (run["config"] or {})
+            row.update(
+                {
+                    "run_id": run["run_id"],
+                    "model": run["model"],
+                    "display_name": (cfg.get("model") or {}).get("display_name") or run["model"],
+                    "strategy": run["strategy"],
+                    "family": fam if step < 0 else "checkpoint",
+                    "k": k,
+                    "step": None if step < 0 else step,
+                    "target": run["target"],
+                    "direction": run["direction"],
+                    "split": run["split"],
+                    "scenes": scenes,
+                    "coverage": cover.get(run["run_id"], {}),
+                    "rating_source": rating,
+                    "caveat": model_caveat(run["model"]),
+                }
+            )
+            row["label"] = f"k={k}" if k is not None else (f"step={step}" if step >= 0 else run["strategy"])
+            rows.append(row)
+    return rows
+
+
+def _paired(pre: Any, post: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Align pre and post states on their common scenes (pairing is by scene id)."""
+    common = sorted(set(pre.scenes) & set(post.scenes))
+    ip = [pre.scenes.index(s) for s in common]
+    iq = [post.scenes.index(s) for s in common]
+    return pre.array[ip], post.array[iq], common
+
+
+def families(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group rows that differ only in k or checkpoint step; compute family metrics for groups of ≥ 2."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["k"] is not None or r["step"] is not None:
+            groups[(r["model"], r["family"], r["target"], r["direction"])].append(r)
+    out = []
+    for (model, fam, target, direction), members in sorted(groups.items()):
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=lambda r: (r["k"] or 0, r["step"] or 0))
+        fam_metrics = metrics.family_metrics(members)
+        out.append(
+            {
+                "model": model,
+                "family": fam,
+                "target": target,
+                "direction": direction,
+                "labels": [m["label"] for m in members],
+                **fam_metrics,
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------- terminal tables
+
+
+def _f(x: Any, digits: int = 3, signed: bool = True) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def _ci(ci: Any) -> str:
+    if not ci or ci[0] is None:
+        return ""
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def print_tables(
+    rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], values: Sequence[str]
+) -> None:
+    """Rich tables: a summary per condition pair, per-value detail, and Table-2-shaped families."""
+    from rich.table import Table
+
+    from runner.display import escape, out
+
+    summary = Table(
+        title="VAT summary (one row per model × strategy × target × direction)", title_justify="left"
+    )
+    for col in (
+        "model",
+        "strategy",
+        "target",
+        "dir",
+        "gain [95% CI]",
+        "nVAT ± std",
+        "Gini",
+        "hubs",
+        "circ.",
+        "coverage",
+        "flags",
+    ):
+        summary.add_column(col, overflow="fold")
+    for r in rows:
+        cov = r["coverage"]
+        summary.add_row(
+            escape(r["display_name"]),
+            r["label"] if r["step"] is not None else r["strategy"],
+            r["target"],
+            "+" if r["direction"] == "reinforce" else "−",
+            f"{_f(r['gain'])} {_ci(r['gain_ci'])}",
+            f"{_f(r['nvat'], signed=False)} ± {_f(r['nvat_std'], signed=False)}",
+            _f(r["gini"], signed=False),
+            ", ".join(r["hubs"] or []),
+            _f(r["circumplex_consistency"], 2),
+            f"{cov.get('parsed', 0)}/{cov.get('planned', 0)}",
+            ", ".join(r["flags"]) or "",
+        )
+    out.print(summary)
+    for r in rows:
+        detail = Table(
+            title=f"{escape(r['display_name'])} · {r['label']} · {r['target']} {r['direction']} "
+            f"· {r['n_scenes']} scenes",
+            title_justify="left",
+        )
+        for col in ("value", "mean shift [95% CI]", "GND", "VAT(u)", "amplification"):
+            detail.add_column(col, justify="right" if col != "value" else "left")
+        for v in values:
+            name = f"[bold]{v}[/bold] (target)" if v == r["target"] else v
+            detail.add_row(
+                name,
+                f"{_f(r['mean_shift'][v])} {_ci(r['mean_shift_ci'][v])}",
+                _f(r["gnd"][v], 2),
+                _f(r["vat"][v], 3, signed=False),
+                _f(r["amplification"][v], 2, signed=False),
+            )
+        out.print(detail)
+    for fam in fams:
+        members = [
+            r
+            for r in rows
+            if r["model"] == fam["model"]
+            and r["target"] == fam["target"]
+            and r["direction"] == fam["direction"]
+            and r["label"] in fam["labels"]
+        ]
+        t2 = Table(
+            title=f"Table 2 layout · {escape(fam['model'])} · {fam['target']} {fam['direction']}",
+            title_justify="left",
+        )
+        t2.add_column("model × target")
+        for m in members:
+            t2.add_column(m["label"], justify="right")
+        for name, key in (("Gain", "gain"), ("nVAT", "nvat"), ("Gini", "gini"), ("±std", "nvat_std")):
+            t2.add_row(f"{fam['target']} · {name}", *[_f(m[key], 3, signed=key == "gain") for m in members])
+        t2.add_row("Pareto-efficient", *["yes" if fam["pareto"].get(m["label"]) else "no" for m in members])
+        out.print(t2)
+        persist = ", ".join(f"{v} {p:.2f}" for v, p in fam["hub_persistence"].items() if p > 0)
+        out.print(
+            f"hub persistence: {persist or '–'} · profile stability (Kendall τ_b): {_f(fam['profile_stability'], 2)}"
+        )
+
+
+def write_plots(
+    rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
+) -> list[Path]:
+    """Write the SVG plots of each row (heatmap, radar, GND) and each family (Pareto) into ``folder``."""
+    from runner import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in rows:
+        stem = f"{_slug(r['model'])}__{r['strategy']}{'' if r['step'] is None else '_' + str(r['step'])}__{r['target']}_{r['direction']}"
+        title = f"{r['display_name']} · {r['label']} · {r['target']} {r['direction']}"
+        for name, svg in (
+            ("coupling", plots.coupling_heatmap(r["coupling"], list(values), f"Coupling R · {title}")),
+            ("radar", plots.circumplex_radar(r["vat"], list(values), f"VAT(u) on the circle · {title}")),
+            ("gnd", plots.gnd_bars(r["gnd"], r["target"], f"GND · {title}")),
+        ):
+            path = folder / f"{stem}__{name}.svg"
+            path.write_text(svg)
+            written.append(path)
+    for fam in fams:
+        pts = [
+            {
+                "label": r["label"],
+                "gain": r["gain"],
+                "nvat": r["nvat"],
+                "efficient": fam["pareto"].get(r["label"], False),
+            }
+            for r in rows
+            if r["model"] == fam["model"]
+            and r["target"] == fam["target"]
+            and r["direction"] == fam["direction"]
+            and r["label"] in fam["labels"]
+        ]
+        path = (
+            folder / f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__pareto.svg"
+        )
+        path.write_text(
+            plots.pareto_plot(pts, f"Gain vs nVAT · {fam['model']} · {fam['target']} {fam['direction']}")
+        )
+        written.append(path)
+    return written
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80]

@@ -1,0 +1,203 @@
+"""Pydantic models of every spec document (extra fields forbidden).
+
+These are the benchmark's content types: a value system (values and micro-values), a scene with its
+actions, a strategy, and the judgment prompt. Each document has a hand-set ``id`` and integer
+``version``; :func:`content_hash` hashes the fields that can change a judgment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,79}$")]
+"""Ids are lowercase slugs: they become file names, SQL values and URL parts, so no '/', '..' or spaces."""
+
+COUNTRIES: dict[str, str] = {
+    "us": "United States",
+    "in": "India",
+    "pk": "Pakistan",
+    "ng": "Nigeria",
+    "ph": "Philippines",
+    "gb": "United Kingdom",
+    "de": "Germany",
+    "ug": "Uganda",
+    "ca": "Canada",
+    "eg": "Egypt",
+    "fr": "France",
+    "au": "Australia",
+}
+TOPICS: dict[str, str] = {
+    "politics": "Politics",
+    "social_networks": "Social networks",
+    "social_inequality": "Social inequality",
+    "family_gender": "Family and gender roles",
+    "work": "Work",
+    "religion": "Religion",
+    "environment": "Environment",
+    "national_identity": "National identity",
+    "citizenship": "Citizenship",
+    "leisure_sports": "Leisure and sports",
+    "health": "Health",
+}
+MAX_ACTION_WORDS = 35
+
+
+class Polarity(str, Enum):
+    """Whether an action expresses its value or suppresses it (σ = +1 / −1)."""
+
+    express = "express"
+    suppress = "suppress"
+
+
+class Split(str, Enum):
+    """Scene split: few-shot demonstrations come from train, evaluation from test."""
+
+    train = "train"
+    test = "test"
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+# ---------------------------------------------------------------- values
+
+
+class MicroValue(_Doc):
+    """A Schwartz Value Survey item, grouped under one value."""
+
+    id: Id
+    name: str
+
+
+class Group(_Doc):
+    """A higher-order value group (openness to change, ...)."""
+
+    id: Id
+    name: str
+
+
+class Value(_Doc):
+    """One basic value with its place on the circle and its micro-values."""
+
+    id: Id
+    name: str
+    circle_index: int = Field(ge=0)
+    opposite: Id
+    groups: list[Id]
+    definition: str
+    micro_values: list[MicroValue] = Field(default_factory=list)
+
+
+class ValueSystem(_Doc):
+    """A value system document: ``spec/values/<id>.yaml``."""
+
+    id: Id
+    version: int = Field(ge=1)
+    name: str
+    groups: list[Group]
+    values: list[Value] = Field(min_length=2)
+
+
+# ---------------------------------------------------------------- scenes
+
+
+class Action(_Doc):
+    """A first-person action in a scene that expresses or suppresses one value."""
+
+    id: Id
+    value: Id
+    micro_value: Id | None = None
+    polarity: Polarity
+    text: Annotated[str, StringConstraints(min_length=8, max_length=400)]
+
+    @field_validator("text")
+    @classmethod
+    def _first_person_and_short(cls, text: str) -> str:
+        words = len(text.split())
+        if words > MAX_ACTION_WORDS:
+            raise ValueError(f"action text has {words} words; keep it to {MAX_ACTION_WORDS} or fewer")
+        if not re.search(r"\b(I|me|my|myself)\b", text):
+            raise ValueError('action text must be first person ("I ...")')
+        return text
+
+
+class Scene(_Doc):
+    """A scene document: ``spec/scenarios/<country>/<topic>.yaml``."""
+
+    id: Id
+    version: int = Field(ge=1)
+    country: Literal[tuple(COUNTRIES)]  # type: ignore[valid-type]
+    topic: Literal[tuple(TOPICS)]  # type: ignore[valid-type]
+    split: Split
+    text: Annotated[str, StringConstraints(min_length=40, max_length=2000)]
+    actions: list[Action] = Field(min_length=1)
+    generated: dict[str, Any] | None = None
+    """Set by `vat generate` / `vat import` (model, prompt version, quality scores); reviewed by humans."""
+
+
+# ---------------------------------------------------------------- strategies and prompts
+
+
+class StrategyKind(str, Enum):
+    """The registered strategy kinds; behaviour lives in :mod:`runner.strategies`."""
+
+    baseline = "baseline"
+    fewshot = "fewshot"
+    system_prompt = "system_prompt"
+    checkpoint = "checkpoint"
+
+
+class Strategy(_Doc):
+    """An alignment strategy: a kind plus parameters and templates. Target and direction come from config."""
+
+    id: Id
+    version: int = Field(ge=1)
+    kind: StrategyKind
+    description: str
+    params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    templates: dict[str, str] = Field(default_factory=dict)
+
+
+class Prompt(_Doc):
+    """The judgment prompt (versioned data): a system message and a user template."""
+
+    id: Id
+    version: int = Field(ge=1)
+    description: str
+    system: str
+    user: str
+    answer_scale: list[str] = Field(min_length=5, max_length=5)
+
+
+# ---------------------------------------------------------------- hashing
+
+HASH_FIELDS: dict[type[_Doc], tuple[str, ...]] = {
+    ValueSystem: ("groups", "values"),
+    Scene: ("country", "topic", "split", "text", "actions"),
+    Strategy: ("kind", "params", "templates"),
+    Prompt: ("system", "user", "answer_scale"),
+}
+
+
+def content_hash(doc: _Doc) -> str:
+    """Hash the judgment-relevant fields of a document (16 hex chars of SHA-256 over canonical JSON)."""
+    fields = HASH_FIELDS[type(doc)]
+    payload = doc.model_dump(mode="json", include=set(fields))
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+KINDS: dict[str, type[_Doc]] = {
+    "values": ValueSystem,
+    "scenarios": Scene,
+    "strategies": Strategy,
+    "prompts": Prompt,
+}
+"""spec/ sub-folder → document model."""

@@ -1,0 +1,260 @@
+"""Stage 4, store: one DuckDB file holds specs, runs, requests, responses, errors and value states.
+
+The store is the cache: ``responses`` is keyed by request key, and a key that is present is never sent
+again. Only successful provider answers enter ``responses`` (an unparseable answer is still an
+answer: stored with ``rating`` NULL and counted); provider failures go to ``errors`` and are retried
+by the next run. Every write is one Arrow batch in one transaction, so a crash never leaves a partial
+batch. DuckDB allows one writing process per file; a second writer gets a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from runner.errors import VatError
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS specs (
+    kind VARCHAR, id VARCHAR, version INTEGER, hash VARCHAR, body JSON,
+    PRIMARY KEY (kind, id, version));
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, created_at TIMESTAMP, model VARCHAR, strategy VARCHAR, target VARCHAR,
+    direction VARCHAR, split VARCHAR, n_scenes INTEGER, config JSON, provenance JSON);
+CREATE TABLE IF NOT EXISTS requests (
+    request_key VARCHAR PRIMARY KEY, model VARCHAR, scene_id VARCHAR, scene_version INTEGER,
+    action_id VARCHAR, value VARCHAR, micro_value VARCHAR, polarity VARCHAR, sample INTEGER, messages JSON);
+CREATE TABLE IF NOT EXISTS run_requests (
+    run_id VARCHAR, request_key VARCHAR, condition VARCHAR, step INTEGER,
+    PRIMARY KEY (run_id, request_key, condition));
+CREATE TABLE IF NOT EXISTS responses (
+    request_key VARCHAR PRIMARY KEY, model VARCHAR, text VARCHAR, rating INTEGER, expected_rating DOUBLE,
+    logprobs JSON, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd DOUBLE, latency_s DOUBLE,
+    attempts INTEGER, provider_model VARCHAR, fingerprint VARCHAR, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS errors (
+    request_key VARCHAR, attempt INTEGER, error_type VARCHAR, status INTEGER, message VARCHAR,
+    final BOOLEAN, created_at TIMESTAMP);
+"""
+
+RESPONSE_COLUMNS = (
+    "request_key",
+    "model",
+    "text",
+    "rating",
+    "expected_rating",
+    "logprobs",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_s",
+    "attempts",
+    "provider_model",
+    "fingerprint",
+    "created_at",
+)
+ERROR_COLUMNS = ("request_key", "attempt", "error_type", "status", "message", "final", "created_at")
+
+_RESPONSE_SCHEMA = pa.schema(
+    [
+        ("request_key", pa.string()),
+        ("model", pa.string()),
+        ("text", pa.string()),
+        ("rating", pa.int32()),
+        ("expected_rating", pa.float64()),
+        ("logprobs", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("cost_usd", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("attempts", pa.int32()),
+        ("provider_model", pa.string()),
+        ("fingerprint", pa.string()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+_ERROR_SCHEMA = pa.schema(
+    [
+        ("request_key", pa.string()),
+        ("attempt", pa.int32()),
+        ("error_type", pa.string()),
+        ("status", pa.int32()),
+        ("message", pa.string()),
+        ("final", pa.bool_()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+
+
+class Store:
+    """A DuckDB store. Open with :func:`open_store`; use as a context manager to close it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
+        self.con = con
+        self.path = path
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL into the file)."""
+        self.con.close()
+
+    # ------------------------------------------------------------ writes
+
+    def _append(self, table: str, rows: pa.Table, conflict: str | None = "DO NOTHING") -> None:
+        """Insert an Arrow table in one transaction; existing primary keys are left as they are."""
+        if rows.num_rows == 0:
+            return
+        self.con.register("_batch", rows)
+        try:
+            self.con.execute("BEGIN")
+            cols = ", ".join(rows.column_names)
+            on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
+            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch{on_conflict}")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self.con.unregister("_batch")
+
+    def add_responses(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store a batch of successful responses (first answer per key wins)."""
+        self._append("responses", pa.Table.from_pylist(list(rows), schema=_RESPONSE_SCHEMA))
+
+    def add_errors(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record a batch of failed attempts (transient or final)."""
+        self._append("errors", pa.Table.from_pylist(list(rows), schema=_ERROR_SCHEMA), conflict=None)
+
+    def add_plan(self, run: dict[str, Any], requests: Iterable[Any], specs: Iterable[dict[str, Any]]) -> None:
+        """Record a run, its requests and the spec snapshots it used (idempotent)."""
+        reqs = list(requests)
+        req_tbl = pa.table(
+            {
+                "request_key": [r.key for r in reqs],
+                "model": [r.model for r in reqs],
+                "scene_id": [r.scene_id for r in reqs],
+                "scene_version": pa.array([r.scene_version for r in reqs], pa.int32()),
+                "action_id": [r.action_id for r in reqs],
+                "value": [r.value for r in reqs],
+                "micro_value": pa.array([r.micro_value for r in reqs], pa.string()),
+                "polarity": [r.polarity for r in reqs],
+                "sample": pa.array([r.sample for r in reqs], pa.int32()),
+                "messages": [json.dumps(r.messages, ensure_ascii=False) for r in reqs],
+            }
+        )
+        link_tbl = pa.table(
+            {
+                "run_id": [run["run_id"]] * len(reqs),
+                "request_key": [r.key for r in reqs],
+                "condition": [r.condition for r in reqs],
+                "step": pa.array([r.step for r in reqs], pa.int32()),
+            }
+        )
+        run_tbl = pa.Table.from_pylist([run])
+        spec_tbl = pa.Table.from_pylist(
+            list(specs),
+            schema=pa.schema(
+                [
+                    ("kind", pa.string()),
+                    ("id", pa.string()),
+                    ("version", pa.int32()),
+                    ("hash", pa.string()),
+                    ("body", pa.string()),
+                ]
+            ),
+        )
+        self._append("specs", spec_tbl)
+        self._append("runs", run_tbl)
+        self._append("requests", _dedupe(req_tbl))
+        self._append("run_requests", link_tbl)
+
+    # ------------------------------------------------------------ reads
+
+    def stored_keys(self, keys: Sequence[str]) -> set[str]:
+        """The subset of ``keys`` that already has a response."""
+        if not keys:
+            return set()
+        probe = pa.table({"request_key": list(keys)})
+        self.con.register("_probe", probe)
+        try:
+            rows = self.con.execute(
+                "SELECT r.request_key FROM responses r JOIN _probe p USING (request_key)"
+            ).fetchall()
+        finally:
+            self.con.unregister("_probe")
+        return {r[0] for r in rows}
+
+    def final_errors(self, keys: Sequence[str]) -> int:
+        """How many of ``keys`` have a recorded final error and no response."""
+        probe = pa.table({"request_key": list(keys)})
+        self.con.register("_probe", probe)
+        try:
+            (n,) = self.con.execute(
+                "SELECT count(DISTINCT e.request_key) FROM errors e JOIN _probe p USING (request_key) "
+                "WHERE e.final AND e.request_key NOT IN (SELECT request_key FROM responses)"
+            ).fetchone()
+        finally:
+            self.con.unregister("_probe")
+        return int(n)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read query and return all rows."""
+        return self.con.execute(sql, params or []).fetchall()
+
+
+def _dedupe(tbl: pa.Table) -> pa.Table:
+    """Drop repeated request keys within one batch (a plan may list a key twice across conditions)."""
+    keys = tbl.column("request_key").to_pylist()
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    if len(first) == len(keys):
+        return tbl
+    return tbl.take(pa.array(sorted(first.values())))
+
+
+def open_store(path: str | Path, read_only: bool = False) -> Store:
+    """Open (creating if needed) the DuckDB store; a file locked by another writer gives a clear error."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise VatError(f"no store at {path}; run `vat run` first or set store.path=", 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise VatError(
+                f"the store {path} is in use by another process (one writer per DuckDB file); "
+                "wait for that run to finish or use another store.path=",
+                1,
+            ) from None
+        raise VatError(f"cannot open the store {path}: {str(exc).splitlines()[0]}", 1) from None
+    except duckdb.Error as exc:
+        raise VatError(
+            f"{path} is not a usable DuckDB file ({str(exc).splitlines()[0]}); move it away or set store.path=",
+            1,
+        ) from None
+    if not read_only:
+        con.execute(DDL)
+        con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
+        )
+    return Store(con, str(path))
+
+
+def now() -> float:
+    """Wall-clock seconds (one place, so tests can reason about timestamps)."""
+    return time.time()

@@ -1,0 +1,428 @@
+"""Tests of runner.metrics against every worked example of METRICS.md §6, plus invariants."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from runner import metrics as M
+
+SCHWARTZ = [
+    "self_direction",
+    "stimulation",
+    "hedonism",
+    "achievement",
+    "power",
+    "security",
+    "conformity",
+    "tradition",
+    "benevolence",
+    "universalism",
+]
+ABC = ["A", "B", "C"]
+E_PRE = np.array([[-0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
+E_POST = np.array([[0.5, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, -0.5], [1.0, -0.5, 1.0]])
+FAST = {"bootstrap_b": 200, "stability_b": 50}
+# Keys that depend on the random draws, hence on scene order.
+RANDOM_KEYS = {"gain_ci", "mean_shift_ci", "nvat_std", "nvat_interval"}
+
+
+def approx(x: object) -> object:
+    return pytest.approx(x, abs=5e-5)
+
+
+def assert_close(got: object, want: object, where: str) -> None:
+    """Deep comparison of report values (dicts, nested lists, floats, None) to 1e-12."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for k in want:
+            assert_close(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_close(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-12), where
+    else:
+        assert got == want, where
+
+
+def example(target: str = "A", direction: int | str = 1, **params: object) -> dict:
+    return M.vat_metrics(E_PRE, E_POST, ABC, target, direction, min_scenes=2, **params)
+
+
+def random_states(n: int, v: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    pre = rng.integers(-2, 3, size=(n, v)) / 2.0
+    post = np.clip(pre + rng.integers(-2, 3, size=(n, v)) / 2.0, -1, 1)
+    return pre, post
+
+
+# --- §2 evidence -----------------------------------------------------------------------------------
+
+
+def test_evidence_example_via_value_states() -> None:
+    # hedonism (value 2) in scene 0: pleasure = micro 0, enjoying_life = micro 1.
+    ratings = [5, 2, 4, 1]
+    sigma = [1, -1, 1, -1]
+    e = M.evidence(ratings, sigma)
+    assert e.tolist() == [1.0, 0.5, 0.5, 1.0]
+    states = M.value_states([0, 0, 0, 0], [2, 2, 2, 2], [0, 0, 1, 1], e, n_scenes=1, n_values=10)
+    assert states.shape == (1, 10)
+    assert states[0, 2] == approx(0.75)
+    assert np.isnan(np.delete(states[0], 2)).all()
+
+
+def test_value_states_weights_micro_values_equally_and_skips_missing() -> None:
+    # Micro 0 has three items (mean 1), micro 1 one item (−1): E = 0, not the item mean 0.5.
+    # A NaN (unparsed) judgment is left out; items without a micro-value form one group.
+    e = M.evidence([5, 5, 5, 1, np.nan, 4, 2], [1, 1, 1, 1, 1, 1, 1])
+    states = M.value_states([0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, -1, -1], e, 2, 2)
+    assert states[0, 0] == approx(0.0)
+    assert states[1, 1] == approx(0.0)
+    assert np.isnan(states[0, 1]) and np.isnan(states[1, 0])
+
+
+def test_value_states_all_missing() -> None:
+    assert np.isnan(M.value_states([0], [0], [-1], [np.nan], 1, 1)).all()
+
+
+def test_expected_rating() -> None:
+    lp = {"1": math.log(0.5), " 5": math.log(0.25), "5 ": math.log(0.25), "x": 0.0}
+    assert M.expected_rating(lp) == approx(3.0)
+    assert M.expected_rating({"4": -0.1}) == approx(4.0)
+    assert M.expected_rating({"yes": -0.1, "6": -0.2}) is None
+    assert M.expected_rating({}) is None
+
+
+# --- §6 metric layer -------------------------------------------------------------------------------
+
+
+def test_metric_layer_example() -> None:
+    r = example()
+    assert r["mean_shift"] == approx({"A": 0.75, "B": -0.25, "C": 0.25})
+    assert r["gain"] == approx(0.75) and r["gain_raw"] == approx(0.75)
+    assert r["gnd"] == approx({"A": 1.0, "B": -1 / 3, "C": 1 / 3})
+    assert r["ot_abs"] == approx(1 / 3)
+    assert r["ot_signed"] == approx(0.0)
+    assert r["ot_l2"] == approx(0.4714)
+    assert np.array(r["coupling"]) == approx(np.array([[1, -1, 0.8], [-1, 1, -0.8], [0.8, -0.8, 1]]))
+    assert r["vat"] == approx({"A": 1.2806, "B": 1.2806, "C": 1.1314})
+    assert r["nvat"] == approx(1.2329)
+    assert r["nvat_lit"] == approx(1.5875)
+    assert r["rho_rms"] == approx(0.8718)
+    assert r["gini"] == approx(0.02695)
+    assert r["amplification"] == approx({"A": 1.0, "B": 0.6667, "C": 0.6667})
+    assert r["hubs"] == ["B", "C"]
+    assert r["hubs_above_mean"] == ["B"]
+    assert r["n_scenes"] == 4 and r["n_scenes_by_value"] == {"A": 4, "B": 4, "C": 4}
+    assert r["flags"] == []
+    # Profile VAT(u)/nVAT has quadratic mean 1.
+    assert np.sqrt(np.mean(np.square(list(r["vat_profile"].values())))) == approx(1.0)
+
+
+def test_metric_layer_target_b_suppressed() -> None:
+    r = example("B", "suppress")
+    assert r["gain_raw"] == approx(-0.25)
+    assert r["gain"] == approx(0.25)
+    assert r["gnd"] == approx({"A": 3.0, "B": -1.0, "C": 1.0})
+    assert r["direction"] == -1
+    lo, hi = r["gain_ci"]
+    assert lo <= r["gain"] <= hi
+    assert example("B", -1) == r
+
+
+def test_coupling_helpers_on_example() -> None:
+    R, flags = M.coupling_matrix(E_POST - E_PRE, min_scenes=2)
+    assert flags == []
+    assert M.vat_from_coupling(R) == approx(np.array([1.2806, 1.2806, 1.1314]))
+    tax = M.system_tax(R)
+    assert (tax["nvat"], tax["nvat_lit"], tax["rho_rms"]) == approx((1.2329, 1.5875, 0.8718))
+    assert M.gini(M.vat_from_coupling(R)) == approx(0.02695)
+
+
+def test_report_has_every_key_and_is_json() -> None:
+    r = example()
+    keys = {
+        *(
+            "gain",
+            "gain_raw",
+            "gain_ci",
+            "mean_shift",
+            "mean_shift_ci",
+            "gnd",
+            "ot_abs",
+            "ot_signed",
+            "ot_l2",
+        ),
+        *("coupling", "vat", "vat_profile", "nvat", "nvat_lit", "rho_rms", "gini", "hubs", "hubs_above_mean"),
+        *("amplification", "nvat_std", "nvat_interval", "circumplex_consistency", "concentration"),
+        *("concentration_direction_deg", "n_scenes", "n_scenes_by_value", "flags", "params"),
+    }
+    assert keys <= set(r)
+    assert r["params"] == {**M.DEFAULT_PARAMS, "min_scenes": 2, "circle_index": None}
+    json.dumps(r, allow_nan=False)
+
+
+def test_default_min_scenes_makes_coupling_undefined_for_four_scenes() -> None:
+    r = M.vat_metrics(E_PRE, E_POST, ABC, "A", 1, **FAST)
+    assert "too_few_scenes" in r["flags"]
+    assert all(x is None for row in r["coupling"] for x in row)
+    for key in ("nvat", "nvat_lit", "rho_rms", "gini", "nvat_std", "concentration"):
+        assert r[key] is None
+    assert r["hubs"] == [] and r["vat"] == {"A": None, "B": None, "C": None}
+    assert r["gain"] == approx(0.75)  # the shift statistics do not need the coupling
+    json.dumps(r, allow_nan=False)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="direction"):
+        example(direction="sideways")
+    with pytest.raises(ValueError, match="target"):
+        example(target="Z")
+    with pytest.raises(ValueError, match="unknown"):
+        example(bootstrap=3)
+    with pytest.raises(ValueError, match="scenes"):
+        M.vat_metrics(E_PRE, E_POST[:, :2], ABC, "A", 1)
+
+
+# --- §6 edge cases ---------------------------------------------------------------------------------
+
+
+def test_constant_column() -> None:
+    pre, post = random_states(12, 4, seed=3)
+    post[:, 2] = pre[:, 2] + 0.5
+    r = M.vat_metrics(pre, post, list("abcd"), "a", 1, **FAST)
+    R = np.array(r["coupling"])
+    assert R[2, 2] == 1.0
+    assert (np.delete(R[2], 2) == 0).all() and (np.delete(R[:, 2], 2) == 0).all()
+    assert r["vat"]["c"] == 0.0
+    assert "constant_shift:c" in r["flags"]
+
+
+def test_gain_too_small() -> None:
+    pre, post = random_states(10, 3, seed=4)
+    post[:, 0] = pre[:, 0] + 0.005
+    r = M.vat_metrics(pre, post, ABC, "A", 1, **FAST)
+    assert "gain_too_small" in r["flags"]
+    assert all(x is None for x in r["gnd"].values())
+    assert all(x is None for x in r["amplification"].values())
+    assert r["ot_abs"] is None and r["circumplex_consistency"] is None
+    assert r["gain"] == approx(0.005)
+
+
+def test_gini_edge_cases() -> None:
+    assert M.gini([0.7, 0.7, 0.7, 0.7]) == 0.0
+    for n in (2, 5, 10):
+        assert M.gini([2.5] + [0.0] * (n - 1)) == approx((n - 1) / n)
+    assert M.gini([0.0, 0.0]) == 0.0
+    assert math.isnan(M.gini([1.0, np.nan]))
+
+
+# --- §6 circle -------------------------------------------------------------------------------------
+
+
+def test_circle_examples() -> None:
+    vat = {v: float(v in {"security", "conformity", "tradition"}) for v in SCHWARTZ}
+    c, direction = M.concentration(vat, SCHWARTZ)
+    assert c == approx(0.8727)
+    assert direction == approx(216.0)
+    gnd = [1, 0.4, 0.2, 0.0, -0.1, -0.5, -0.3, -0.2, 0.1, 0.3]
+    assert M.circumplex_consistency(gnd, SCHWARTZ, "self_direction") == approx(0.9833)
+
+
+def test_circle_index_and_direction_range() -> None:
+    # A value list in another order gives the same answer once its circle positions are named.
+    index = {v: i for i, v in enumerate(SCHWARTZ)}
+    shuffled = SCHWARTZ[::-1]
+    vat = {v: float(v == "universalism") for v in SCHWARTZ}
+    c, direction = M.concentration(vat, shuffled, circle_index=index)
+    assert (c, direction) == approx((1.0, 324.0))
+    assert math.isnan(M.concentration(dict.fromkeys(SCHWARTZ, 1.0), SCHWARTZ)[1])
+    assert math.isnan(M.concentration(dict.fromkeys(SCHWARTZ, 0.0), SCHWARTZ)[0])
+
+
+# --- §6 family -------------------------------------------------------------------------------------
+
+
+def test_family_examples() -> None:
+    persistence = M.hub_persistence(
+        [["security", "conformity"], ["security", "tradition"], ["security", "conformity"]]
+    )
+    assert persistence == approx({"security": 1.0, "conformity": 0.6667, "tradition": 0.3333})
+    assert M.pareto_efficient([0.10, 0.20, 0.15, 0.30], [0.10, 0.12, 0.15, 0.20]) == [True, True, False, True]
+
+
+def test_pareto_ties_and_missing() -> None:
+    # Identical points do not dominate each other; an undefined point is never efficient.
+    assert M.pareto_efficient([0.1, 0.1, None], [0.2, 0.2, 0.0]) == [True, True, False]
+
+
+def test_family_metrics_on_rows() -> None:
+    rows = []
+    for k, seed in (("k=2", 1), ("k=4", 2), ("k=8", 3)):
+        pre, post = random_states(15, 5, seed)
+        post[:, 0] += 0.3
+        rows.append({**M.vat_metrics(pre, post, list("abcde"), "a", 1, **FAST), "label": k})
+    fam = M.family_metrics(rows)
+    assert set(fam["pareto"]) == {"k=2", "k=4", "k=8"}
+    assert fam["pareto"] == dict(
+        zip(
+            ["k=2", "k=4", "k=8"],
+            M.pareto_efficient([r["gain"] for r in rows], [r["nvat"] for r in rows]),
+            strict=True,
+        )
+    )
+    assert set(fam["hub_persistence"]) == set("abcde")
+    assert fam["hub_persistence"]["a"] == 0.0  # the target is never a hub
+    assert sum(fam["hub_persistence"].values()) == approx(3.0)  # three hubs per row
+    assert -1.0 <= fam["profile_stability"] <= 1.0
+    json.dumps(fam, allow_nan=False)
+
+
+def test_profile_stability() -> None:
+    a = {"x": 0.1, "y": 0.5, "z": 0.9}
+    assert M.profile_stability([a, a, a]) == approx(1.0)
+    assert M.profile_stability([a, {"x": 0.9, "y": 0.5, "z": 0.1}]) == approx(-1.0)
+    assert math.isnan(M.profile_stability([a]))
+
+
+# --- invariants ------------------------------------------------------------------------------------
+
+
+def test_swapping_pre_and_post_negates_the_gain() -> None:
+    pre, post = random_states(20, 4, seed=5)
+    fwd = M.vat_metrics(pre, post, list("abcd"), "b", 1, **FAST)
+    back = M.vat_metrics(post, pre, list("abcd"), "b", 1, **FAST)
+    assert back["gain"] == approx(-fwd["gain"])
+    assert back["mean_shift"] == approx({v: -x for v, x in fwd["mean_shift"].items()})
+    # Negating every shift leaves the rank correlations, hence the tax, unchanged.
+    assert back["coupling"] == fwd["coupling"]
+    assert back["nvat"] == approx(fwd["nvat"])
+
+
+def test_permuting_scenes_changes_nothing() -> None:
+    pre, post = random_states(25, 5, seed=6)
+    perm = np.random.default_rng(0).permutation(25)
+    a = M.vat_metrics(pre, post, list("abcde"), "c", -1, **FAST)
+    b = M.vat_metrics(pre[perm], post[perm], list("abcde"), "c", -1, **FAST)
+    for key in sorted(set(a) - RANDOM_KEYS):
+        assert_close(b[key], a[key], key)
+
+
+def test_monotone_function_of_target_has_coupling_one() -> None:
+    rng = np.random.default_rng(7)
+    pre = np.zeros((30, 3))
+    post = rng.normal(size=(30, 3)) / 4
+    post[:, 1] = np.tanh(3 * post[:, 0]) ** 3  # strictly increasing in the target's shift
+    post[:, 2] = -np.exp(post[:, 0])  # strictly decreasing
+    R = np.array(M.vat_metrics(pre, post, ABC, "A", 1, **FAST)["coupling"])
+    assert R[0, 1] == approx(1.0) and R[1, 0] == approx(1.0)
+    assert R[0, 2] == approx(-1.0)
+
+
+def test_same_seed_same_intervals() -> None:
+    pre, post = random_states(30, 4, seed=8)
+    a = M.vat_metrics(pre, post, list("abcd"), "a", 1, **FAST)
+    b = M.vat_metrics(pre, post, list("abcd"), "a", 1, **FAST)
+    assert a == b
+    c = M.vat_metrics(pre, post, list("abcd"), "a", 1, seed=1, **FAST)
+    assert c["gain_ci"] != a["gain_ci"] or c["nvat_interval"] != a["nvat_interval"]
+    assert a["gain_ci"][0] <= a["gain"] <= a["gain_ci"][1]
+    assert a["nvat_std"] > 0
+
+
+def test_bootstrap_matches_a_loop() -> None:
+    pre, post = random_states(12, 3, seed=9)
+    delta = post - pre
+    boot = M.bootstrap_mean_shifts(delta, 50, seed=3)
+    idx = np.random.default_rng(3).integers(0, 12, size=(50, 12))
+    assert boot == approx(np.stack([delta[i].mean(axis=0) for i in idx]))
+
+
+def test_missing_cells_pairwise_and_counted() -> None:
+    pre, post = random_states(40, 4, seed=10)
+    rng = np.random.default_rng(11)
+    post[rng.random((40, 4)) < 0.2] = np.nan
+    pre[3, :] = np.nan  # a scene with nothing left
+    r = M.vat_metrics(pre, post, list("abcd"), "a", 1, **FAST)
+    delta = post - pre
+    finite = np.isfinite(delta)
+    assert r["n_scenes"] == 39
+    assert r["n_scenes_by_value"] == dict(zip("abcd", finite.sum(axis=0).tolist(), strict=True))
+    assert {f"missing_values:{v}" for v in "abcd"} <= set(r["flags"])
+    assert r["mean_shift"] == approx(dict(zip("abcd", np.nanmean(delta, axis=0), strict=True)))
+    R = np.array(r["coupling"])
+    for u in range(4):
+        for w in range(4):
+            if u != w:
+                ok = finite[:, u] & finite[:, w]
+                assert R[u, w] == approx(stats.spearmanr(delta[ok, u], delta[ok, w]).statistic)
+    assert r["nvat_std"] is not None
+    json.dumps(r, allow_nan=False)
+
+
+def test_spearman_and_kendall_equal_scipy_with_ties() -> None:
+    rng = np.random.default_rng(12)
+    for n in (2, 3, 7, 40):
+        x = rng.integers(0, 4, n).astype(float)
+        y = rng.integers(0, 3, n).astype(float)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        assert M.spearman(x, y) == approx(stats.spearmanr(x, y).statistic)
+        assert M.kendall_tau_b(x, y) == approx(stats.kendalltau(x, y).statistic)
+    x = rng.normal(size=30)
+    x[[4, 9]] = np.nan
+    y = np.round(rng.normal(size=30))
+    ok = np.isfinite(x)
+    assert M.spearman(x, y) == approx(stats.spearmanr(x[ok], y[ok]).statistic)
+    assert math.isnan(M.spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(M.kendall_tau_b([1, 1, 1], [1, 2, 3]))
+
+
+def test_coupling_matrix_equals_scipy_matrix() -> None:
+    rng = np.random.default_rng(13)
+    delta = rng.integers(-3, 4, size=(50, 6)) / 2.0
+    R, flags = M.coupling_matrix(delta)
+    assert flags == []
+    np.testing.assert_allclose(R, stats.spearmanr(delta).statistic, atol=1e-12)
+
+
+def test_average_ranks_equals_rankdata() -> None:
+    x = np.random.default_rng(14).integers(0, 5, size=(20, 3, 4)).astype(float)
+    assert M.average_ranks(x, axis=0) == approx(stats.rankdata(x, axis=0))
+    assert M.average_ranks(x, axis=1) == approx(stats.rankdata(x, axis=1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(5, 30),
+    v=st.integers(3, 10),
+    seed=st.integers(0, 2**32 - 1),
+    levels=st.integers(2, 9),
+    missing=st.sampled_from([0.0, 0.1]),
+)
+def test_bounds_property(n: int, v: int, seed: int, levels: int, missing: float) -> None:
+    rng = np.random.default_rng(seed)
+    pre = rng.integers(0, levels, size=(n, v)) / levels
+    post = rng.integers(0, levels, size=(n, v)) / levels
+    post[rng.random((n, v)) < missing] = np.nan
+    r = M.vat_metrics(
+        pre, post, [f"v{i}" for i in range(v)], "v0", 1, bootstrap_b=20, stability_b=5, min_scenes=2
+    )
+    top = math.sqrt(v - 1) + 1e-9
+    R = np.array(r["coupling"], dtype=float)
+    finite = R[np.isfinite(R)]
+    assert (np.abs(finite) <= 1 + 1e-12).all()
+    for x in r["vat"].values():
+        assert x is None or 0 <= x <= top
+    if r["nvat"] is not None:
+        assert 0 <= r["nvat"] <= top
+        assert 0 <= r["rho_rms"] <= 1 + 1e-9
+        assert 0 <= r["gini"] <= 1
