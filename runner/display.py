@@ -23,17 +23,17 @@ out = Console(highlight=False, width=_WIDTH)
 
 def note(message: str) -> None:
     """A short informational line on stderr."""
-    err.print(f"[dim]›[/dim] {message}")
+    err.print(f"[dim]›[/dim] {message}")  # notes are ours and may carry markup; user text must be escaped
 
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    err.print(f"[yellow]warning:[/yellow] {message}")
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def error(message: str) -> None:
     """A one-line error on stderr (no traceback)."""
-    err.print(f"[bold red]error:[/bold red] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
 
 def emit_json(payload: Any) -> None:

@@ -6,23 +6,20 @@ import math
 import re
 from typing import Any
 
-_LEADING = re.compile(r"^\W*([1-5])(?![0-9])")
 _STANDALONE = re.compile(r"(?<![0-9.])([1-5])(?![0-9]|\.[0-9])")
+_OUT_OF_FIVE = re.compile(r"\s*(/\s*5|out of 5|of 5)\b", re.IGNORECASE)
 SCALE = ("1", "2", "3", "4", "5")
 
 
 def parse_rating(text: str | None) -> int | None:
-    """The rating in an answer: a leading digit 1–5, else the only standalone digit 1–5; None if unclear.
+    """The rating in an answer: its only standalone digit 1–5 (a trailing "/5" or "out of 5" ignored).
 
-    "4", " 4.", "**4**", "4 - agree" → 4. "I'd say 4" → 4. "1 to 5: 3" → None (two different
-    digits: ambiguous, counted as unparseable rather than guessed). "7", "", None → None.
+    "4", " 4.", "**4**", "4 - agree", "I'd say 4", "4/5" → 4. "1 to 5: 3" → None (several different
+    digits: ambiguous, counted as unparseable rather than guessed). "7", "4.5", "", None → None.
     """
     if not text:
         return None
-    match = _LEADING.match(text)
-    if match:
-        return int(match.group(1))
-    found = set(_STANDALONE.findall(text))
+    found = set(_STANDALONE.findall(_OUT_OF_FIVE.sub("", text)))
     return int(found.pop()) if len(found) == 1 else None
 
 

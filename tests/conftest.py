@@ -1,0 +1,57 @@
+"""Shared fixtures: a copy of the shipped spec tree, a tmp store, and an in-process `vat` runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "spec"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def spec_copy(tmp_path: Path) -> Path:
+    """A writable copy of spec/ (break it freely)."""
+    dst = tmp_path / "spec"
+    shutil.copytree(SPEC, dst)
+    return dst
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> str:
+    return str(tmp_path / "results" / "vat.duckdb")
+
+
+@pytest.fixture
+def vat(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run the `vat` CLI in-process: vat("plan", "format=json") -> Result(code, out, err)."""
+    from runner.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Specs and conf are addressed relative to the project root, as a user would run `vat`."""
+    monkeypatch.chdir(ROOT)

@@ -1,0 +1,129 @@
+"""Loading, references, hashing, completeness and the version lock (stage 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.errors import SpecInvalid
+from runner.load import collect, load_index, write_lock
+from runner.specs import Scene, content_hash
+
+
+def test_shipped_spec_is_valid_and_complete(vat):
+    index = load_index("spec")
+    assert len(index.value_ids) == 10
+    assert index.value_ids[0] == "self_direction" and index.value_ids[5] == "security"
+    assert sum(len(v.micro_values) for v in index.value_system.values) == 56
+    assert len(index.scenes) >= 24
+    for scene in index.scenes.values():
+        pairs = {(a.value, a.polarity.value) for a in scene.actions}
+        assert len(pairs) == 20, scene.id
+    assert {"baseline", "fewshot_2", "fewshot_4", "fewshot_8", "system_prompt", "checkpoint"} <= set(index.strategies)
+    result = vat("validate")
+    assert result.code == 0, result.out + result.err
+    assert "scenes" in result.out
+
+
+def test_opposites_follow_the_circle():
+    index = load_index("spec")
+    by_id = {v.id: v for v in index.values}
+    for v in index.values:
+        assert by_id[v.opposite].circle_index == (v.circle_index + 5) % 10
+
+
+def _scene_file(spec: Path) -> Path:
+    return sorted((spec / "scenarios").rglob("*.yaml"))[0]
+
+
+def _problems(spec: Path) -> list[str]:
+    _, problems = collect(spec)
+    return [str(p) for p in problems]
+
+
+def test_unknown_value_is_reported_with_file_and_line(spec_copy):
+    f = _scene_file(spec_copy)
+    text = f.read_text()
+    first_value = yaml.safe_load(text)["actions"][0]["value"]
+    f.write_text(text.replace(f"value: {first_value}\n", "value: kindness\n", 1))
+    line = next(i for i, t in enumerate(f.read_text().splitlines(), 1) if "value: kindness" in t)
+    problems = _problems(spec_copy)
+    assert any(p.startswith(f"spec/scenarios/{f.parent.name}/{f.name}:{line}: actions.0.value: unknown value 'kindness'") for p in problems), problems
+
+
+def test_micro_value_must_belong_to_the_value(spec_copy):
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    doc["actions"][0]["micro_value"] = "wealth" if doc["actions"][0]["value"] != "power" else "curious"
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert any("actions.0.micro_value" in p and "belongs to" in p for p in _problems(spec_copy))
+
+
+def test_missing_polarity_is_incomplete(spec_copy):
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    dropped = doc["actions"].pop(3)
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    problems = _problems(spec_copy)
+    assert any(f"incomplete: no action for {dropped['value']}/{dropped['polarity']}" in p for p in problems), problems
+
+
+def test_extra_field_and_wrong_type(spec_copy):
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    doc["colour"] = "blue"
+    doc["version"] = "two"
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    problems = _problems(spec_copy)
+    assert any(": colour: unknown field" in p for p in problems), problems
+    assert any(": version: " in p and "integer" in p for p in problems), problems
+
+
+def test_duplicate_scene_id(spec_copy):
+    f = _scene_file(spec_copy)
+    (f.parent / "copy.yaml").write_text(f.read_text())
+    assert any("duplicate id" in p for p in _problems(spec_copy))
+
+
+def test_yaml_syntax_error_is_a_problem_not_a_crash(spec_copy):
+    f = _scene_file(spec_copy)
+    f.write_text(f.read_text() + "\n  broken: [unclosed\n")
+    problems = _problems(spec_copy)
+    assert any(p.startswith(f"spec/scenarios/{f.parent.name}/{f.name}:") and "YAML error" in p for p in problems), problems
+
+
+def test_content_hash_ignores_version_but_not_text():
+    index = load_index("spec")
+    scene = next(iter(index.scenes.values()))
+    bumped = Scene.model_validate({**scene.model_dump(mode="json"), "version": scene.version + 1})
+    changed = Scene.model_validate({**scene.model_dump(mode="json"), "text": scene.text + " Also it rains."})
+    assert content_hash(bumped) == content_hash(scene)
+    assert content_hash(changed) != content_hash(scene)
+
+
+def test_changed_content_without_version_bump_says_bump_version(spec_copy):
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    doc["text"] = doc["text"] + " It is also raining."
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    problems = _problems(spec_copy)
+    assert any("content changed but version is still" in p and "bump version" in p for p in problems), problems
+    with pytest.raises(SpecInvalid, match="bump version"):
+        load_index(spec_copy)
+    doc["version"] += 1
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert any("is new; run `vat validate --update-lock`" in p for p in _problems(spec_copy))
+    index, _ = collect(spec_copy, check_lock=False)
+    write_lock(index)
+    assert _problems(spec_copy) == []
+
+
+def test_lock_records_every_document():
+    lock = json.loads(Path("spec/spec.lock.json").read_text())
+    index = load_index("spec")
+    assert set(lock) == set(index.hashes)
+    for key, (version, digest) in index.hashes.items():
+        assert lock[key] == {"version": version, "hash": digest}
