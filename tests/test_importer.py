@@ -1,0 +1,518 @@
+"""`vat import`: external datasets (CSV, JSON lines, Parquet) → validated scene YAML, with a report."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.draft import Names, draft_near_duplicates, read_scenes, review_problems
+from runner.load import check_scene, load_index
+from runner.specs import Scene
+from runner.yamlio import read_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def _index() -> Any:
+    """The shipped spec, loaded once for the whole module (read-only)."""
+    return load_index(ROOT / "spec", check_lock=False)
+
+
+SCENE_IN = (
+    "Your cousin in Lahore is getting married in December, and the family group chat is deciding how many "
+    "functions to hold. Your father wants the full mehndi, baraat and walima, your cousin wants one small "
+    "nikah at the mosque, and the hall needs a deposit by Friday."
+)
+SCENE_DE = (
+    "Your housing cooperative in Leipzig votes next week on whether to replace the courtyard parking with "
+    "raised beds and a bicycle shed. Older members rely on their cars, the young families want the garden, "
+    "and the board asks you to draft the proposal."
+)
+
+
+def _rows() -> list[dict[str, Any]]:
+    """Rows in a foreign shape: names instead of ids, a JSON-encoded meta column, positive/negative labels."""
+
+    def row(country, topic, scene, value, micro, label, action, ref="s1"):
+        return {
+            "Country": country,
+            "Topic": topic,
+            "Scenario": scene,
+            "meta": json.dumps({"value": value, "micro": micro, "ref": ref}),
+            "label": label,
+            "Action": action,
+        }
+
+    return [
+        row(
+            "Pakistan",
+            "Family and gender roles",
+            SCENE_IN,
+            "Tradition",
+            "Respect for tradition",
+            "positive",
+            "I ask my father to keep all three functions the way our grandparents held them.",
+        ),
+        row(
+            "pakistan",
+            "family_gender",
+            SCENE_IN,
+            "tradition",
+            "respect_for_tradition",
+            "negative",
+            "I suggest we drop the mehndi this year and keep only the nikah.",
+        ),
+        row(
+            "PK",
+            "Family and gender roles",
+            SCENE_IN,
+            "Power",
+            "Social power",
+            "POSITIVE",
+            "I make sure the final guest list has to go through me.",
+        ),
+        row(
+            "Pakistan",
+            "Family and gender roles",
+            SCENE_IN,
+            "Power",
+            "Social-Power",
+            "negative",
+            "I let my cousin decide the guest list without my input.",
+        ),
+        row(
+            "Pakistan",
+            "Family and gender roles",
+            SCENE_IN,
+            "Benevolence",
+            "Kindness",
+            "positive",
+            "I offer to pay the hall deposit myself so nobody has to rush.",
+        ),
+        row(
+            "Pakistan",
+            "Family and gender roles",
+            SCENE_IN,
+            "Benevolence",
+            "Helpful",
+            "negative",
+            "I tell them I am too busy to help with any of the arrangements.",
+        ),
+        row(
+            "Pakistan",
+            "Family and gender roles",
+            SCENE_IN,
+            "Benevolence",
+            "Helpful",
+            "negative",
+            "I tell them I am too busy to help with any of the arrangements.",
+        ),  # a duplicate row
+        row(
+            "Germany",
+            "Environment",
+            SCENE_DE,
+            "Universalism",
+            "Unity with nature",
+            "positive",
+            "I draft the proposal around native plants and a hedge for the birds.",
+            ref="s2",
+        ),
+        row(
+            "Germany",
+            "Environment",
+            SCENE_DE,
+            "Security",
+            "Dragons",
+            "negative",
+            "I propose keeping the parking so older members can still reach the door.",
+            ref="s2",
+        ),
+        row(
+            "Germany",
+            "Environment",
+            SCENE_DE,
+            "Wanderlust",
+            None,
+            "positive",
+            "I suggest a wildflower meadow nobody in the cooperative has tried.",
+            ref="s2",
+        ),
+        row(
+            "Germany",
+            "Environment",
+            SCENE_DE,
+            "Security",
+            "Clean",
+            "maybe",
+            "I ask for lighting in the courtyard before anything else.",
+            ref="s2",
+        ),
+        row(
+            "Mars",
+            "Environment",
+            SCENE_DE,
+            "Security",
+            "Clean",
+            "positive",
+            "I ask for lighting in the courtyard before anything else.",
+            ref="s2",
+        ),
+        row(
+            "Germany",
+            "Environment",
+            SCENE_DE,
+            "Security",
+            "Clean",
+            "positive",
+            "Lighting should come first.",
+            ref="s2",
+        ),
+        row(
+            "Germany",
+            "Environment",
+            SCENE_DE,
+            "Power",
+            "Helpful",
+            "positive",
+            "I insist the board lets me chair every garden meeting.",
+            ref="s2",
+        ),
+    ]
+
+
+COLUMNS = [
+    "columns.country=Country",
+    "columns.topic=Topic",
+    "columns.scene=Scenario",
+    "columns.value=meta.value",
+    "columns.micro_value=meta.micro",
+    "columns.polarity=label",
+    "columns.action=Action",
+    "polarity_labels.positive=express",
+    "polarity_labels.negative=suppress",
+]
+
+
+def _import(vat, *args: str) -> tuple[Any, dict[str, Any]]:
+    result = vat("import", *args, "format=json")
+    return result, (json.loads(result.out) if result.out.strip() else {})
+
+
+def _scene(path: Path) -> Scene:
+    """A written file validates as a Scene, and its references resolve."""
+    index = _index()
+    ydoc = read_yaml(path)
+    scene = Scene.model_validate(ydoc.data)
+    problems = check_scene(scene, ydoc, index.value_ids, index.micro_to_value)
+    assert not [p for p in problems if "incomplete" not in p.message], problems
+    return scene
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_csv_with_json_column_and_labels(vat, tmp_path):
+    src = _write_csv(tmp_path / "data.csv", _rows())
+    out = tmp_path / "out"
+    result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={out}")
+    assert result.code == 0, result.err
+    assert rep["rows"] == 14 and rep["scenes_written"] == 2
+    pk = _scene(out / "pk" / "family_gender-2.yaml")  # pk-family_gender is shipped: the next free id
+    assert pk.text == SCENE_IN and pk.generated["by"] == "vat import" and pk.generated["source"] == str(src)
+    acts = {a.id: a for a in pk.actions}
+    assert set(acts) == {
+        "respect_for_tradition-express",
+        "respect_for_tradition-suppress",
+        "social_power-express",
+        "social_power-suppress",
+        "benevolence-express",  # "Kindness" is no micro-value: kept with its value only
+        "helpful-suppress",
+    }
+    assert acts["social_power-express"].polarity.value == "express"  # "POSITIVE": labels are case-insensitive
+    assert acts["social_power-suppress"].value == "power" and acts["benevolence-express"].micro_value is None
+    de = _scene(out / "de" / "environment-2.yaml")
+    assert {a.id for a in de.actions} == {"unity_with_nature-express", "security-suppress"}
+    reasons = {u["reason"]: u for u in rep["unmapped"]}
+    assert reasons["unknown micro-value (imported with its value only)"]["rows"] == 2
+    assert any(
+        "'Kindness'" in e for e in reasons["unknown micro-value (imported with its value only)"]["examples"]
+    )
+    assert reasons["unknown value"]["examples"] == ["'Wanderlust' (row 10)"]
+    assert reasons["unknown polarity label (map it in importer.polarity_labels)"]["examples"] == [
+        "'maybe' (row 11)"
+    ]
+    assert reasons["unknown country"]["examples"] == ["'Mars' (row 12)"]
+    assert reasons['action text rejected: action text must be first person ("I ...")']["rows"] == 1
+    assert reasons["micro-value belongs to another value"]["rows"] == 1
+    assert reasons["duplicate action in its scene"]["rows"] == 1
+    assert rep["rows_unmapped"] == 5 and rep["actions_written"] == 8
+    assert sorted(rep["incomplete_scenes"]) == ["de-environment-2", "pk-family_gender-2"]
+    assert rep["placeholder_scenes"] == []
+
+
+def test_jsonl_without_scene_text_gets_flagged_placeholders(vat, tmp_path):
+    src = tmp_path / "actions.jsonl"
+    rows = [
+        {
+            "country": "United States",
+            "topic": "Leisure & Sports",
+            "value": "Hedonism",
+            "pol": 1,
+            "text": "I take the afternoon off to watch the county fair parade.",
+        },
+        {
+            "country": "USA",
+            "topic": "leisure and sports",
+            "value": "Hedonism",
+            "pol": 0,
+            "text": "I skip the county fair to finish my overtime shift.",
+        },
+        {
+            "country": "Egypt",
+            "topic": "Health",
+            "value": "Self direction",
+            "pol": 1,
+            "text": "I look up the clinic's reviews myself before booking.",
+        },
+    ]
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    result, rep = _import(
+        vat,
+        f"source={src}",
+        "columns.country=country",
+        "columns.topic=topic",
+        "columns.value=value",
+        "columns.polarity=pol",
+        "columns.action=text",
+        "polarity_labels.1=express",
+        "polarity_labels.0=suppress",
+        f"out={out}",
+    )
+    assert result.code == 0, result.err
+    assert sorted(rep["placeholder_scenes"]) == ["eg-health-2", "us-leisure_sports-2"]
+    us = _scene(out / "us" / "leisure_sports-2.yaml")
+    assert us.generated["placeholder_scene"] is True and "Placeholder scene" in us.text
+    assert [(a.value, a.polarity.value) for a in us.actions] == [
+        ("hedonism", "express"),
+        ("hedonism", "suppress"),
+    ]
+    assert rep["scenes_to_review"]["us-leisure_sports-2"][0].startswith("text: placeholder scene")
+    assert (
+        (out / "us" / "leisure_sports-2.yaml").read_text().splitlines()[1].startswith("# PLACEHOLDER SCENE")
+    )
+
+
+def test_parquet_with_micro_values_only_and_dataset_scene_ids(vat, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "d.parquet"
+    table = pa.table(
+        {
+            "sid": ["Pk Wedding 01", "Pk Wedding 01", "de_garden"],
+            "c": ["pk", "pk", "de"],
+            "t": ["family_gender", "family_gender", "environment"],
+            "s": [SCENE_IN, SCENE_IN, SCENE_DE],
+            "info": [
+                {"sv": "Social recognition"},
+                {"sv": "A varied life"},
+                {"sv": "Protecting the environment"},
+            ],
+            "y": ["express", "suppress", "express"],
+            "a": [
+                "I make sure the wedding photos go up on the family page first.",
+                "I keep the wedding exactly as last year's, with the same caterer and hall.",
+                "I propose rainwater barrels for the new raised beds.",
+            ],
+        }
+    )
+    pq.write_table(table, src)
+    out = tmp_path / "out"
+    result, rep = _import(
+        vat,
+        f"source={src}",
+        "columns.scene_id=sid",
+        "columns.country=c",
+        "columns.topic=t",
+        "columns.scene=s",
+        "columns.micro_value=info.sv",
+        "columns.polarity=y",
+        "columns.action=a",
+        f"out={out}",
+    )
+    assert result.code == 0, result.err
+    pk = _scene(out / "pk" / "wedding-01.yaml")  # the dataset's id, as a slug under its country
+    assert pk.id == "pk-wedding-01"
+    assert [(a.value, a.micro_value) for a in pk.actions] == [
+        ("power", "social_recognition"),
+        ("stimulation", "varied_life"),
+    ]
+    de = _scene(out / "de" / "de_garden.yaml")
+    assert de.actions[0].micro_value == "protecting_environment" and de.actions[0].value == "universalism"
+    assert rep["unmapped"] == []
+
+
+def test_mapping_file_with_relative_source_and_command_line_override(vat, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_csv(data / "rows.csv", _rows())
+    mapping = data / "mapping.yaml"
+    lines = (
+        ["source: rows.csv", "columns:"]
+        + [
+            f"  {c.split('=')[0].removeprefix('columns.')}: {c.split('=')[1]}"
+            for c in COLUMNS
+            if c.startswith("columns.")
+        ]
+        + ["polarity_labels: {positive: express, negative: suppress}", f"out: {tmp_path / 'ignored'}"]
+    )
+    mapping.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    result, rep = _import(vat, f"mapping={mapping}", f"out={out}", "max_rows=4")
+    assert result.code == 0, result.err
+    assert rep["rows"] == 4 and rep["out"] == str(out) and not (tmp_path / "ignored").exists()
+    assert rep["source"] == str(data / "rows.csv")
+
+
+def test_the_shipped_example_imports(vat, tmp_path):
+    result, rep = _import(vat, "mapping=docs/examples/import/mapping.yaml", f"out={tmp_path}")
+    assert result.code == 0, result.err
+    assert rep["scenes_written"] == 3 and rep["placeholder_scenes"] == ["us-leisure_sports-2"]
+    for _, path in [(s, p) for s, p in read_scenes(tmp_path)]:
+        _scene(path)
+    assert {u["reason"] for u in rep["unmapped"]} == {
+        "unknown micro-value (imported with its value only)",
+        "unknown polarity label (map it in importer.polarity_labels)",
+        "unknown country",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["columns.country=Contry"], 2, "did you mean 'Country'"),
+        (["columns.colour=Country"], 2, "not a field"),
+        (["columns.action="], 2, "importer.columns has no action"),
+        (["polarity_labels.positive=up"], 2, "express or suppress"),
+        (["value_names.Kindness=niceness"], 2, "neither a value nor a micro-value"),
+    ],
+)
+def test_mapping_mistakes_are_usage_errors(vat, tmp_path, args, code, message):
+    src = _write_csv(tmp_path / "data.csv", _rows())
+    result, _ = _import(vat, f"source={src}", *COLUMNS, *args, f"out={tmp_path / 'out'}")
+    assert result.code == code, result.err
+    assert message in result.err and "Traceback" not in result.err
+
+
+def test_value_name_aliases_from_the_config(vat, tmp_path):
+    src = _write_csv(tmp_path / "data.csv", _rows())
+    result, rep = _import(
+        vat, f"source={src}", *COLUMNS, "value_names.Kindness=helpful", f"out={tmp_path / 'o'}"
+    )
+    assert result.code == 0, result.err
+    pk = _scene(tmp_path / "o" / "pk" / "family_gender-2.yaml")
+    assert "helpful-express" in {a.id for a in pk.actions}
+
+
+def test_source_errors(vat, tmp_path):
+    result, _ = _import(vat, "source=someone/some-dataset", *COLUMNS, f"out={tmp_path}")
+    assert result.code == 2 and "HF_HUB_OFFLINE=0" in result.err
+    (tmp_path / "x.xlsx").write_text("nope")
+    result, _ = _import(vat, f"source={tmp_path / 'x.xlsx'}", *COLUMNS, f"out={tmp_path}")
+    assert result.code == 2 and ".parquet" in result.err
+    result, _ = _import(vat, *COLUMNS, f"out={tmp_path}")
+    assert result.code == 2 and "source=" in result.err
+    (tmp_path / "bad.json").write_text("{not json")
+    result, _ = _import(vat, f"source={tmp_path / 'bad.json'}", *COLUMNS, f"out={tmp_path}")
+    assert result.code == 1 and "bad.json" in result.err
+    result, _ = _import(vat, f"mapping={tmp_path / 'missing.yaml'}")
+    assert result.code == 2 and "missing.yaml" in result.err
+
+
+def test_every_dropped_row_is_accounted_for(vat, tmp_path):
+    rows = _rows()
+    rows[0] = rows[0] | {"meta": ""}  # an empty JSON cell: no value, no micro-value
+    rows[1] = rows[1] | {"meta": "{broken"}
+    rows[2] = rows[2] | {"Action": ""}
+    src = _write_csv(tmp_path / "data.csv", rows)
+    result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={tmp_path / 'out'}")
+    assert result.code == 0, result.err
+    reasons = {u["reason"]: u["examples"] for u in rep["unmapped"]}
+    assert reasons["empty value and micro_value"] == ["row 1"]
+    assert reasons["column 'meta' is not valid JSON"] == ["row 2"]
+    assert reasons["empty action"] == ["row 3"]
+    # Rows dropped while mapping are exactly those counted under a reason that drops them.
+    kept = "unknown micro-value (imported with its value only)"
+    assert rep["rows_unmapped"] == sum(
+        u["rows"] for u in rep["unmapped"] if u["reason"] not in (kept, "duplicate action in its scene")
+    )
+
+
+def test_nothing_importable_exits_1(vat, tmp_path):
+    src = _write_csv(tmp_path / "data.csv", [r | {"Country": "Mars"} for r in _rows()])
+    result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={tmp_path / 'out'}")
+    assert result.code == 1 and rep["scenes_written"] == 0 and rep["unmapped"][0]["rows"] == 14
+
+
+# ---------------------------------------------------------------- names and review helpers
+
+
+def test_names_resolve_case_insensitively():
+    index = _index()
+    names = Names.build(index.value_system)
+    assert names.country("United States") == names.country("usa") == names.country("US") == "us"
+    assert names.country("United Kingdom") == names.country("Great Britain") == "gb"
+    assert names.topic("Leisure & Sports") == names.topic("LEISURE_SPORTS") == "leisure_sports"
+    assert names.topic("Family and gender roles") == "family_gender"
+    assert names.value("Self-direction") == names.value("self direction") == "self_direction"
+    for text in ("Social power", "social_power", "SOCIAL-POWER"):
+        assert names.micro_value(text) == "social_power"
+    assert names.micro_value("A varied life") == names.micro_value("varied life") == "varied_life"
+    assert names.micro_value("Honoring of parents and elders") == "honoring_parents_elders"
+    assert names.micro_value("Preserving my public image") == "preserving_public_image"
+    assert names.micro_value("Dragons") is None and names.country("Atlantis") is None
+
+
+def test_near_duplicates_of_drafts_match_the_quality_check(tmp_path):
+    from runner.quality import near_duplicates
+
+    index = _index()
+    shipped = index.scenes["us-health"]
+    copy = shipped.model_copy(update={"id": "us-health-9"})
+    found = draft_near_duplicates([copy], [s for s in index.scenes.values()])
+    # Every action of the copy duplicates its original (similarity 1.0).
+    assert {(a, o, oa) for _, a, o, oa, _ in found if o == "us-health"} == {
+        (a.id, "us-health", a.id) for a in shipped.actions
+    }
+    # Same pairs as the whole-set check of runner.quality, restricted to the draft.
+    from runner.load import SpecIndex
+
+    whole = SpecIndex(index.root, index.value_system, {**index.scenes, copy.id: copy}, {}, {}, {})
+    expected = {
+        (a2, s1, a1) if s2 == copy.id else (a1, s2, a2)
+        for s1, a1, s2, a2, _ in near_duplicates(whole)
+        if copy.id in (s1, s2)
+    }
+    assert {(a, o, oa) for _, a, o, oa, _ in found} == expected
+    notes = review_problems({copy.id: (copy, tmp_path / "x.yaml")}, index)[copy.id]
+    assert sum("near-duplicate of us-health/" in n for n in notes) == len(shipped.actions)
+
+
+def test_a_misspelled_key_in_a_mapping_file_names_the_file(vat, tmp_path):
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("source: x.csv\ncolums:\n  country: c\n")
+    result, _ = _import(vat, f"mapping={mapping}")
+    assert result.code == 2 and "m.yaml" in result.err and "colums" in result.err
