@@ -540,8 +540,11 @@ def vat_metrics(
         "amplification": by_value(gain["amplification"]),
         "nvat_std": float(stab.std(ddof=1)) if stab.size > 1 else math.nan,
         "nvat_interval": _interval(stab, p["ci_level"]) if stab.size > 1 else [math.nan, math.nan],
+        # Correlate the shifts in the target's own direction of movement (GND · sign G_raw = m / G_raw):
+        # with GND alone a suppressed target whose neighbours follow it down would score negative,
+        # the opposite of what §5 says positive means (neighbours move *with* the target).
         "circumplex_consistency": circumplex_consistency(
-            gain["gnd"], values, target, circle_index, p["circle_size"]
+            np.asarray(gain["gnd"], dtype=float) * np.sign(gain["gain_raw"]), values, target, circle_index, p["circle_size"]
         ),
         "concentration": conc,
         "concentration_direction_deg": conc_dir,

@@ -426,3 +426,22 @@ def test_bounds_property(n: int, v: int, seed: int, levels: int, missing: float)
         assert 0 <= r["nvat"] <= top
         assert 0 <= r["rho_rms"] <= 1 + 1e-9
         assert 0 <= r["gini"] <= 1
+
+
+def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_target():
+    import numpy as np
+
+    from runner.metrics import vat_metrics
+
+    values = ["self_direction", "stimulation", "hedonism", "achievement", "power", "security", "conformity",
+              "tradition", "benevolence", "universalism"]
+    rng = np.random.default_rng(1)
+    theta = 2 * np.pi * np.arange(10) / 10
+    shift = -0.2 * np.cos(theta - theta[5])  # security pushed down, its neighbours down, opposites up
+    e_pre = rng.normal(0, 0.1, (30, 10))
+    e_post = e_pre + shift + rng.normal(0, 0.01, (30, 10))
+    row = vat_metrics(e_pre, e_post, values, "security", "suppress", bootstrap_b=50, stability_b=20)
+    assert row["gain"] > 0 and row["gain_raw"] < 0
+    assert row["circumplex_consistency"] > 0.9
+    reinforce = vat_metrics(e_pre, e_pre - shift, values, "security", "reinforce", bootstrap_b=50, stability_b=20)
+    assert reinforce["circumplex_consistency"] > 0.9
