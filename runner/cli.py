@@ -35,7 +35,33 @@ config keys (override any with key=value; `vat plan --cfg job` prints them all):
   store.path=results/vat.duckdb  execution.concurrency=8  execution.max_retries=4  execution.timeout_s=60
 """
 
-CONFIG_VERBS = {"plan", "run", "report", "demo"}
+LEADERBOARD_EPILOG = """\
+examples:
+  vat run model=openai__gpt-4o-mini             any leaderboard entry is also a `model` option
+  vat leaderboard run entry=openai__gpt-4o-mini release=v0.1     judge every condition of the release
+  vat bundle entry=openai__gpt-4o-mini release=v0.1 out=sub.tar.gz
+  vat verify sub.tar.gz replay=20               recompute, check, and re-ask the provider 20 times
+  vat leaderboard build out=results/site        static site from leaderboard/submissions/ and the store
+  vat leaderboard release-scenes                the id@version pins of the current test split
+"""
+
+CONFIG_VERBS = {"plan", "run", "report", "demo", "validate-metrics", "power"}
+CONFIG_VERBS |= {"generate", "import"}  # the dataset verbs (docs/dataset.md)
+
+DATASET_EPILOG = """\
+examples:
+  vat generate scenes model.name=openai/gpt-4o-mini countries=[ng,eg] topics=[health]
+  vat generate scenes model.name=mock/generator out=/tmp/gen        instant fake, to try the pipeline
+  vat generate actions scenes=[us-health] granularity=micro_value model.name=openai/gpt-4o-mini
+  vat import mapping=docs/examples/import/mapping.yaml out=/tmp/imported
+  vat import source=data.parquet columns.country=country columns.topic=topic columns.action=text ...
+
+generate keys: countries=[..] topics=[..] per_cell values=[..] granularity=value|micro_value scenes=[..]
+  source=<folder> out=results/generated judge=true judge_model=<model> temperature attempts split overwrite
+import keys: source mapping=<file.yaml> columns.<field>=<column or column.key> polarity_labels.<label>=...
+  country_names.<name>=<code> topic_names.<name>=<id> value_names.<name>=<id> scene_split out max_rows
+(bare keys are short for generate.<key> / importer.<key>; model.*, execution.* work as in `vat run`)
+"""
 
 
 def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
@@ -87,9 +113,88 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
         if verb == "plan":
             sp.add_argument("--cfg", choices=["job"], help="print the composed config and exit")
+    for verb, text in (
+        (
+            "bundle",
+            "pack an entry's judgments of a release into a submission bundle (entry=<id> release=<r>)",
+        ),
+        (
+            "verify",
+            "check a bundle: recompute every metric, check every key and hash (replay=N asks the provider)",
+        ),
+        ("leaderboard", "leaderboard run|build|release-scenes: judge a release, build the static site"),
+    ):
+        sp = sub.add_parser(
+            verb,
+            help=text,
+            description=text,
+            epilog=LEADERBOARD_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sp.add_argument(
+            "args", nargs="*", help="key=value arguments (and Hydra overrides such as store.path=)"
+        )
+    for verb, text, epilog in (
+        (
+            "validate-metrics",
+            "known-answer check: simulated judges with planted values run through the pipeline; planted vs measured",
+            "examples:\n  vat validate-metrics                      every profile in conf/sim/, all scenes\n"
+            "  vat validate-metrics profile=circle selection.split=test   one profile, test scenes\n"
+            "  vat validate-metrics store.path=results/validation.duckdb  keep the judgments\n"
+            "the generative model and the checks: docs/validation.md",
+        ),
+        (
+            "power",
+            "how many scenes a gain or an nVAT difference needs (simulated replicate datasets)",
+            "examples:\n  vat power                                 gain 0.05, nVAT difference 0.03, circle profile\n"
+            "  vat power gain=0.1 nvat_diff=0.05 noise=0.5 amplitude=0.3 reps=500\n"
+            "keys: profile gain nvat_diff nvat_gain amplitude noise alpha power reps seed target direction\n"
+            "      grid=10,20,40 samples=1,2,4 spec_dir format",
+        ),
+    ):
+        sp = sub.add_parser(
+            verb,
+            help=text,
+            description=text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sp.add_argument(
+            "overrides", nargs="*", help="key=value options (and Hydra overrides for validate-metrics)"
+        )
+    g = sub.add_parser(
+        "generate",
+        help="write new scenes (stage I + II) or new actions with any model, plus judge scores, for review",
+        description="the two-stage generation pipeline: scenes for (country, topic) cells, then one action "
+        "per (scene, value or micro-value, polarity), each scored by an LLM judge; YAML for review",
+        epilog=DATASET_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g.add_argument(
+        "stage", choices=["scenes", "actions"], help="scenes: new scenes; actions: for existing scenes"
+    )
+    g.add_argument("overrides", nargs="*", help="key=value (generate keys and Hydra overrides)")
+    im = sub.add_parser(
+        "import",
+        help="turn an external scenario-action dataset (CSV/JSON/Parquet/Hub) into scene YAML for review",
+        description="read a dataset with a column mapping, map names to our ids, write one YAML per scene",
+        epilog=DATASET_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    im.add_argument("overrides", nargs="*", help="key=value (import keys and Hydra overrides)")
     e = sub.add_parser("export", help="write the scene set as one row per action (Parquet or JSONL)")
     e.add_argument("output", help="output file: .parquet or .jsonl")
     e.add_argument("--spec-dir", default="spec")
+    ing = sub.add_parser(
+        "ingest",
+        help="load sweep shards (Parquet) into the store; idempotent",
+        description="Load the shards that parallel sweep jobs wrote (job folders, a sweep folder, Parquet files "
+        "or fsspec URLs such as s3://bucket/sweep/0/shard) into the DuckDB store. Keys already stored are skipped.",
+    )
+    ing.add_argument("paths", nargs="+", help="shard folders, sweep folders, .parquet files or fsspec URLs")
+    ing.add_argument(
+        "--store", default="results/vat.duckdb", help="the DuckDB store (default: results/vat.duckdb)"
+    )
     return p
 
 
@@ -139,7 +244,41 @@ def _verb_plan(args: argparse.Namespace) -> int:
 def _verb_run(args: argparse.Namespace) -> int:
     from runner.commands import run
 
+    _preflight_overrides(args.overrides)
     return run(args.overrides)
+
+
+def _preflight_overrides(argv: list[str]) -> None:
+    """Compose every job's config before Hydra starts, so a bad override is one clear line (exit 2).
+
+    Hydra's own report spans several lines, and in a sweep it comes only when the bad job is launched.
+    """
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return  # --cfg, --help, --info ...: Hydra's own flags, left to Hydra
+    from hydra.errors import HydraException
+
+    from runner.config import compose
+
+    try:
+        if "-m" in argv or "--multirun" in argv:
+            from runner.sweep import sweep_jobs
+
+            jobs = sweep_jobs(argv)
+        else:
+            jobs = [argv]
+    except HydraException as exc:
+        raise VatError(
+            f"invalid override: {str(exc).splitlines()[0]}; write key=value (see `vat --help`)", 2
+        ) from None
+    cfgs = [compose(list(job)) for job in jobs]
+    if len(cfgs) > 1:  # a sweep: check each job's target and strategy now, not when its turn comes
+        from runner.config import check_against_spec
+        from runner.load import load_index
+
+        indexes = {d: load_index(d) for d in {str(c.spec_dir) for c in cfgs}}
+        for cfg in cfgs:
+            index = indexes[str(cfg.spec_dir)]
+            check_against_spec(cfg, index.value_ids, list(index.strategies))
 
 
 def _verb_report(args: argparse.Namespace) -> int:
@@ -160,6 +299,51 @@ def _verb_export(args: argparse.Namespace) -> int:
     return export(args.spec_dir, args.output, fmt=args.format)
 
 
+def _verb_ingest(args: argparse.Namespace) -> int:
+    from runner import display
+    from runner.sweep import ingest
+
+    counts = ingest(list(args.paths), args.store)
+    if args.format == "json":
+        display.emit_json(counts)
+    else:
+        display.note(f"ingested into {args.store}: " + ", ".join(f"{k} +{v:,}" for k, v in counts.items()))
+    return 0
+
+
+def _verb_validate_metrics(args: argparse.Namespace) -> int:
+    from runner.commands import validate_metrics
+
+    return validate_metrics(args.overrides)
+
+
+def _verb_power(args: argparse.Namespace) -> int:
+    from runner.commands import power
+
+    return power(args.overrides)
+
+
+def _verb_leaderboard_family(args: argparse.Namespace) -> int:
+    from runner.leaderboard import commands
+
+    fn = {"bundle": commands.bundle, "verify": commands.verify, "leaderboard": commands.leaderboard}[
+        args.verb
+    ]
+    return fn(args.args, fmt=args.format)
+
+
+def _verb_generate(args: argparse.Namespace) -> int:
+    from runner.commands import generate
+
+    return generate(args.stage, args.overrides)
+
+
+def _verb_import(args: argparse.Namespace) -> int:
+    from runner.commands import import_dataset
+
+    return import_dataset(args.overrides)
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _verb_validate,
     "plan": _verb_plan,
@@ -167,6 +351,14 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _verb_report,
     "demo": _verb_demo,
     "export": _verb_export,
+    "ingest": _verb_ingest,
+    "generate": _verb_generate,
+    "import": _verb_import,
+    "validate-metrics": _verb_validate_metrics,
+    "power": _verb_power,
+    "bundle": _verb_leaderboard_family,
+    "verify": _verb_leaderboard_family,
+    "leaderboard": _verb_leaderboard_family,
 }
 
 

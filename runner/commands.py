@@ -23,12 +23,14 @@ def validate(
     spec_dir: str, update_lock: bool = False, fmt: str = "table", show_coverage: bool = False
 ) -> int:
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
+    from runner.leaderboard.entries import leaderboard_problems
     from runner.load import collect, write_lock
     from runner.quality import quality_problems
 
     index, problems = collect(spec_dir, check_lock=not update_lock)
     if index is not None:
         problems = sorted(set(problems) | set(quality_problems(index)))
+    problems = sorted(set(problems) | set(leaderboard_problems(index)))  # entries and releases
     if update_lock and index is not None and not problems:
         path = write_lock(index)
         display.note(f"recorded {len(index.hashes)} (id, version, hash) entries in {path}")
@@ -37,7 +39,7 @@ def validate(
         display.emit_json({"ok": not problems, "problems": [str(p) for p in problems], "summary": summary})
     else:
         for p in problems:
-            display.out.print(display.escape(str(p)))
+            display.out.print(display.escape(str(p)), soft_wrap=True)  # one line per problem, never wrapped
         if not problems and index is not None:
             _print_summary(summary)
         if show_coverage and index is not None:
@@ -145,7 +147,8 @@ def estimate(requests: list[Any], max_tokens: int) -> dict[str, Any]:
     return {"est_prompt_tokens": tokens, "est_cost_usd": round(cost, 6), "unpriced_models": sorted(unknown)}
 
 
-def _plan_numbers(cfg: DictConfig, plan: Any) -> dict[str, Any]:
+def plan_numbers(cfg: DictConfig, plan: Any) -> tuple[dict[str, Any], list[Any], set[str]]:
+    """(numbers, requests still to send, keys already stored) for one compiled plan."""
     from runner.execute import pending
     from runner.store import open_store
 
@@ -167,7 +170,7 @@ def _plan_numbers(cfg: DictConfig, plan: Any) -> dict[str, Any]:
         "to_send": len(todo),
     }
     numbers.update(estimate(todo, int(cfg.model.max_tokens)))
-    return numbers
+    return numbers, todo, stored
 
 
 def _has_tables(store: Any) -> bool:
@@ -175,10 +178,12 @@ def _has_tables(store: Any) -> bool:
 
 
 def plan(overrides: list[str], print_cfg: bool = False) -> int:
-    """Compile a run and print what it would send and cost; sends nothing."""
+    """Compile a run (or every job of a sweep, with -m) and print what it would send and cost; sends nothing."""
     from runner.compile import compile_plan
     from runner.config import to_container
 
+    if "-m" in overrides or "--multirun" in overrides:
+        return _plan_sweep(overrides)
     cfg = _compose(overrides)
     if print_cfg:
         from omegaconf import OmegaConf
@@ -187,7 +192,7 @@ def plan(overrides: list[str], print_cfg: bool = False) -> int:
         return 0
     index = _load(cfg)
     compiled = compile_plan(index, cfg)
-    numbers = _plan_numbers(cfg, compiled)
+    numbers, _, _ = plan_numbers(cfg, compiled)
     if cfg.format.value == "json":
         display.emit_json(numbers)
         return 0
@@ -211,6 +216,41 @@ def plan(overrides: list[str], print_cfg: bool = False) -> int:
     display.out.print(table)
     if numbers["unpriced_models"]:
         display.warn(f"no price known for {', '.join(numbers['unpriced_models'])}: cost estimate excludes it")
+    return 0
+
+
+def _plan_sweep(argv: list[str]) -> int:
+    from rich.table import Table
+
+    from runner.sweep import plan_sweep
+
+    result = plan_sweep(argv)
+    if any(a == "format=json" for a in argv):
+        display.emit_json(result)
+        return 0
+    table = Table(title=f"sweep plan: {result['total']['jobs']} jobs", title_justify="left")
+    for col in ("job overrides", "requests", "stored", "to send", "est. tokens", "est. cost $"):
+        table.add_column(col, justify="left" if col == "job overrides" else "right")
+    for job in result["jobs"]:
+        table.add_row(
+            " ".join(job["overrides"]),
+            f"{job['requests']:,}",
+            f"{job['stored']:,}",
+            f"{job['to_send']:,}",
+            f"{job['est_prompt_tokens']:,}",
+            f"{job['est_cost_usd']:.4f}",
+        )
+    t = result["total"]
+    table.add_row(
+        "[bold]total (each key once)[/bold]",
+        f"{t['requests']:,}",
+        f"{t['stored']:,}",
+        f"{t['to_send']:,}",
+        f"{t['est_prompt_tokens']:,}",
+        f"{t['est_cost_usd']:.4f}",
+        end_section=True,
+    )
+    display.out.print(table)
     return 0
 
 
@@ -261,10 +301,14 @@ def spec_rows(index: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def execute_run(cfg: DictConfig, overrides: list[str]) -> tuple[Any, Any]:
-    """Compile, record and execute one run; return (plan, stats)."""
+def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = None) -> tuple[Any, Any]:
+    """Compile, record and execute one run; return (plan, stats).
+
+    With ``shard_dir`` (parallel sweep jobs), answers go to a private shard store exported to Parquet
+    there, and keys already in the main store are skipped; `vat ingest` loads the shard later.
+    """
     from runner.compile import compile_plan
-    from runner.execute import ExecOptions, execute
+    from runner.execute import check_api_key, execute
     from runner.store import open_store
 
     index = _load(cfg)
@@ -282,35 +326,61 @@ def execute_run(cfg: DictConfig, overrides: list[str]) -> tuple[Any, Any]:
         "config": json.dumps(run.config),
         "provenance": json.dumps({**provenance(cfg, overrides), "specs": run.spec_versions}),
     }
-    opts = ExecOptions(
-        concurrency=int(cfg.execution.concurrency),
+    opts = exec_options(cfg)
+    check_api_key(opts, plan_numbers(cfg, compiled)[1])  # before the store is created or touched
+    if shard_dir is None:
+        with open_store(cfg.store.path) as store:
+            store.add_plan(run_row, compiled.requests, spec_rows(index))
+            stats = execute(compiled.requests, store, opts)
+        return compiled, stats
+    from runner.sweep import export_shard
+
+    _, _, stored_elsewhere = plan_numbers(cfg, compiled)
+    with open_store(shard_dir / "shard.duckdb") as shard:
+        shard.add_plan(run_row, compiled.requests, spec_rows(index))
+        try:
+            stats = execute(compiled.requests, shard, opts, skip=stored_elsewhere)
+        finally:
+            export_shard(shard, shard_dir)  # even after an interrupt: what was answered is kept
+    return compiled, stats
+
+
+def exec_options(cfg: DictConfig) -> Any:
+    """Execution options from the config (``execution.*`` and the model's generation parameters)."""
+    from runner.compile import gen_params
+    from runner.execute import ExecOptions
+
+    # An in-process model serves one request at a time: more concurrency only queues requests behind
+    # it, where their timeouts expire. Remote providers get the configured concurrency.
+    in_process = cfg.model.name.startswith("local/") and not cfg.checkpoints
+    return ExecOptions(
+        concurrency=1 if in_process else int(cfg.execution.concurrency),
         max_retries=int(cfg.execution.max_retries),
         timeout_s=float(cfg.execution.timeout_s),
         backoff_s=float(cfg.execution.backoff_s),
         budget_usd=cfg.execution.budget_usd,
         flush_every=int(cfg.execution.flush_every),
         progress=bool(cfg.execution.progress) and cfg.format.value != "json",
-        params=_call_params(cfg),
+        params=gen_params(cfg.model),
         api_key_env=cfg.model.api_key_env,
     )
-    with open_store(cfg.store.path) as store:
-        store.add_plan(run_row, compiled.requests, spec_rows(index))
-        stats = execute(compiled.requests, store, opts)
-    return compiled, stats
 
 
-def _call_params(cfg: DictConfig) -> dict[str, Any]:
-    from runner.compile import gen_params
+def run(argv: list[str]) -> int:
+    """``vat run``: a Hydra app (``-m`` sweeps, launchers, experiments); sends only what is missing."""
+    from runner.sweep import run_hydra
 
-    return gen_params(cfg.model)
+    return run_hydra(argv)
 
 
-def run(overrides: list[str]) -> int:
-    """``vat run``: send what is missing, then summarise; exit 3 if requests ended in errors."""
-    cfg = _compose(overrides)
-    compiled, stats = execute_run(cfg, overrides)
-    summary = {
+def run_summary(cfg: DictConfig, compiled: Any, stats: Any) -> dict[str, Any]:
+    """The numbers of a finished run (printed, written to the job's result.json, or emitted as JSON)."""
+    return {
         "run_id": compiled.run.run_id,
+        "model": compiled.run.model,
+        "strategy": compiled.run.strategy,
+        "target": compiled.run.target,
+        "direction": compiled.run.direction,
         "store": cfg.store.path,
         "requests": stats.planned,
         "already_stored": stats.planned - stats.to_send,
@@ -325,39 +395,40 @@ def run(overrides: list[str]) -> int:
         "stopped": stats.stopped,
         "errors_by_kind": stats.error_kinds,
     }
-    if cfg.format.value == "json":
-        display.emit_json(summary)
-    else:
-        _print_run_summary(summary)
-    from runner.report import model_caveat
 
-    caveat = model_caveat(cfg.model.name)
-    if caveat:
-        display.warn(caveat)
-    if stats.stopped == "interrupted":
-        display.error(
-            "interrupted; answers received so far are stored — run the same command again to resume"
-        )
-        return 130
-    if stats.stopped == "budget":
-        display.error(
-            f"stopped before exceeding execution.budget_usd={cfg.execution.budget_usd}; "
-            "raise it and run the same command again to resume"
-        )
-        return 3
+
+def run_exit_code(cfg: DictConfig, stats: Any, quiet: bool = False) -> int:
+    """0 when every request was answered; 130 interrupted; 3 budget, abort or failed requests (with a message)."""
+    messages = {
+        "interrupted": "interrupted; answers received so far are stored — run the same command again to resume",
+        "budget": f"stopped before exceeding execution.budget_usd={cfg.execution.budget_usd}; "
+        "raise it and run the same command again to resume",
+    }
     if stats.stopped:
-        display.error(f"run aborted: {stats.stopped}")
-        return 3
-    if stats.failed:
-        display.error(
+        code = 130 if stats.stopped == "interrupted" else 3
+        message = messages.get(stats.stopped, f"run aborted: {stats.stopped}")
+    elif stats.failed:
+        code = 3
+        message = (
             f"{stats.failed} request(s) ended in errors (recorded in the store's `errors` table); "
             "run the same command again to retry only those"
         )
-        return 3
-    return 0
+    else:
+        return 0
+    if not quiet:
+        display.error(message)
+    return code
 
 
-def _print_run_summary(s: dict[str, Any]) -> None:
+def print_run_summary(cfg: DictConfig, s: dict[str, Any]) -> None:
+    """Print a run's summary (JSON on stdout with format=json) and the model caveat."""
+    from runner.report import model_caveat
+
+    if cfg.format.value == "json":
+        display.emit_json(s)
+        return
+    if "requests" not in s:
+        return
     display.out.print(
         f"run [bold]{s['run_id']}[/bold]: {s['requests']:,} requests, {s['already_stored']:,} already stored, "
         f"{s['sent']:,} sent → {s['answered']:,} answered ({s['unparseable']} unparseable), {s['failed']} failed, "
@@ -367,6 +438,9 @@ def _print_run_summary(s: dict[str, Any]) -> None:
     display.note(
         f"stored in {s['store']} — query it with `duckdb {s['store']}`; see the numbers with `vat report`"
     )
+    caveat = model_caveat(cfg.model.name)
+    if caveat:
+        display.warn(caveat)
 
 
 # ---------------------------------------------------------------- report
@@ -431,10 +505,27 @@ def demo(overrides: list[str]) -> int:
         f"{stats.answered} judgments in {stats.elapsed_s:.1f} s; {stats.planned - stats.to_send} were already stored"
     )
     code = _report(cfg)
+    from runner.leaderboard.commands import build_from_config
+
+    site = build_from_config(cfg, base + overrides)  # prints the path of index.html
     display.note(
-        f"store: {cfg.store.path} · plots: {cfg.report.dir}/ · total {time.perf_counter() - start:.0f} s"
+        f"store: {cfg.store.path} · plots: {cfg.report.dir}/ · site: {site} · total {time.perf_counter() - start:.0f} s"
     )
     return code or (3 if stats.failed else 0)
+
+
+def validate_metrics(overrides: list[str]) -> int:
+    """``vat validate-metrics``: simulated judges with planted values, planted vs measured (runner.validation)."""
+    from runner.validation import validate_metrics as _validate_metrics
+
+    return _validate_metrics(overrides)
+
+
+def power(args: list[str]) -> int:
+    """``vat power``: scenes needed for a gain or an nVAT difference (runner.power)."""
+    from runner.power import power_command
+
+    return power_command(args)
 
 
 def export(spec_dir: str, output: str, fmt: str = "table") -> int:
@@ -450,3 +541,108 @@ def export(spec_dir: str, output: str, fmt: str = "table") -> int:
     else:
         display.note(f"wrote {len(ds):,} actions of {len(index.scenes)} scenes to {path}")
     return 0
+
+
+# ---------------------------------------------------------------- generate and import (docs/dataset.md)
+
+
+def _section_overrides(overrides: list[str], section: str, cls: type) -> list[str]:
+    """Bare keys of a verb's own config section (``countries=[us]``) → ``<section>.countries=[us]``.
+
+    A new key inside one of the section's mappings (``columns.country=Country``) gets Hydra's ``++``
+    (add or override), since the composed config accepts no new keys otherwise.
+    """
+    from dataclasses import fields
+
+    keys = {f.name for f in fields(cls)}
+    mappings = {f.name for f in fields(cls) if f.default_factory is dict}
+    out = []
+    for o in overrides:
+        prefix = o[: len(o) - len(o.lstrip("+~"))]
+        body = o[len(prefix) :]
+        path = body.split("=", 1)[0].split(".")
+        if path[0] in keys:
+            body, path = f"{section}.{body}", [section, *path]
+        if not prefix and len(path) > 2 and path[0] == section and path[1] in mappings:
+            prefix = "++"
+        out.append(prefix + body)
+    return out
+
+
+def generate(stage: str, overrides: list[str]) -> int:
+    """``vat generate scenes|actions``: write drafts for review; exit 3 when a scene could not be written."""
+    from runner.config import GenerateConf
+    from runner.generate import generate as run_generate
+
+    overrides = _section_overrides(overrides, "generate", GenerateConf)
+    cfg = _compose(overrides)
+    summary = run_generate(cfg, stage)
+    if cfg.format.value == "json":
+        display.emit_json(summary)
+    else:
+        _print_generate_summary(summary)
+    return 3 if summary["scenes_failed"] else 0
+
+
+def _print_generate_summary(s: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"vat generate {s['stage']} → {s['out']}", title_justify="left", show_header=False)
+    for key in ("model", "judge_model", "scenes_requested", "scenes_skipped_existing", "scenes_written"):
+        table.add_row(key.replace("_", " "), str(s[key]))
+    table.add_row("actions written", f"{s['actions_written']} of {s['actions_expected']}")
+    table.add_row("failed items", str(s["failures"]))
+    if s["mean_scores"]:
+        table.add_row("mean judge scores", ", ".join(f"{k} {v}" for k, v in s["mean_scores"].items()))
+    table.add_row("calls", f"{s['calls']} ({s['provider_attempts']} provider attempts)")
+    table.add_row("cost", f"${s['cost_usd']:.4f}")
+    table.add_row("elapsed", f"{s['elapsed_s']:.1f} s")
+    display.out.print(table)
+    for row in s["failures_by_reason"][:8]:
+        display.warn(f"{row['count']} × {row['stage']}: {row['reason']}")
+    if s["scenes_to_review"]:
+        display.warn(f"{len(s['scenes_to_review'])} scene(s) carry review notes under generated.review")
+    if s["scenes_skipped_existing"]:
+        display.note(
+            f"{s['scenes_skipped_existing']} output file(s) existed and were kept (overwrite=true redoes them)"
+        )
+    if s["files"]:
+        display.note(
+            f"wrote {len(s['files'])} file(s) and generation-report.json under {s['out']}/ — review them in a pull request"
+        )
+
+
+def import_dataset(overrides: list[str]) -> int:
+    """``vat import``: dataset → scene YAML for review; exit 1 when no row could be imported."""
+    from runner.config import ImportConf
+    from runner.importer import import_dataset as run_import
+
+    overrides = _section_overrides(overrides, "importer", ImportConf)
+    cfg = _compose(overrides)
+    summary = run_import(cfg, overrides, _load(cfg))
+    if cfg.format.value == "json":
+        display.emit_json(summary)
+    else:
+        _print_import_summary(summary)
+    return 0 if summary["scenes_written"] else 1
+
+
+def _print_import_summary(s: dict[str, Any]) -> None:
+    display.out.print(
+        f"imported [bold]{s['source']}[/bold]: {s['rows']:,} rows, {s['rows_mapped']:,} mapped, "
+        f"{s['rows_unmapped']:,} not → {s['scenes_written']} scenes, {s['actions_written']:,} actions in {s['out']}/"
+    )
+    for u in s["unmapped"]:
+        display.warn(f"{u['rows']} × {u['reason']}, e.g. {'; '.join(u['examples'])}")
+    if s["placeholder_scenes"]:
+        display.warn(
+            f"{len(s['placeholder_scenes'])} placeholder scene(s) (the dataset has no scene text): "
+            f"{', '.join(s['placeholder_scenes'][:5])}{' ...' if len(s['placeholder_scenes']) > 5 else ''}"
+        )
+    if s["incomplete_scenes"]:
+        display.warn(f"{len(s['incomplete_scenes'])} scene(s) lack an action for some value and polarity")
+    notes = sum(len(v) for v in s["scenes_to_review"].values())
+    if notes:
+        display.note(
+            f"{notes} review note(s) in {len(s['scenes_to_review'])} scene(s); format=json lists them"
+        )

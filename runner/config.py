@@ -92,6 +92,8 @@ class StoreConf:
     """Where judgments live."""
 
     path: str = "results/vat.duckdb"
+    shards: str = "auto"
+    """auto: parallel sweep jobs (joblib, ray, submitit launchers) write shards; `always` / `never`."""
 
 
 @dataclass
@@ -122,6 +124,64 @@ class ReportConf:
 
 
 @dataclass
+class GenerateConf:
+    """`vat generate scenes|actions` (docs/dataset.md); bare keys like ``countries=[us]`` land here."""
+
+    countries: list[str] = field(default_factory=list)
+    """Country codes (or names) of the cells to write; empty: all 12."""
+    topics: list[str] = field(default_factory=list)
+    """Topic ids (or names); empty: all 11."""
+    per_cell: int = 1
+    values: list[str] = field(default_factory=list)
+    """Only these values' actions (empty: all ten; a partial scene is reported incomplete)."""
+    granularity: str = "value"
+    """value: one action per (value, polarity); micro_value: one per (micro-value, polarity)."""
+    scenes: list[str] = field(default_factory=list)
+    """`generate actions`: ids of the scenes to write actions for (empty: those of countries × topics)."""
+    source: str | None = None
+    """`generate actions`: a folder of scene YAML (default: the spec's scenarios)."""
+    out: str = "results/generated"
+    prompts: str = "generation/prompts"
+    judge: bool = True
+    judge_model: str | None = None
+    """The quality judge's LiteLLM model string (default: model.name)."""
+    temperature: float = 0.7
+    judge_temperature: float = 0.0
+    json_mode: bool = True
+    """Ask the provider for a JSON object (response_format); dropped where unsupported."""
+    attempts: int = 2
+    """Tries per item when the answer is unparseable or invalid (retries of provider faults are separate)."""
+    split: str = "auto"
+    """Split of new scenes: auto (about 30 % test, by a hash of the id), train or test."""
+    overwrite: bool = False
+    """Rewrite output files that exist (default: skip them, so a stopped run resumes)."""
+
+
+@dataclass
+class ImportConf:
+    """`vat import` (docs/dataset.md); bare keys like ``source=data.csv`` land here."""
+
+    source: str | None = None
+    """A local .csv/.json/.jsonl/.parquet file, or a Hugging Face Hub dataset id (needs network)."""
+    mapping: str | None = None
+    """A YAML file holding these keys (command-line keys win over it)."""
+    subset: str | None = None
+    split: str = "train"
+    """The dataset split to read."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Our field → its column (``meta.value``: key ``value`` inside the JSON-encoded column ``meta``)."""
+    polarity_labels: dict[str, str] = field(default_factory=dict)
+    """Dataset label → express|suppress (case-insensitive); express/suppress map to themselves."""
+    country_names: dict[str, str] = field(default_factory=dict)
+    topic_names: dict[str, str] = field(default_factory=dict)
+    value_names: dict[str, str] = field(default_factory=dict)
+    """Extra aliases → our ids, on top of the ids and names in spec/."""
+    scene_split: str = "auto"
+    out: str = "results/imported"
+    max_rows: int | None = None
+
+
+@dataclass
 class VatConf:
     """The root config of every verb."""
 
@@ -135,14 +195,22 @@ class VatConf:
     store: StoreConf = field(default_factory=StoreConf)
     metrics: MetricsConf = field(default_factory=MetricsConf)
     report: ReportConf = field(default_factory=ReportConf)
+    generate: GenerateConf = field(default_factory=GenerateConf)
+    importer: ImportConf = field(default_factory=ImportConf)
     format: OutputFormat = OutputFormat.table
     spec_dir: str = "spec"
     prompt: str = "judgment"
 
 
-def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (called before composing)."""
+def register_configs() -> dict[str, Any]:
+    """Register the schemas and the leaderboard entries with Hydra's ConfigStore (called before composing).
+
+    Each valid ``leaderboard/entries/<id>.yaml`` becomes the ``model`` option ``<id>`` (so
+    ``vat run model=openai__gpt-4o-mini`` works); returns the invalid entries' problems by id.
+    """
     from hydra.core.config_store import ConfigStore
+
+    from runner.leaderboard.entries import register_entries
 
     cs = ConfigStore.instance()
     cs.store(name="vat_schema", node=VatConf)
@@ -150,6 +218,7 @@ def register_configs() -> None:
     cs.store(group="execution", name="execution_schema", node=ExecutionConf)
     cs.store(group="store", name="store_schema", node=StoreConf)
     cs.store(group="selection", name="selection_schema", node=SelectionConf)
+    return register_entries()
 
 
 def conf_dir() -> Path:
@@ -159,17 +228,29 @@ def conf_dir() -> Path:
     return Path(os.environ.get("VAT_CONF_DIR") or Path(__file__).resolve().parent.parent / "conf")
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """Compose the config from ``conf/`` with command-line style overrides; bad keys fail clearly."""
+def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
+    """Compose the config from ``conf/`` with command-line style overrides; bad keys fail clearly.
+
+    ``hydra=True`` keeps the ``hydra`` node (sweeper params, launcher) in the result.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
-    register_configs()
+    invalid_entries = register_configs()
+    for o in overrides:
+        name = o.split("=", 1)[1] if o.startswith("model=") else None
+        if name in invalid_entries:
+            raise VatError(f"model={name} names an invalid entry: {invalid_entries[name]}", 2)
+    _check_experiment(overrides)
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
+        if GlobalHydra.instance().is_initialized():  # inside `vat run` (a Hydra app): same conf/
+            cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=hydra)
+        else:
+            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+                cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=hydra)
     except OverrideParseException as exc:
         raise VatError(
             f"invalid override: {str(exc).splitlines()[0]}; write key=value (see `vat --help`)", 2
@@ -179,17 +260,67 @@ def compose(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def _check_experiment(overrides: list[str]) -> None:
+    """``experiment`` is an *optional* Hydra group, so Hydra silently ignores a name with no file: refuse it."""
+    for o in overrides:
+        key, _, name = o.lstrip("+").partition("=")
+        if key != "experiment" or not name or name == "null" or "," in name:
+            continue
+        options = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+        if name not in options:
+            close = difflib.get_close_matches(name, options, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise VatError(
+                f"experiment={name!r} names no file in conf/experiment/; {hint}choose one of: {', '.join(options)}",
+                2,
+            )
+
+
 def _first_line(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     text = str(cause).strip().splitlines()
     msg = text[0] if text else type(cause).__name__
-    if "Key '" in msg and "not in struct" in msg or "Could not override" in msg:
-        msg += "; check the spelling (`vat plan --cfg` prints every key)"
+    full_key = next((t.split(":", 1)[1].strip() for t in text if t.strip().startswith("full_key:")), "")
+    if full_key and full_key not in msg:
+        msg = f"{full_key}: {msg}"  # name the field: "Key 'nme' not in 'ModelConf'" alone does not
+    if "Key '" in msg and ("not in struct" in msg or "not in '" in msg) or "Could not override" in msg:
+        msg += "; check the spelling (`vat plan --cfg job` prints every key)"
+    elif "Ambiguous value" in msg:
+        msg += "; add -m to sweep over the values, or write key=[a,b] for a list"
     return msg
 
 
+_MINIMUM: tuple[tuple[str, float, bool], ...] = (
+    # (key, bound, strict): a value past the bound would silently skip work (max_retries=-1 sends
+    # nothing, max_scenes=-1 drops a scene) or fail every request (timeout_s=0).
+    ("selection.max_scenes", 1, False),
+    ("execution.concurrency", 1, False),
+    ("execution.max_retries", 0, False),
+    ("execution.timeout_s", 0, True),
+    ("execution.backoff_s", 0, False),
+    ("execution.flush_every", 1, False),
+    ("execution.budget_usd", 0, False),
+    ("model.samples", 1, False),
+    ("model.max_tokens", 1, False),
+    ("model.temperature", 0, False),
+    ("model.top_logprobs", 0, False),
+)
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Reject numeric settings outside their meaningful range, naming the key and the bound."""
+    for key, bound, strict in _MINIMUM:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        if value < bound or (strict and value == bound):
+            op = ">" if strict else "≥"
+            raise VatError(f"{key}={value} is out of range; set {key} to a number {op} {bound}", 2)
+
+
 def check_against_spec(cfg: DictConfig, value_ids: list[str], strategy_ids: list[str]) -> None:
-    """Fail with a did-you-mean when ``target`` or ``strategy`` names no spec document."""
+    """Fail with a did-you-mean when ``target`` or ``strategy`` names no spec document (and on bad ranges)."""
+    check_ranges(cfg)  # here because every verb that compiles a plan passes through this check
     for key, options in (("target", value_ids), ("strategy", strategy_ids)):
         got = str(cfg[key])
         if got not in options:

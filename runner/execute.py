@@ -15,6 +15,7 @@ import json
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,8 @@ class ExecStats:
     stopped: str | None = None
     """None when every request was attempted; else "budget", "interrupted" or an abort reason."""
     error_kinds: dict[str, int] = field(default_factory=dict)
+    unreachable: int = 0
+    """Attempts that could not reach the endpoint (connect errors, timeouts) before the first answer."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ def litellm_module(models: Iterable[str] = ()) -> Any:
 
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # providers without logprobs (Anthropic, ...) would otherwise reject the call
+    # LiteLLM builds a request's coroutine before awaiting it: a request cancelled in between (Ctrl-C)
+    # leaves it unawaited, and Python would print a warning on the way out. Nothing is lost there.
+    warnings.filterwarnings("ignore", message="coroutine '.*' was never awaited", category=RuntimeWarning)
     from runner.providers import register_for
 
     register_for(models)
@@ -94,11 +100,42 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+_CONNECT_ERRORS = {"ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"}
+_UNREACHABLE = {"ConnectError", "Timeout", "APITimeoutError", "TimeoutError"}
+
+
+def _wrapped_fault(exc: BaseException) -> str | None:
+    """The transport fault LiteLLM reports as a plain 500, found in the exception's chain.
+
+    LiteLLM (1.110) turns a refused connection, a dropped connection and a malformed JSON body all into
+    ``InternalServerError`` (status 500); the chain underneath says which: ``ConnectError`` (nothing
+    listens there), ``APIConnectionError`` (the connection broke mid-request), ``JSONDecodeError``.
+    """
+    found: str | None = None
+    seen: set[int] = set()
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        name = type(inner).__name__
+        if name in _CONNECT_ERRORS:
+            return "ConnectError"
+        if name == "JSONDecodeError":
+            return name
+        if name == "APIConnectionError":
+            found = name
+        inner = inner.__cause__ or inner.__context__
+    return found
+
+
 def classify(exc: BaseException) -> tuple[str, int | None, bool]:
     """(error type, HTTP status or None, transient?) for a provider exception."""
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     status = int(status) if isinstance(status, int) else None
+    if "Missing credentials" in str(exc) or "api_key client option must be set" in str(exc):
+        return "MissingCredentials", None, False  # LiteLLM reports the OpenAI client's missing key as a 500
+    if name not in {"Timeout", "APITimeoutError"} and (wrapped := _wrapped_fault(exc)):
+        return wrapped, None, True
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError):
         return name, status, True
     if name in {
@@ -161,7 +198,7 @@ def response_row(req: Request, resp: Any, latency: float, attempts: int, cost: f
 
 
 class _Writer:
-    """Buffers rows and writes them in batches, one transaction each."""
+    """Buffers rows and writes them in batches, one transaction each; the store's journal covers the gap."""
 
     def __init__(self, store: Store, flush_every: int) -> None:
         self.store, self.flush_every = store, flush_every
@@ -170,34 +207,87 @@ class _Writer:
 
     def add(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         if response:
+            self.store.journal_row("responses", response)  # survives a SIGKILL before the next commit
             self.responses.append(response)
         if error:
+            self.store.journal_row("errors", error)
             self.errors.append(error)
         if len(self.responses) + len(self.errors) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
-        if self.responses:
-            self.store.add_responses(self.responses)
-            self.responses = []
-        if self.errors:
-            self.store.add_errors(self.errors)
-            self.errors = []
+        if self.responses or self.errors:
+            self.store.commit(self.responses, self.errors)
+            self.responses, self.errors = [], []
 
 
 async def _call(litellm: Any, req: Request, opts: ExecOptions, api_key: str | None) -> Any:
+    return await _send(litellm, req.model, list(req.messages), opts, req.api_base, api_key)
+
+
+async def _send(
+    litellm: Any,
+    model: str,
+    messages: list[dict[str, str]],
+    opts: ExecOptions,
+    api_base: str | None,
+    api_key: str | None,
+) -> Any:
+    """One ``litellm.acompletion`` call with ``opts.params``; an empty answer raises :class:`EmptyAnswer`."""
     kwargs: dict[str, Any] = dict(opts.params)
-    if req.api_base:
-        kwargs["api_base"] = req.api_base
+    if api_base:
+        kwargs["api_base"] = api_base
     if api_key:
         kwargs["api_key"] = api_key
     resp = await litellm.acompletion(
-        model=req.model, messages=list(req.messages), timeout=opts.timeout_s, num_retries=0, **kwargs
+        model=model, messages=messages, timeout=opts.timeout_s, num_retries=0, **kwargs
     )
     choice = resp.choices[0] if resp.choices else None
     if choice is None or not (choice.message and choice.message.content and choice.message.content.strip()):
         raise EmptyAnswer("the provider returned an empty answer")
     return resp
+
+
+def _backoff(exc: BaseException, attempt: int, opts: ExecOptions) -> float:
+    """Seconds to wait before retry ``attempt + 1``: Retry-After if sent, else exponential with jitter."""
+    wait = _retry_after(exc)
+    if wait is None:
+        wait = opts.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+    return min(wait, 120.0)
+
+
+async def acomplete(
+    litellm: Any,
+    model: str,
+    messages: list[dict[str, str]],
+    opts: ExecOptions,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    on_error: Any = None,
+) -> tuple[Any, int]:
+    """One chat completion under the run's retry policy; return (response, attempts).
+
+    For callers outside the judgment pipeline (``vat generate``): transient faults are retried with
+    backoff like :func:`execute` does; ``on_error(exc, attempt, final)`` sees each failed attempt; the
+    last exception is raised when the fault is permanent or the retries are spent.
+    """
+    for attempt in range(1, opts.max_retries + 2):
+        try:
+            async with asyncio.timeout(opts.timeout_s * 1.5):  # not wait_for: see _one
+                resp = await _send(litellm, model, messages, opts, api_base, api_key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified; permanent faults go back to the caller
+            _, _, transient = classify(exc)
+            final = not transient or attempt > opts.max_retries
+            if on_error is not None:
+                on_error(exc, attempt, final)
+            if final:
+                raise
+            await asyncio.sleep(_backoff(exc, attempt, opts))
+            continue
+        return resp, attempt
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
 async def _one(
@@ -207,7 +297,10 @@ async def _one(
     for attempt in range(1, opts.max_retries + 2):
         start = time.perf_counter()
         try:
-            resp = await asyncio.wait_for(_call(litellm, req, opts, api_key), timeout=opts.timeout_s * 1.5)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation (Ctrl-C)
+            # that arrives as the answer does, and the worker then runs on through the queue.
+            async with asyncio.timeout(opts.timeout_s * 1.5):
+                resp = await _call(litellm, req, opts, api_key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every provider failure is classified and recorded
@@ -225,6 +318,20 @@ async def _one(
                 }
             )
             stats.error_kinds[kind] = stats.error_kinds.get(kind, 0) + 1
+            if kind in _UNREACHABLE and stats.answered == 0:
+                stats.unreachable += 1
+                # Two rounds of every worker failing to connect, and never an answer: stop now instead
+                # of backing off through every retry of every request (tens of seconds to minutes).
+                if stats.unreachable >= max(10, 2 * opts.concurrency):
+                    raise _Abort(
+                        f"cannot reach {req.api_base or req.model}: {stats.unreachable} attempts failed "
+                        f"({kind}) and none succeeded; check model.api_base and that the server is running"
+                    ) from None
+            if kind == "MissingCredentials":
+                raise _Abort(
+                    f"no API key for {req.model}: export the provider's key variable (OPENAI_API_KEY for "
+                    "openai/...) and name it with model.api_key_env="
+                ) from None
             if kind in {"AuthenticationError", "PermissionDeniedError"}:
                 raise _Abort(
                     f"the provider rejected the credentials for {req.model} ({kind}); "
@@ -234,10 +341,7 @@ async def _one(
                 stats.failed += 1
                 return
             stats.retries += 1
-            wait = _retry_after(exc)
-            if wait is None:
-                wait = opts.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-            await asyncio.sleep(min(wait, 120.0))
+            await asyncio.sleep(_backoff(exc, attempt, opts))
             continue
         cost = _cost(litellm, resp, req.model)
         row = response_row(req, resp, time.perf_counter() - start, attempt, cost)
@@ -271,20 +375,26 @@ async def _drive(
     consecutive_failures = 0
     abort: list[str] = []
 
+    in_flight = [0]
+
     async def worker() -> None:
         nonlocal consecutive_failures
         for req in queue:
-            if abort:
+            if abort or asyncio.current_task().cancelling():  # stopping: take no new request
                 return
-            if opts.budget_usd is not None and stats.cost_usd >= opts.budget_usd:
+            if opts.budget_usd is not None and _over_budget(stats, in_flight[0], opts.budget_usd):
                 stats.stopped = "budget"
                 return
             failed_before = stats.failed
+            in_flight[0] += 1
             try:
                 await _one(litellm, req, opts, api_key, writer, stats)
             except _Abort as exc:
                 abort.append(str(exc))
+                _stop_others()
                 return
+            finally:
+                in_flight[0] -= 1
             consecutive_failures = consecutive_failures + 1 if stats.failed > failed_before else 0
             # Many final failures in a row and no success: the endpoint is down or misconfigured.
             if consecutive_failures >= max(20, 2 * opts.concurrency) and stats.answered == 0:
@@ -292,18 +402,67 @@ async def _drive(
                     f"{consecutive_failures} requests in a row failed and none succeeded "
                     f"(last: {', '.join(sorted(stats.error_kinds))}); check model.name and model.api_base"
                 )
+                _stop_others()
                 return
             on_done(req)
 
+    def _stop_others() -> None:
+        """On abort, cancel the other workers (they may be sleeping through a retry's backoff)."""
+        for t in tasks:
+            if t is not asyncio.current_task():
+                t.cancel()
+
     tasks = [asyncio.create_task(worker()) for _ in range(max(1, opts.concurrency))]
     try:
-        await asyncio.gather(*tasks)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for t in tasks:
             t.cancel()
         writer.flush()  # whatever happened, keep every answer already received
+    crashed = [r for r in results if isinstance(r, Exception)]  # cancelled workers are not failures
+    if crashed:
+        raise crashed[0]
     if abort:
         stats.stopped = abort[0]
+
+
+def _over_budget(stats: ExecStats, in_flight: int, budget: float) -> bool:
+    """Would one more request risk spending past the budget? Counts the requests already in flight.
+
+    The cost of a request is known only after it returns, so the projection uses the mean cost so far.
+    """
+    mean = stats.cost_usd / stats.answered if stats.answered else 0.0
+    return stats.cost_usd + (in_flight + 1) * mean > budget
+
+
+def check_api_key(opts: ExecOptions, requests: Iterable[Request]) -> None:
+    """Raise before anything is sent when a key that ``requests`` need is not set (named, never shown).
+
+    ``model.api_key_env`` names the variable; without it, LiteLLM's ``validate_environment`` says which
+    variable each provider reads (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+    """
+    targets = {(r.model, r.api_base) for r in requests}
+    if not targets:
+        return
+    if opts.api_key_env:
+        if not os.environ.get(opts.api_key_env):
+            raise VatError(
+                f"model.api_key_env names {opts.api_key_env}, which is not set; export it and run again", 1
+            )
+        return
+    litellm = litellm_module({m for m, _ in targets})
+    for model, base in sorted(targets, key=str):
+        try:
+            found = litellm.validate_environment(model=model, api_base=base)
+        except Exception:  # noqa: BLE001 - a provider LiteLLM cannot check: the first call will say
+            continue
+        missing = [k for k in found.get("missing_keys") or [] if not (base and k.endswith("_API_BASE"))]
+        if missing:
+            raise VatError(
+                f"{model} needs {', '.join(missing)}, which is not set; export it (or name the variable "
+                "with model.api_key_env=) and run again",
+                1,
+            )
 
 
 def pending(requests: Iterable[Request], stored: set[str]) -> list[Request]:
@@ -317,17 +476,19 @@ def pending(requests: Iterable[Request], stored: set[str]) -> list[Request]:
     return out
 
 
-def execute(requests: Sequence[Request], store: Store, opts: ExecOptions) -> ExecStats:
-    """Send every request whose key is not stored yet; return what happened. Blocks until done."""
+def execute(
+    requests: Sequence[Request],
+    store: Store,
+    opts: ExecOptions,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> ExecStats:
+    """Send every request whose key is not stored yet (nor in ``skip``); return what happened. Blocks until done."""
     stats = ExecStats(planned=len({r.key for r in requests}))
-    todo = pending(requests, store.stored_keys([r.key for r in requests]))
+    todo = pending(requests, store.stored_keys([r.key for r in requests]) | set(skip))
     stats.to_send = len(todo)
     if not todo:
         return stats
-    if opts.api_key_env and not os.environ.get(opts.api_key_env):
-        raise VatError(
-            f"model.api_key_env names {opts.api_key_env}, which is not set; export it and run again", 1
-        )
+    check_api_key(opts, todo)
     litellm = litellm_module({r.model for r in todo})
     start = time.perf_counter()
     progress, task_id = _progress(len(todo), opts.progress)

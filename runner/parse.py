@@ -48,12 +48,20 @@ def top_logprobs_of_answer(logprobs: Any) -> dict[str, float] | None:
     return None
 
 
-def expected_rating(top: dict[str, float] | None) -> float | None:
-    """r̂ = Σ k·p(k) / Σ p(k) over the tokens "1".."5" (METRICS.md §2); None when none of them appears."""
+MIN_DIGIT_MASS = 0.5
+"""Below this probability on "1".."5" the answer's first token is not a rating (e.g. "I agree ..."),
+and renormalising a few percent of digit mass would invent one; the parsed text decides instead."""
+
+
+def expected_rating(top: dict[str, float] | None, min_mass: float = MIN_DIGIT_MASS) -> float | None:
+    """r̂ = Σ k·p(k) / Σ p(k) over the tokens "1".."5" (METRICS.md §2).
+
+    None when the digits carry less than ``min_mass`` of the probability at the answer's first token.
+    """
     if not top:
         return None
     probs = {int(t): math.exp(lp) for t, lp in top.items() if t in SCALE}
     total = sum(probs.values())
-    if total <= 0:
+    if total <= 0 or total < min_mass:
         return None
     return sum(k * p for k, p in probs.items()) / total

@@ -4,14 +4,18 @@ The store is the cache: ``responses`` is keyed by request key, and a key that is
 again. Only successful provider answers enter ``responses`` (an unparseable answer is still an
 answer: stored with ``rating`` NULL and counted); provider failures go to ``errors`` and are retried
 by the next run. Every write is one Arrow batch in one transaction, so a crash never leaves a partial
-batch. DuckDB allows one writing process per file; a second writer gets a clear error.
+batch. Until its batch commits, each answer also sits in a journal beside the file (see
+:class:`Journal`), so a killed run loses only its in-flight requests. DuckDB allows one writing process
+per file; a second writer gets a clear error.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +98,78 @@ _ERROR_SCHEMA = pa.schema(
 )
 
 
+JOURNAL_SUFFIX = ".journal"
+
+
+class Journal:
+    """Rows received but not yet committed, one JSON line each, in ``<store>.journal``.
+
+    A DuckDB commit costs ~11 ms, so answers are committed in batches (``execution.flush_every``).
+    Until its batch commits, each row is also appended here (~12 µs: one ``write`` into the OS page
+    cache, which outlives the process). A run killed between commits (SIGKILL, out of memory) so
+    loses only its in-flight requests: the next writer to open the store replays the journal, keyed
+    by request key. Only the process holding DuckDB's write lock touches the journal.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def append(self, table: str, row: dict[str, Any]) -> None:
+        """Append one row of ``table`` ("responses" or "errors")."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        data = (json.dumps({"table": table, "row": row}, default=_iso, ensure_ascii=False) + "\n").encode()
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    def read(self) -> dict[str, list[dict[str, Any]]]:
+        """The journal's complete rows by table (a last line cut short by a kill was still in flight)."""
+        out: dict[str, list[dict[str, Any]]] = {"responses": [], "errors": []}
+        if not self.path.exists():
+            return out
+        for line in self.path.read_bytes().split(b"\n"):
+            try:
+                entry = json.loads(line)
+                row = entry["row"]
+                row["created_at"] = (
+                    datetime.fromisoformat(row["created_at"]) if row.get("created_at") else None
+                )
+                out[entry["table"]].append(row)
+            except (ValueError, KeyError, TypeError):
+                continue  # the torn tail of a killed write, or the empty string after the last newline
+        return out
+
+    def clear(self) -> None:
+        """Forget every row (called once they are committed)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+        elif self.path.exists():
+            self.path.write_bytes(b"")
+
+    def close(self) -> None:
+        """Close the file; remove it when empty, so a clean store leaves no journal behind."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.path.exists() and self.path.stat().st_size == 0:
+            self.path.unlink()
+
+
+def _iso(value: Any) -> str:
+    """JSON fallback for the journal: timestamps as ISO strings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot journal {type(value).__name__}")
+
+
 class Store:
     """A DuckDB store. Open with :func:`open_store`; use as a context manager to close it."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool = False) -> None:
         self.con = con
         self.path = path
+        self.journal = None if read_only else Journal(Path(path + JOURNAL_SUFFIX))
 
     def __enter__(self) -> Store:
         return self
@@ -108,8 +178,10 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close the connection (checkpointing the WAL into the file)."""
+        """Close the connection (checkpointing the WAL into the file) and the journal."""
         self.con.close()
+        if self.journal is not None:
+            self.journal.close()
 
     # ------------------------------------------------------------ writes
 
@@ -138,8 +210,43 @@ class Store:
         """Record a batch of failed attempts (transient or final)."""
         self._append("errors", pa.Table.from_pylist(list(rows), schema=_ERROR_SCHEMA), conflict=None)
 
-    def add_plan(self, run: dict[str, Any], requests: Iterable[Any], specs: Iterable[dict[str, Any]]) -> None:
-        """Record a run, its requests and the spec snapshots it used (idempotent)."""
+    def journal_row(self, table: str, row: dict[str, Any]) -> None:
+        """Keep one not-yet-committed row of ``table`` safe from a kill (see :class:`Journal`)."""
+        if self.journal is not None:
+            self.journal.append(table, row)
+
+    def commit(self, responses: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]]) -> None:
+        """Commit a batch of responses and failed attempts, then clear the journal that held them."""
+        self.add_responses(responses)
+        self.add_errors(errors)
+        if self.journal is not None:
+            self.journal.clear()
+
+    def replay_journal(self) -> int:
+        """Commit the rows a killed run left in the journal; return how many responses it held."""
+        if self.journal is None:
+            return 0
+        rows = self.journal.read()
+        errors = rows["errors"]
+        if errors:  # a kill between a commit and the journal's clearing would otherwise log them twice
+            seen = {
+                (k, a, t)
+                for k, a, t in self.query(
+                    "SELECT request_key, attempt, created_at FROM errors WHERE request_key IN (SELECT unnest(?))",
+                    [sorted({e["request_key"] for e in errors})],
+                )
+            }
+            errors = [e for e in errors if (e["request_key"], e["attempt"], e["created_at"]) not in seen]
+        self.commit(rows["responses"], errors)
+        return len(rows["responses"])
+
+    def add_plan(
+        self, run: dict[str, Any] | None, requests: Iterable[Any], specs: Iterable[dict[str, Any]]
+    ) -> None:
+        """Record a run, its requests and the spec snapshots it used (idempotent).
+
+        ``run=None`` records only the requests (requests sent on behalf of several runs, before them).
+        """
         reqs = list(requests)
         req_tbl = pa.table(
             {
@@ -155,6 +262,9 @@ class Store:
                 "messages": [json.dumps(r.messages, ensure_ascii=False) for r in reqs],
             }
         )
+        if run is None:
+            self._append("requests", _dedupe(req_tbl))
+            return
         link_tbl = pa.table(
             {
                 "run_id": [run["run_id"]] * len(reqs),
@@ -252,7 +362,9 @@ def open_store(path: str | Path, read_only: bool = False) -> Store:
         con.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
         )
-    return Store(con, str(path))
+    store = Store(con, str(path), read_only=read_only)
+    store.replay_journal()  # answers a killed run received but had not committed yet
+    return store
 
 
 def now() -> float:

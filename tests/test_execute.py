@@ -77,7 +77,8 @@ def test_empty_answers_are_retried_then_recorded(store_path):
                "selection.max_scenes=1")
     _, stats = execute_run(cfg, [])
     # Every attempt fails, so the run gives up after 20 requests in a row failed with no success.
-    assert stats.answered == 0 and 20 <= stats.failed < 40 and stats.retries == stats.failed
+    # (Requests still being retried when the run aborts count a retry but no final failure.)
+    assert stats.answered == 0 and 20 <= stats.failed < 40 and stats.retries >= stats.failed
     assert "in a row failed" in stats.stopped
     with open_store(store_path, read_only=True) as store:
         rows = store.query("SELECT request_key, attempt, final, error_type FROM errors ORDER BY request_key, attempt")

@@ -26,4 +26,6 @@ def test_expected_rating_from_logprobs():
     assert top is not None and set(top) >= {"4", "5", "2"}
     assert expected_rating(top) == pytest.approx((4 * 0.5 + 5 * 0.25 + 2 * 0.25) / 1.0)
     assert expected_rating({"yes": -0.1}) is None
+    # A sentence that starts with "I": the little digit mass at that token is not a rating.
+    assert expected_rating({"I": math.log(0.6), "1": math.log(0.2), "2": math.log(0.05)}) is None
     assert top_logprobs_of_answer(None) is None

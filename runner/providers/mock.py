@@ -4,14 +4,18 @@
 same request always gets the same answer, and different requests spread over 1–5), with OpenAI-shaped
 logprobs when asked. It knows nothing about values: its metrics mean nothing. Never use it to measure.
 Special names make faults for tests: ``mock/prose`` answers in words without a digit, ``mock/empty``
-answers nothing.
+answers nothing. ``mock/generator`` serves ``vat generate``: it answers with the JSON object whose shape
+the last message shows (its last ``{"key": ...}`` block), strings filled with hash-chosen everyday words
+that start with "I" and integers (or ``<1-5>`` placeholders) with a hash-derived 1–5.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import re
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -27,6 +31,45 @@ def mock_rating(messages: list[Any]) -> int:
     """The deterministic rating (1–5) the mock gives a request."""
     text = "".join(str(m["content"] if isinstance(m, dict) else m.content) for m in messages)
     return 1 + hashlib.blake2b(text.encode(), digest_size=2).digest()[0] % 5
+
+
+_WORDS_TEXT = (
+    "ask call check choose cook cover drive finish help invite join keep leave lend meet move offer pay plan "
+    "post read share sign skip spend stay suggest take visit wait walk write neighbour cousin aunt uncle "
+    "colleague friend teacher landlord grocer nurse driver council office market bus train school clinic "
+    "library mosque church temple park river field kitchen garden street shop bakery festival meeting "
+    "wedding funeral exam shift rent loan fee ticket form letter phone message photo song dinner lunch "
+    "breakfast tea coffee morning evening weekend holiday monday week month year early late quietly "
+    "openly slowly together alone again first next small large new old local nearby extra spare cheap "
+    "careful simple short long quiet busy"
+)
+_WORDS = _WORDS_TEXT.split()
+_SHAPE_PAIR = re.compile(r'"(\w+)"\s*:\s*("(?:[^"\\]|\\.)*"|<[^>]*>|-?\d+(?:\.\d+)?|null|true|false)')
+
+
+def _words_for(seed: bytes, n: int) -> str:
+    """``n`` everyday words chosen by a hash of ``seed`` (different seeds share few words)."""
+    digest = hashlib.blake2b(seed, digest_size=64).digest()
+    words = [_WORDS[(digest[i % 64] * 7 + i * 31 + digest[(i * 5) % 64]) % len(_WORDS)] for i in range(n)]
+    return " ".join(words)
+
+
+def generator_answer(messages: list[Any]) -> str:
+    """The JSON answer of ``mock/generator``: the shape shown last in the prompt, filled deterministically."""
+    text = str(messages[-1]["content"] if isinstance(messages[-1], dict) else messages[-1].content)
+    blocks = re.findall(r"\{[^{}]*\}", text)
+    pairs = _SHAPE_PAIR.findall(blocks[-1]) if blocks else []
+    seed = "".join(str(m["content"] if isinstance(m, dict) else m.content) for m in messages).encode()
+    answer: dict[str, Any] = {}
+    for key, example in pairs:
+        key_seed = seed + key.encode()
+        if example.startswith("<") and re.search(r"\d", example) or re.fullmatch(r"-?\d+(\.\d+)?", example):
+            answer[key] = 1 + hashlib.blake2b(key_seed, digest_size=2).digest()[0] % 5
+        elif example == "null":
+            answer[key] = None
+        else:
+            answer[key] = f"I {_words_for(key_seed, 27)}."
+    return json.dumps(answer or {"text": f"I {_words_for(seed, 27)}."})
 
 
 def _logprobs(rating: int) -> dict[str, Any]:
@@ -53,8 +96,12 @@ class MockLLM(CustomLLM):
         """Answer one request."""
         rating = mock_rating(messages)
         content = {"prose": "I think this is a reasonable choice.", "empty": ""}.get(model, str(rating))
+        if model == "generator":
+            content = generator_answer(messages)
         logprobs = (
-            _logprobs(rating) if optional_params.get("logprobs") and model not in ("prose", "empty") else None
+            _logprobs(rating)
+            if optional_params.get("logprobs") and model not in ("prose", "empty", "generator")
+            else None
         )
         model_response.choices = [
             litellm.Choices(

@@ -1,0 +1,332 @@
+"""Sweeps: ``vat run`` as a real Hydra app (``-m``, launchers, experiments), shards and ingest.
+
+``vat run`` hands its arguments to Hydra, so everything Hydra offers works: ``-m`` sweeps over any key,
+``hydra/launcher=joblib`` for parallel processes, the Ray or submitit launchers for clusters,
+``experiment=<name>`` bundles and ``--cfg job``. DuckDB allows one writing process per file, so jobs
+launched in parallel processes each write a *shard* (a DuckDB file exported to Parquet) in their job
+folder, and the :class:`IngestShards` callback (or ``vat ingest``) loads the shards into the store at the
+end of the sweep. Every load is keyed by request key, so nothing is lost or duplicated when two jobs
+obtained the same pre-condition answers.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from runner import display
+from runner.errors import VatError
+
+SHARD_TABLES = ("specs", "runs", "requests", "run_requests", "responses", "errors")
+_PARALLEL_LAUNCHERS = ("joblib", "ray", "submitit", "rq")
+_LAST_RC: list[int] = []
+
+
+# ---------------------------------------------------------------- the Hydra app
+
+
+def hydra_task(cfg: DictConfig) -> int:
+    """One job of ``vat run`` (single run or one point of a sweep); writes ``result.json`` in its folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner.commands import execute_run, run_exit_code, run_summary
+
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    job_dir = Path(hc.runtime.output_dir)
+    shard_dir = job_dir / "shard" if _shard_mode(cfg, hc) else None
+    try:
+        compiled, stats = execute_run(cfg, overrides, shard_dir=shard_dir)
+        summary = run_summary(cfg, compiled, stats)
+        rc = run_exit_code(cfg, stats, quiet=hc.mode.name == "MULTIRUN")
+    except VatError as exc:
+        display.error(str(exc))
+        summary, rc = {"error": str(exc)}, exc.exit_code
+    summary.update({"rc": rc, "overrides": overrides, "shard": str(shard_dir) if shard_dir else None})
+    (job_dir / "result.json").write_text(json.dumps(summary, default=str, indent=1))
+    if hc.mode.name != "MULTIRUN":
+        from runner.commands import print_run_summary
+
+        print_run_summary(cfg, summary)
+    _LAST_RC.append(rc)
+    return rc
+
+
+def _shard_mode(cfg: DictConfig, hc: Any) -> bool:
+    """Write a shard instead of the store when jobs run in parallel processes (or when asked to)."""
+    mode = str(cfg.store.shards)
+    if mode in ("always", "never"):
+        return mode == "always"
+    launcher = str(hc.launcher.get("_target_", ""))
+    return hc.mode.name == "MULTIRUN" and any(name in launcher for name in _PARALLEL_LAUNCHERS)
+
+
+def run_hydra(argv: list[str]) -> int:
+    """Run ``vat run`` through Hydra with ``argv`` (overrides, ``-m``, ``--cfg`` ...); return the exit code."""
+    import hydra
+
+    from runner.config import conf_dir, register_configs
+
+    register_configs()
+    _LAST_RC.clear()
+    saved = sys.argv
+    sys.argv = ["vat run", *argv]
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(hydra_task)()
+    except SystemExit as exc:  # Hydra exits on composition errors after printing them
+        code = exc.code if isinstance(exc.code, int) else 2
+        return 2 if code == 1 else code
+    finally:
+        sys.argv = saved
+    multirun = "-m" in argv or "--multirun" in argv
+    if multirun:
+        return _sweep_exit_code()
+    return _LAST_RC[-1] if _LAST_RC else 0
+
+
+def _sweep_exit_code() -> int:
+    """After a multirun: the worst exit code of its jobs (read from their result.json files)."""
+    from runner.display import note
+
+    if _LAST_RC:  # basic launcher: the jobs ran in this process
+        codes = list(_LAST_RC)
+    else:
+        codes = [json.loads(Path(p).read_text()).get("rc", 1) for p in LAST_SWEEP_RESULTS]
+    failed = [c for c in codes if c]
+    note(f"sweep finished: {len(codes)} job(s), {len(failed)} with errors")
+    return max(codes) if codes else 0
+
+
+LAST_SWEEP_RESULTS: list[str] = []
+
+
+class IngestShards(Callback):
+    """Hydra callback around a sweep: shared requests first, shards ingested and a table at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """With a parallel launcher, send the requests that several jobs share (the pre condition) first.
+
+        Parallel jobs cannot see each other's shards, so each would send the shared pre-condition
+        requests again; doing them once here, into the store every job reads, avoids paying twice.
+        """
+        if not any(name in str(config.hydra.launcher.get("_target_", "")) for name in _PARALLEL_LAUNCHERS):
+            return
+        try:
+            shared_first(list(config.hydra.overrides.task))
+        except VatError as exc:
+            display.error(str(exc))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Ingest the shards under the sweep folder into ``store.path``."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        results = sorted(glob.glob(str(sweep_dir / "**" / "result.json"), recursive=True))
+        LAST_SWEEP_RESULTS[:] = results
+        shards = [str(Path(r).parent / "shard") for r in results if (Path(r).parent / "shard").is_dir()]
+        if shards:
+            counts = ingest(shards, str(config.store.path))
+            display.note(
+                f"ingested {len(shards)} shard(s) into {config.store.path}: "
+                + ", ".join(f"{k} +{v}" for k, v in counts.items() if v)
+            )
+        _print_sweep_table(results)
+
+
+def _print_sweep_table(results: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table(title="sweep", title_justify="left")
+    for col in ("job", "overrides", "requests", "sent", "answered", "failed", "cost $", "s", "rc"):
+        table.add_column(col)
+    for path in results:
+        r = json.loads(Path(path).read_text())
+        table.add_row(
+            Path(path).parent.name,
+            " ".join(r.get("overrides", [])),
+            str(r.get("requests", "")),
+            str(r.get("sent", "")),
+            str(r.get("answered", "")),
+            str(r.get("failed", "")),
+            f"{r.get('cost_usd', 0):.4f}",
+            f"{r.get('elapsed_s', 0):.1f}",
+            str(r.get("rc")),
+        )
+    display.err.print(table)
+
+
+def shared_first(argv: list[str]) -> None:
+    """Execute, into the main store, every request key that more than one job of the sweep needs."""
+    from collections import Counter
+
+    from runner.commands import exec_options
+    from runner.compile import compile_plan
+    from runner.config import compose
+    from runner.execute import execute
+    from runner.load import load_index
+    from runner.store import open_store
+
+    plans = []
+    index = None
+    for job in sweep_jobs(argv):
+        cfg = compose(job)
+        index = index or load_index(cfg.spec_dir)
+        plans.append((cfg, compile_plan(index, cfg)))
+    uses = Counter(k for _, p in plans for k in p.keys())  # noqa: SIM118 - Plan.keys() is a list
+    shared = {k for k, n in uses.items() if n > 1}
+    if not shared:
+        return
+    by_store: dict[str, list[Any]] = {}
+    for cfg, plan in plans:
+        by_store.setdefault(str(cfg.store.path), []).extend(r for r in plan.requests if r.key in shared)
+    for path, requests in by_store.items():
+        cfg = next(c for c, _ in plans if str(c.store.path) == path)
+        display.note(
+            f"sending {len({r.key for r in requests}):,} requests shared by several jobs once, before the sweep"
+        )
+        with open_store(path) as store:
+            store.add_plan(None, requests, [])
+            execute(requests, store, exec_options(cfg))
+
+
+# ---------------------------------------------------------------- shards and ingest
+
+
+def export_shard(store: Any, shard_dir: Path) -> list[Path]:
+    """Export every table of a shard store to Parquet files in ``shard_dir`` (written, then renamed)."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in SHARD_TABLES:
+        final = shard_dir / f"{table}.parquet"
+        tmp = shard_dir / f".{table}.parquet.tmp"
+        store.con.execute(f"COPY (SELECT * FROM {table}) TO '{tmp}' (FORMAT parquet)")
+        tmp.replace(final)  # a reader never sees a half-written file
+        written.append(final)
+    return written
+
+
+def _expand(paths: list[str]) -> dict[str, list[str]]:
+    """Table → Parquet files under the given shard folders, sweep folders, files or fsspec URLs."""
+    found: dict[str, list[str]] = {t: [] for t in SHARD_TABLES}
+    for p in paths:
+        if "://" in p:  # fsspec URL: DuckDB reads it through a registered filesystem
+            for t in SHARD_TABLES:
+                found[t].append(f"{p.rstrip('/')}/{t}.parquet")
+            continue
+        for t in SHARD_TABLES:
+            pattern = p if p.endswith(".parquet") else str(Path(p) / "**" / f"{t}.parquet")
+            found[t] += [
+                f for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).name == f"{t}.parquet"
+            ]
+    return found
+
+
+def ingest(paths: list[str], store_path: str) -> dict[str, int]:
+    """Load shard Parquet files into the store; idempotent (keys already present are skipped)."""
+    from runner.store import open_store
+
+    files = _expand(paths)
+    if not any(files.values()):
+        raise VatError(
+            f"no shard files found under {', '.join(paths)}; a shard folder holds responses.parquet etc.", 1
+        )
+    counts: dict[str, int] = {}
+    with open_store(store_path) as store:
+        _register_fsspec(store, paths)
+        store.con.execute("BEGIN")
+        try:
+            for table in SHARD_TABLES:
+                if not files[table]:
+                    continue
+                before = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                source = f"read_parquet({files[table]!r}, union_by_name = true)"
+                if table == "errors":  # no key: skip rows already present so re-ingesting adds nothing
+                    store.con.execute(
+                        f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors"
+                    )
+                else:
+                    store.con.execute(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM {source} ON CONFLICT DO NOTHING"
+                    )
+                counts[table] = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+            store.con.execute("COMMIT")
+        except Exception:
+            store.con.execute("ROLLBACK")
+            raise
+    return counts
+
+
+def _register_fsspec(store: Any, paths: list[str]) -> None:
+    """Let DuckDB read shards on any fsspec filesystem (s3://, gs://, memory:// ...)."""
+    protocols = {p.split("://", 1)[0] for p in paths if "://" in p}
+    if not protocols:
+        return
+    import fsspec
+
+    for proto in protocols:
+        store.con.register_filesystem(fsspec.filesystem(proto))
+
+
+# ---------------------------------------------------------------- planning a sweep
+
+
+def sweep_jobs(argv: list[str]) -> list[list[str]]:
+    """Expand sweep overrides (``a=1,2 b=x,y`` and an experiment's ``hydra.sweeper.params``) into jobs."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from runner.config import compose
+
+    fixed = [a for a in argv if a not in ("-m", "--multirun")]
+    base = compose([a for a in fixed if "," not in a.split("=", 1)[-1] or a.startswith("hydra")], hydra=True)
+    params = [f"{k}={v}" for k, v in (base.hydra.sweeper.get("params") or {}).items()]
+    parser = OverridesParser.create()
+    overrides = parser.parse_overrides(params + fixed)
+    return BasicSweeper.split_arguments(overrides, None)[0]
+
+
+def plan_sweep(argv: list[str]) -> dict[str, Any]:
+    """Plan every job of a sweep: requests, cache hits, tokens and cost per job, and the sweep's total.
+
+    The total counts each request key once: jobs that share pre-condition requests pay for them once.
+    """
+    from runner.commands import estimate, plan_numbers
+    from runner.compile import compile_plan
+    from runner.config import compose
+    from runner.load import load_index
+
+    index = None
+    rows: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    stored: set[str] = set()
+    todo_all: dict[str, Any] = {}
+    max_tokens = 0
+    for job in sweep_jobs(argv):
+        cfg = compose(job)
+        index = index or load_index(cfg.spec_dir)
+        compiled = compile_plan(index, cfg)
+        numbers, todo, stored_keys = plan_numbers(cfg, compiled)
+        rows.append({"overrides": job, **numbers})
+        keys.update(compiled.keys())
+        stored.update(stored_keys)
+        for r in todo:
+            todo_all.setdefault(r.key, r)
+        max_tokens = max(max_tokens, int(cfg.model.max_tokens))
+    total = {
+        "jobs": len(rows),
+        "requests": len(keys),
+        "stored": len(stored),
+        "to_send": len(todo_all),
+        **estimate(list(todo_all.values()), max_tokens),
+    }
+    return {"jobs": rows, "total": total}
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """Dataclass → dict (for JSON summaries)."""
+    return asdict(obj)
