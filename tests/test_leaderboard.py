@@ -1,0 +1,328 @@
+"""Leaderboard entries, releases and bundles: validation, Hydra options, and `vat verify` on real and
+tampered bundles made from a mock run in a tmp store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from leaderboard_board import ENTRY, make_board
+from leaderboard_board import pins as _pins
+from leaderboard_board import write as _write
+
+from runner.errors import VatError
+from runner.leaderboard import entries as E
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- entries and releases
+
+
+def test_shipped_entries_and_release_are_valid():
+    from runner.load import load_index
+
+    entries, problems = E.load_entries(ROOT / "leaderboard")
+    assert problems == []
+    assert "huggingfacetb__smollm2-135m-instruct" in entries
+    assert entries["huggingfacetb__smollm2-135m-instruct"].model == "local/smollm2-135m"
+    assert len([e for e in entries.values() if not e.model.startswith("local/")]) >= 3
+    index = load_index(ROOT / "spec", check_lock=False)
+    assert E.leaderboard_problems(index, ROOT / "leaderboard") == []
+    release = E.get_release("v0.1", ROOT / "leaderboard")
+    assert set(release.scenes) <= set(E.release_pins(index))
+    assert len(release.scenes) >= 30 and len(release.targets) >= 2
+
+
+@pytest.mark.parametrize("ident", ["../etc/passwd", "a/b", "..", "x..y", "Upper__x", ".hidden__x", "a b"])
+def test_unsafe_ids_are_refused(ident, tmp_path):
+    with pytest.raises(VatError, match="not allowed"):
+        E.get_entry(ident, tmp_path)
+    with pytest.raises(VatError, match="not allowed"):
+        E.get_release(ident, tmp_path)
+
+
+def test_entry_problems_name_file_line_and_field(tmp_path):
+    board = tmp_path / "lb"
+    _write(board / "entries" / "org__ok.yaml", ENTRY.format(model="mock/a", name="OK"))
+    _write(board / "entries" / "noorg.yaml", ENTRY.format(model="mock/a", name="No org"))
+    bad = ENTRY.format(model="mock/a", name="Bad") + "colour: red\n"
+    _write(board / "entries" / "org__extra.yaml", bad.replace("https://example.org/x", "javascript:alert(1)"))
+    entries, problems = E.load_entries(board)
+    assert set(entries) == {"org__ok"}
+    text = [str(p) for p in problems]
+    assert any(t.startswith("lb/entries/org__extra.yaml:8: colour: unknown field") for t in text), text
+    assert any("org__extra.yaml:5: link: must be an http:// or https:// URL" in t for t in text), text
+    assert any("noorg.yaml:1: id:" in t and "<org>__<model>" in t for t in text), text
+
+
+def test_release_pins_are_checked_against_the_spec(tmp_path):
+    from runner.load import load_index
+
+    index = load_index(ROOT / "spec", check_lock=False)
+    pins = _pins()
+    sid = pins[0].split("@")[0]
+    board = make_board(tmp_path / "lb", [f"{sid}@9", "nowhere@1", *pins[1:]])
+    release = E.get_release("t1", board)
+    text = [str(p) for p in E.release_problems(release, index, "t1.yaml", board / "releases" / "t1.yaml")]
+    assert any(t.startswith(f"t1.yaml:5: scenes.0: {sid}@9 is pinned but spec/ has {sid}@") for t in text), (
+        text
+    )
+    assert any(t.startswith("t1.yaml:5: scenes.1: nowhere@1: no such document") for t in text), text
+    _write(
+        board / "releases" / "t2.yaml",
+        (board / "releases" / "t1.yaml").read_text().replace("bootstrap_b", "bootstrap"),
+    )
+    _, problems = E.load_releases(board)
+    assert any(
+        "unknown metric parameter 'bootstrap'; did you mean 'bootstrap_b'?" in str(p) for p in problems
+    )
+
+
+def test_validate_reports_leaderboard_problems(vat, tmp_path, monkeypatch):
+    board = tmp_path / "lb"
+    _write(board / "entries" / "org__bad.yaml", "model: mock/a\ndisplay_name: x\n")
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    result = vat("validate")
+    assert result.code == 1
+    assert "lb/entries/org__bad.yaml:1: provider: required field is missing" in result.out
+
+
+def test_entries_are_hydra_model_options(tmp_path, monkeypatch):
+    from runner.config import compose
+
+    board = make_board(tmp_path / "lb", _pins())
+    _write(board / "entries" / "org__broken.yaml", "model: mock/a\n")
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    cfg = compose(["model=test__mock-a", "model.temperature=0.5"])
+    assert cfg.model.name == "mock/a" and cfg.model.display_name == "Mock A" and cfg.model.temperature == 0.5
+    assert compose(["model=smollm2"]).model.name == "local/smollm2-135m"  # conf/model/ still works
+    with pytest.raises(VatError, match="model=org__broken names an invalid entry: .*org__broken.yaml"):
+        compose(["model=org__broken"])
+
+
+def test_release_scenes_prints_the_test_split(vat):
+    result = vat("leaderboard", "release-scenes", "format=json")
+    assert result.code == 0, result.err
+    pins = json.loads(result.out)
+    assert pins["scenes"][:5] == _pins() and all("@" in p for p in pins["scenes"])
+    assert pins["prompt"].startswith("judgment@") and pins["value_system"].startswith("schwartz10@")
+    assert {p.split("@")[0] for p in pins["strategies"]} >= {
+        "fewshot_2",
+        "fewshot_4",
+        "fewshot_8",
+        "system_prompt",
+    }
+    assert not any(p.startswith(("baseline@", "checkpoint@")) for p in pins["strategies"])
+
+
+# ---------------------------------------------------------------- bundles
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """A mock entry judged on a tiny release in a tmp store, packed as a folder and as a .tar.gz."""
+    from runner.cli import main
+
+    tmp = tmp_path_factory.mktemp("bundle")
+    board = make_board(tmp / "lb", _pins())
+    store = tmp / "store" / "vat.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        mp.setenv("VAT_LEADERBOARD_DIR", str(board))
+        common = [f"store.path={store}", "execution.progress=false"]
+        assert main(["leaderboard", "run", "entry=test__mock-a", "release=t1", *common]) == 0
+        folder, archive = tmp / "bundle-a", tmp / "a.tar.gz"
+        assert main(["bundle", "entry=test__mock-a", "release=t1", f"out={folder}", *common]) == 0
+        assert main(["bundle", "entry=test__mock-a", "release=t1", f"out={archive}", *common]) == 0
+        yield {"board": board, "store": store, "folder": folder, "archive": archive, "tmp": tmp}
+
+
+@pytest.fixture
+def board_env(bundled, monkeypatch):
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(bundled["board"]))
+    return bundled
+
+
+def _verify(vat, path: Path, *extra: str) -> tuple[int, dict]:
+    result = vat("verify", str(path), "format=json", *extra)
+    return result.code, json.loads(result.out)
+
+
+def _copy(bundled, name: str) -> Path:
+    dst = bundled["tmp"] / name
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(bundled["folder"], dst)
+    return dst
+
+
+def _edit(folder: Path, change, fix_manifest: bool = False) -> None:
+    """Rewrite judgments.parquet through ``change(list of row dicts)``; optionally re-hash it in the manifest."""
+    from runner.leaderboard.entries import file_sha256
+
+    path = folder / "judgments.parquet"
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    rows = change(rows) or rows
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    if fix_manifest:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["judgments"]["sha256"] = file_sha256(path)
+        manifest["judgments"]["rows"] = len(rows)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_bundle_contents(bundled):
+    manifest = json.loads((bundled["folder"] / "manifest.json").read_text())
+    table = pq.read_table(bundled["folder"] / "judgments.parquet")
+    # 5 scenes × 20 actions: pre (shared) + post, for 2 targets → 400 rows, 300 distinct keys.
+    assert table.num_rows == manifest["judgments"]["rows"] == 400
+    assert len(manifest["request_keys"]) == 300 == len(set(table.column("request_key").to_pylist()))
+    assert manifest["release"] == "t1" and manifest["entry"]["id"] == "test__mock-a"
+    assert {r["strategy"] for r in manifest["runs"]} == {"fewshot_2"} and len(manifest["metrics"]) == 2
+    assert "scenarios/" + _pins()[0].split("@")[0] in manifest["specs"]
+    assert manifest["versions"]["duckdb"] and manifest["config"]["gen_params"]["temperature"] == 0.0
+    assert "messages" in table.column_names and "text" in table.column_names
+
+
+def test_verify_passes_on_a_real_bundle_and_replay_marks_it_verified(vat, board_env):
+    code, out = _verify(vat, board_env["folder"])
+    assert code == 0 and out["ok"] and not out["verified"], out["reasons"]
+    assert {c["name"] for c in out["checks"]} >= {"request keys in release", "metrics recomputed", "ratings"}
+    code, out = _verify(vat, board_env["archive"], "replay=8")
+    assert code == 0 and out["verified"], out
+    assert out["replay"]["requested"] == 8 and out["replay"]["agreed"] == 8
+    record = json.loads(Path(str(board_env["archive"]) + ".verification.json").read_text())
+    assert record["verified"] and record["judgments_sha256"]
+
+
+def test_changed_rating_fails(vat, board_env):
+    folder = _copy(board_env, "t-rating")
+
+    def change(rows):
+        rows[7]["rating"] = 1 if rows[7]["rating"] != 1 else 5
+
+    _edit(folder, change)
+    code, out = _verify(vat, folder)
+    assert code == 1 and not out["ok"]
+    failed = {r.split(":")[0] for r in out["reasons"]}
+    assert {"judgments file hash", "ratings"} <= failed, out["reasons"]
+
+
+def test_changed_rating_with_rehashed_manifest_still_fails(vat, board_env):
+    folder = _copy(board_env, "t-rehash")
+
+    def change(rows):
+        for r in rows:  # the same pre key appears in both runs: change every copy, consistently
+            if r["request_key"] == rows[3]["request_key"]:
+                r["rating"] = 5 if r["rating"] != 5 else 1
+
+    _edit(folder, change, fix_manifest=True)
+    code, out = _verify(vat, folder)
+    assert code == 1
+    failed = {r.split(":")[0] for r in out["reasons"]}
+    assert "ratings" in failed and "judgments file hash" not in failed, out["reasons"]
+
+
+def test_changed_key_fails(vat, board_env):
+    folder = _copy(board_env, "t-key")
+
+    def change(rows):
+        rows[0]["request_key"] = "0" * 32
+
+    _edit(folder, change, fix_manifest=True)
+    code, out = _verify(vat, folder)
+    assert code == 1
+    failed = {r.split(":")[0] for r in out["reasons"]}
+    assert {"request keys in release", "request keys recomputed"} <= failed, out["reasons"]
+
+
+def test_extra_key_fails(vat, board_env):
+    from runner.compile import request_key
+
+    folder = _copy(board_env, "t-extra")
+
+    def change(rows):
+        extra = dict(rows[0])
+        messages = json.loads(extra["messages"])
+        messages[-1]["content"] += " (an item that is not in the release)"
+        extra["messages"] = json.dumps(messages)
+        extra["request_key"] = request_key(
+            extra["model"],
+            {"temperature": 0.0, "max_tokens": 3, "logprobs": True, "top_logprobs": 5},
+            messages,
+            0,
+        )
+        return [*rows, extra]
+
+    _edit(folder, change, fix_manifest=True)
+    code, out = _verify(vat, folder)
+    assert code == 1
+    assert any("do not belong to release t1" in r for r in out["reasons"]), out["reasons"]
+    assert not any(r.startswith("request keys recomputed") for r in out["reasons"])  # a well-formed forgery
+
+
+def test_consistent_forgery_passes_recomputation_but_fails_replay(vat, board_env):
+    """Invented answers that are internally consistent survive every offline check; replay catches them."""
+    from runner.leaderboard.bundle import compile_release, metric_rows
+    from runner.metrics import to_json
+
+    folder = _copy(board_env, "t-forged")
+
+    def change(rows):
+        for r in rows:
+            if r["condition"] == "post":
+                r["text"], r["rating"], r["logprobs"], r["expected_rating"] = "5", 5, None, None
+
+    _edit(folder, change, fix_manifest=True)
+    rp = compile_release(E.get_entry("test__mock-a"), E.get_release("t1"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["metrics"] = to_json(metric_rows(pq.read_table(folder / "judgments.parquet"), rp))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _verify(vat, folder)
+    assert code == 0 and out["ok"], out["reasons"]
+    code, out = _verify(vat, folder, "replay=40", "seed=1")
+    assert code == 1 and not out["verified"]
+    assert out["replay"]["agreed"] < 40 and any(r.startswith("replay:") for r in out["reasons"])
+
+
+def test_claimed_metric_change_fails(vat, board_env):
+    folder = _copy(board_env, "t-claim")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["metrics"][0]["nvat"] = 0.01
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _verify(vat, folder)
+    assert code == 1 and any("claimed nvat 0.01" in r for r in out["reasons"]), out["reasons"]
+
+
+def test_bundle_of_an_incomplete_run_is_refused(vat, board_env, tmp_path):
+    import duckdb
+
+    store = tmp_path / "partial.duckdb"
+    shutil.copyfile(board_env["store"], store)
+    con = duckdb.connect(str(store))
+    # 7 answers of post-condition keys (pre keys are shared by both runs and would count twice)
+    con.execute(
+        "DELETE FROM responses WHERE request_key IN (SELECT request_key FROM run_requests "
+        "WHERE condition = 'post' ORDER BY request_key LIMIT 7)"
+    )
+    con.close()
+    result = vat("bundle", "entry=test__mock-a", "release=t1", f"store.path={store}", f"out={tmp_path / 'b'}")
+    assert result.code == 1 and "7 of 400 judgments of release t1 have no answer" in result.err, result.err
+    assert "vat leaderboard run entry=test__mock-a release=t1" in result.err
+    result = vat("verify", str(tmp_path / "nothing.tar.gz"))
+    assert result.code == 2 and "no bundle at" in result.err
+
+
+def test_bundle_for_an_unknown_entry_fails_verification(vat, board_env):
+    folder = _copy(board_env, "t-entry")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["entry"]["id"] = "someone__else"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _verify(vat, folder)
+    assert code == 1 and out["reasons"][0].startswith("release and entry: no entry 'someone__else'"), out
