@@ -26,7 +26,9 @@ examples:
   vat run model=openai_gpt4o_mini strategy=fewshot_8 target=hedonism direction=suppress
   vat run model.name=hosted_vllm/my-model model.api_base=http://host:8000/v1
   vat report format=json                         every metric of every run in the store, as JSON
-  vat report plots=true                          also write SVG plots to results/report/
+  vat report report.plots=true                   also write SVG plots to results/report/
+  vat run -m strategy=fewshot_2,fewshot_4,fewshot_8 target=security,power     a sweep (Hydra multirun)
+  vat run -m experiment=paper_prompt_steering    the paper's grid; experiment=smoke runs on the mock judge
 
 config keys (override any with key=value; `vat plan --cfg job` prints them all):
   model=smollm2|openai_gpt4o_mini|anthropic_claude_haiku|vllm   model.name=<any LiteLLM model string>
@@ -100,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     for verb, text in (
         ("plan", "compile a run and show requests, cache hits, tokens and cost — sends nothing"),
         ("run", "compile and send the missing requests; resumable (the store is the cache)"),
-        ("report", "VAT metrics of the runs in the store (tables, format=json, plots=true)"),
+        ("report", "VAT metrics of the runs in the store (tables, format=json, report.plots=true)"),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
     ):
         sp = sub.add_parser(

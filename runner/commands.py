@@ -308,7 +308,7 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     there, and keys already in the main store are skipped; `vat ingest` loads the shard later.
     """
     from runner.compile import compile_plan
-    from runner.execute import check_api_key, execute
+    from runner.execute import check_api_key
     from runner.store import open_store
 
     index = _load(cfg)
@@ -331,7 +331,7 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     if shard_dir is None:
         with open_store(cfg.store.path) as store:
             store.add_plan(run_row, compiled.requests, spec_rows(index))
-            stats = execute(compiled.requests, store, opts)
+            stats = _execute(cfg, compiled.requests, store, opts, run.run_id)
         return compiled, stats
     from runner.sweep import export_shard
 
@@ -339,10 +339,24 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     with open_store(shard_dir / "shard.duckdb") as shard:
         shard.add_plan(run_row, compiled.requests, spec_rows(index))
         try:
-            stats = execute(compiled.requests, shard, opts, skip=stored_elsewhere)
+            stats = _execute(cfg, compiled.requests, shard, opts, run.run_id, skip=stored_elsewhere)
         finally:
             export_shard(shard, shard_dir)  # even after an interrupt: what was answered is kept
     return compiled, stats
+
+
+def _execute(
+    cfg: DictConfig, requests: Any, store: Any, opts: Any, run_id: str, skip: Any = frozenset()
+) -> Any:
+    """Online execution, or the provider's Batch API with ``execution.mode=batch`` (same stats either way)."""
+    from runner.batch import batch_options, check_mode, execute_batch, sidecar_path, warn_open_batches
+    from runner.execute import execute
+
+    sidecar = sidecar_path(cfg.store.path, run_id)  # next to the main store, also for sweep shards
+    if check_mode(str(cfg.execution.mode)) == "batch":
+        return execute_batch(requests, store, opts, batch_options(cfg), sidecar, run_id, skip=skip)
+    warn_open_batches(sidecar, run_id)
+    return execute(requests, store, opts, skip=skip)
 
 
 def exec_options(cfg: DictConfig) -> Any:
@@ -511,7 +525,7 @@ def demo(overrides: list[str]) -> int:
     display.note(
         f"store: {cfg.store.path} · plots: {cfg.report.dir}/ · site: {site} · total {time.perf_counter() - start:.0f} s"
     )
-    return code or (3 if stats.failed else 0)
+    return run_exit_code(cfg, stats) or code
 
 
 def validate_metrics(overrides: list[str]) -> int:
