@@ -329,14 +329,19 @@ def circumplex_consistency(
     circle_index: Mapping[str, int] | None = None,
     circle_size: int = 10,
 ) -> float:
-    """Spearman of GND(w) with cos(θ_w − θ_t) over w ≠ t (positive: neighbours move with the target).
+    """Spearman of GND(w)·GND(t) with cos(θ_w − θ_t) over w ≠ t (positive: neighbours move with the target).
 
-    Values without an angle or with a NaN GND are left out.
+    GND(t) = sign(G_raw), so GND(w)·GND(t) = m(w)/G_raw: the shifts measured in the target's own direction
+    of movement. With GND alone, a suppressed target whose neighbours follow it down would score
+    negative — the opposite of what METRICS.md §5 says positive means. Identical to plain GND when the
+    raw gain is positive. Values without an angle or with a NaN GND are left out.
     """
     theta = circle_angles(values, circle_index, circle_size)
     t = list(values).index(target)
     others = np.arange(len(values)) != t
-    return spearman(_aligned(gnd, values)[others], np.cos(theta[others] - theta[t]))
+    g = _aligned(gnd, values)
+    moved = g[others] * (np.sign(g[t]) if np.isfinite(g[t]) and g[t] != 0 else 1.0)
+    return spearman(moved, np.cos(theta[others] - theta[t]))
 
 
 def concentration(
@@ -540,11 +545,8 @@ def vat_metrics(
         "amplification": by_value(gain["amplification"]),
         "nvat_std": float(stab.std(ddof=1)) if stab.size > 1 else math.nan,
         "nvat_interval": _interval(stab, p["ci_level"]) if stab.size > 1 else [math.nan, math.nan],
-        # Correlate the shifts in the target's own direction of movement (GND · sign G_raw = m / G_raw):
-        # with GND alone a suppressed target whose neighbours follow it down would score negative,
-        # the opposite of what §5 says positive means (neighbours move *with* the target).
         "circumplex_consistency": circumplex_consistency(
-            np.asarray(gain["gnd"], dtype=float) * np.sign(gain["gain_raw"]), values, target, circle_index, p["circle_size"]
+            gain["gnd"], values, target, circle_index, p["circle_size"]
         ),
         "concentration": conc,
         "concentration_direction_deg": conc_dir,
