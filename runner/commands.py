@@ -328,6 +328,7 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     }
     opts = exec_options(cfg)
     check_api_key(opts, plan_numbers(cfg, compiled)[1])  # before the store is created or touched
+    _check_mode(cfg)
     if shard_dir is None:
         with open_store(cfg.store.path) as store:
             store.add_plan(run_row, compiled.requests, spec_rows(index))
@@ -343,6 +344,14 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
         finally:
             export_shard(shard, shard_dir)  # even after an interrupt: what was answered is kept
     return compiled, stats
+
+
+def _check_mode(cfg: DictConfig) -> None:
+    """Refuse a bad ``execution.mode`` or batch setting before the store is touched."""
+    from runner.batch import batch_options, check_mode
+
+    if check_mode(str(cfg.execution.mode)) == "batch":
+        batch_options(cfg)
 
 
 def _execute(

@@ -85,6 +85,17 @@ class ExecutionConf:
     flush_every: int = 256
     """Responses per store write (one transaction each)."""
     progress: bool = True
+    mode: str = "online"
+    """online: one request per call; batch: the provider's Batch API (docs/batch.md), about half the price."""
+    batch_poll_s: float = 30.0
+    """batch mode: seconds between polls of the in-flight batches."""
+    completion_window: str = "24h"
+    """batch mode: the provider's completion window (OpenAI accepts only 24h)."""
+    batch_max_requests: int = 50000
+    batch_max_mb: float = 190.0
+    """batch mode: split a plan into batch files of at most this many requests and MB (OpenAI: 50,000, 200 MB)."""
+    batch_wait_s: float | None = None
+    """batch mode: stop polling after this many seconds, leaving batches in flight for the next run (null: wait)."""
 
 
 @dataclass

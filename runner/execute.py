@@ -16,6 +16,7 @@ import os
 import random
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,9 +90,16 @@ def _retry_after(exc: BaseException) -> float | None:
         if not headers:
             continue
         try:
+            # OpenAI and Azure also send the wait in milliseconds: finer than Retry-After's whole seconds.
+            millis = headers.get("retry-after-ms")
             value = headers.get("retry-after") or headers.get("Retry-After")
         except AttributeError:
             continue
+        if millis is not None:
+            try:
+                return max(0.0, float(millis) / 1000.0)
+            except ValueError:
+                pass
         if value is not None:
             try:
                 return max(0.0, float(value))
@@ -290,11 +298,87 @@ async def acomplete(
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
+class RateGate:
+    """One send rate shared by every worker, learnt from the provider's 429s (AIMD).
+
+    Until the first 429 nothing is paced (a call costs one clock read). On a 429 every worker pauses
+    until the provider's Retry-After, and the rate drops to ``decrease`` × the lower of the current rate
+    and the rate answered lately; each later answer raises it additively (by ``increase`` × rate per
+    second of sending), so it creeps back up to the limit and the next 429 trims it again. A cut
+    lands only once the requests sent before it have come back: their 429s say nothing new (TCP's
+    one-cut-per-window rule), and cutting for each would starve the run.
+    """
+
+    def __init__(
+        self,
+        clock: Any = time.monotonic,
+        decrease: float = 0.9,
+        increase: float = 0.01,
+        min_rate: float = 0.2,
+    ) -> None:
+        self.clock = clock
+        self.decrease, self.increase, self.min_rate = decrease, increase, min_rate
+        self.rate: float | None = None
+        """Requests per second; None while no 429 has been seen (unpaced)."""
+        self.resume_at = 0.0
+        self.last_cut = float("-inf")
+        self._next = 0.0
+        self._answers: deque[float] = deque()
+
+    def reserve(self) -> float:
+        """Book the next send slot; return the seconds to wait before sending (0: send now)."""
+        now = self.clock()
+        start = max(now, self.resume_at)
+        if self.rate is not None:
+            start = max(start, self._next)
+            self._next = start + 1.0 / self.rate
+        return start - now
+
+    def answered(self) -> None:
+        """One answer arrived: remember when (for the measured rate), and raise the rate a little."""
+        now = self.clock()
+        self._answers.append(now)
+        while self._answers and self._answers[0] < now - 1.0:
+            self._answers.popleft()
+        if self.rate is not None:
+            self.rate += self.increase  # per answer: ``increase`` × rate per second of sending at ``rate``
+
+    def throttled(self, retry_after: float | None, sent_at: float, fallback_s: float = 1.0) -> None:
+        """A 429 to a request sent at ``sent_at`` (this gate's clock): pause everyone; maybe cut the rate."""
+        now = self.clock()
+        self.resume_at = max(self.resume_at, now + (retry_after if retry_after is not None else fallback_s))
+        self._next = max(self._next, self.resume_at)
+        if sent_at < self.last_cut:
+            return  # sent before the last cut, at the old rate: that cut already answers it
+        # The rate answered lately (over the last second, or since the first answer if more recent):
+        # at the first 429 this overestimates rather than under (a burst), and the next cuts correct
+        # it within a few round trips, where an underestimate would take the slow additive climb back.
+        if len(self._answers) < 3:
+            # Too few answers to measure a rate (a 429 before any answer, a provider that fails most
+            # requests): pause only; guessing a rate from nothing could crawl at 0.2 requests/s.
+            return
+        window = now - self._answers[0]
+        measured = max(len(self._answers) / max(window, 0.05), self.min_rate)
+        self.rate = max(self.min_rate, min(self.rate or measured, measured) * self.decrease)
+        self.last_cut = now
+
+
 async def _one(
-    litellm: Any, req: Request, opts: ExecOptions, api_key: str | None, writer: _Writer, stats: ExecStats
+    litellm: Any,
+    req: Request,
+    opts: ExecOptions,
+    api_key: str | None,
+    writer: _Writer,
+    stats: ExecStats,
+    gate: RateGate | None = None,
 ) -> None:
     """Obtain one judgment, with retries; record every failed attempt."""
     for attempt in range(1, opts.max_retries + 2):
+        while gate is not None and (wait := gate.reserve()) > 0:
+            await asyncio.sleep(wait)
+            if gate.clock() >= gate.resume_at:
+                break  # else a 429 paused everyone while this slept: its slot is stale, book again
+        sent_at = gate.clock() if gate is not None and gate.rate is not None else 0.0
         start = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation (Ctrl-C)
@@ -306,6 +390,8 @@ async def _one(
         except Exception as exc:  # noqa: BLE001 - every provider failure is classified and recorded
             kind, status, transient = classify(exc)
             final = not transient or attempt > opts.max_retries
+            if gate is not None and (status == 429 or kind == "RateLimitError"):
+                gate.throttled(_retry_after(exc), sent_at, opts.backoff_s)
             writer.add(
                 error={
                     "request_key": req.key,
@@ -343,6 +429,8 @@ async def _one(
             stats.retries += 1
             await asyncio.sleep(_backoff(exc, attempt, opts))
             continue
+        if gate is not None:
+            gate.answered()
         cost = _cost(litellm, resp, req.model)
         row = response_row(req, resp, time.perf_counter() - start, attempt, cost)
         stats.answered += 1
@@ -357,11 +445,25 @@ class _Abort(Exception):
     """Stop the whole run (credentials rejected, endpoint unreachable)."""
 
 
+_UNPRICED: set[str] = set()
+"""Models LiteLLM's price map does not know: asking again per answer would cost ~1 ms each time."""
+
+
 def _cost(litellm: Any, resp: Any, model: str) -> float:
-    """Cost from LiteLLM's price map; 0 for models it does not know (local servers, custom providers)."""
+    """Cost from LiteLLM's price map; 0 for models it does not know (local servers, custom providers).
+
+    LiteLLM already prices every answer while logging it (``_hidden_params["response_cost"]``, None
+    when the model has no price): pricing it again costs as much as a third of LiteLLM's own work.
+    """
+    hidden = getattr(resp, "_hidden_params", None) or {}
+    if "response_cost" in hidden:
+        return float(hidden["response_cost"] or 0.0)
+    if model in _UNPRICED:
+        return 0.0
     try:
         return float(litellm.completion_cost(completion_response=resp, model=model) or 0.0)
     except Exception:  # noqa: BLE001 - unknown models have no price: that is not an error of the run
+        _UNPRICED.add(model)
         return 0.0
 
 
@@ -372,6 +474,7 @@ async def _drive(
     writer = _Writer(store, opts.flush_every)
     api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
     queue = iter(todo)
+    gate = RateGate()  # shared: a 429 slows every worker, not only the one that got it
     consecutive_failures = 0
     abort: list[str] = []
 
@@ -388,7 +491,7 @@ async def _drive(
             failed_before = stats.failed
             in_flight[0] += 1
             try:
-                await _one(litellm, req, opts, api_key, writer, stats)
+                await _one(litellm, req, opts, api_key, writer, stats, gate)
             except _Abort as exc:
                 abort.append(str(exc))
                 _stop_others()

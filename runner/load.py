@@ -83,6 +83,12 @@ def _pydantic_problems(exc: ValidationError, doc: YamlDoc) -> list[Problem]:
             msg = "required field is missing; add it"
         elif err["type"] == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
+        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "id":
+            # Ids become file names, SQL values and URL parts: say what a valid one looks like.
+            msg = (
+                f"{err.get('input')!r} is not a valid id; use lowercase letters, digits, '_' and '-' "
+                "(no '/', '..', '.' or spaces), starting with a letter or digit"
+            )
         problems.append(Problem(doc.path, doc.line_of(loc), field_name, msg))
     return problems
 
@@ -370,5 +376,14 @@ def load_index(root: Path | str = "spec", check_lock: bool = True) -> SpecIndex:
     """
     index, problems = collect(root, check_lock=check_lock, strict_lock=False)
     if problems or index is None:
-        raise SpecInvalid(problems)
+        # Name a content problem first: "bump the version" is noise while the file itself is broken.
+        content = [p for p in problems if not _is_lock_problem(p)]
+        raise SpecInvalid(content or problems)
     return index
+
+
+def _is_lock_problem(problem: Problem) -> bool:
+    """Whether ``problem`` comes from the version lock (:func:`_check_lock`), not from the file's content."""
+    return problem.field == "version" and any(
+        hint in problem.message for hint in (LOCK_FILE, "update-lock", "bump version", "versions only go up")
+    )

@@ -247,30 +247,28 @@ class Store:
 
         ``run=None`` records only the requests (requests sent on behalf of several runs, before them).
         """
-        reqs = list(requests)
-        req_tbl = pa.table(
-            {
-                "request_key": [r.key for r in reqs],
-                "model": [r.model for r in reqs],
-                "scene_id": [r.scene_id for r in reqs],
-                "scene_version": pa.array([r.scene_version for r in reqs], pa.int32()),
-                "action_id": [r.action_id for r in reqs],
-                "value": [r.value for r in reqs],
-                "micro_value": pa.array([r.micro_value for r in reqs], pa.string()),
-                "polarity": [r.polarity for r in reqs],
-                "sample": pa.array([r.sample for r in reqs], pa.int32()),
-                "messages": [json.dumps(r.messages, ensure_ascii=False) for r in reqs],
-            }
-        )
+        all_reqs = list(requests)
+        # Only the requests not recorded yet: a rerun of a 100,000-request plan would otherwise encode
+        # 100,000 messages as JSON and insert them again, only for the primary key to drop them.
+        missing = self._missing_keys([r.key for r in all_reqs])
+        reqs = [r for r in all_reqs if r.key in missing]
+        # In chunks: one Arrow table of 100,000 prompts would hold them all in memory at once (and
+        # DuckDB a second copy). A chunk that commits before a crash is simply skipped next time.
+        for i in range(0, len(reqs), _PLAN_CHUNK):
+            self._append("requests", _dedupe(_request_table(reqs[i : i + _PLAN_CHUNK])))
         if run is None:
-            self._append("requests", _dedupe(req_tbl))
             return
+        links = {(r.key, r.condition) for r in all_reqs}
+        ((recorded,),) = self.con.execute(
+            "SELECT count(*) FROM run_requests WHERE run_id = ?", [run["run_id"]]
+        ).fetchall()  # fetchall: fetchone would leave the result open and block the next register()
+        todo = all_reqs if recorded != len(links) else []  # a rerun of the same run links nothing new
         link_tbl = pa.table(
             {
-                "run_id": [run["run_id"]] * len(reqs),
-                "request_key": [r.key for r in reqs],
-                "condition": [r.condition for r in reqs],
-                "step": pa.array([r.step for r in reqs], pa.int32()),
+                "run_id": [run["run_id"]] * len(todo),
+                "request_key": [r.key for r in todo],
+                "condition": [r.condition for r in todo],
+                "step": pa.array([r.step for r in todo], pa.int32()),
             }
         )
         run_tbl = pa.Table.from_pylist([run])
@@ -288,8 +286,20 @@ class Store:
         )
         self._append("specs", spec_tbl)
         self._append("runs", run_tbl)
-        self._append("requests", _dedupe(req_tbl))
         self._append("run_requests", link_tbl)
+
+    def _missing_keys(self, keys: Sequence[str]) -> set[str]:
+        """The subset of ``keys`` with no row in ``requests`` yet (one join, not one probe per key)."""
+        if not keys:
+            return set()
+        self.con.register("_probe", pa.table({"request_key": list(keys)}))
+        try:
+            rows = self.con.execute(
+                "SELECT DISTINCT request_key FROM _probe ANTI JOIN requests USING (request_key)"
+            ).fetchall()
+        finally:
+            self.con.unregister("_probe")
+        return {r[0] for r in rows}
 
     # ------------------------------------------------------------ reads
 
@@ -323,6 +333,36 @@ class Store:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read query and return all rows."""
         return self.con.execute(sql, params or []).fetchall()
+
+
+_PLAN_CHUNK = 5000
+"""Requests per Arrow batch when a plan is recorded."""
+
+
+def _request_table(reqs: Sequence[Any]) -> pa.Table:
+    """The ``requests`` rows of ``reqs`` as one Arrow table (messages encoded once per distinct prompt)."""
+    encoded: dict[int, str] = {}  # the samples of one prompt share one messages tuple: encode it once
+
+    def messages(r: Any) -> str:
+        text = encoded.get(id(r.messages))
+        if text is None:
+            text = encoded[id(r.messages)] = json.dumps(r.messages, ensure_ascii=False)
+        return text
+
+    return pa.table(
+        {
+            "request_key": [r.key for r in reqs],
+            "model": [r.model for r in reqs],
+            "scene_id": [r.scene_id for r in reqs],
+            "scene_version": pa.array([r.scene_version for r in reqs], pa.int32()),
+            "action_id": [r.action_id for r in reqs],
+            "value": [r.value for r in reqs],
+            "micro_value": pa.array([r.micro_value for r in reqs], pa.string()),
+            "polarity": [r.polarity for r in reqs],
+            "sample": pa.array([r.sample for r in reqs], pa.int32()),
+            "messages": [messages(r) for r in reqs],
+        }
+    )
 
 
 def _dedupe(tbl: pa.Table) -> pa.Table:

@@ -98,3 +98,15 @@ def test_scene_cap_is_stable_and_spread(index):
     first = [s.id for s in select_scenes(index, cfg.selection)]
     assert first == [s.id for s in select_scenes(index, cfg.selection)]
     assert len({s.split("-")[0] for s in first}) >= 4  # a cap spreads over countries
+
+
+def test_compiled_keys_equal_the_key_recipe(index):
+    """The prefix-sharing hasher of compile_plan gives exactly request_key's keys (pre and few-shot post)."""
+    from runner.compile import gen_params
+
+    cfg = compose(["selection.max_scenes=3", "model.samples=2", "strategy=fewshot_4", "model.seed=7"])
+    plan = compile_plan(index, cfg)
+    params = gen_params(cfg.model)
+    assert {r.condition for r in plan.requests} == {"pre", "post"}
+    for r in plan.requests:
+        assert r.key == request_key(r.model, params, r.messages, r.sample)

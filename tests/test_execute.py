@@ -100,3 +100,99 @@ def test_classify(name, status, transient):
     exc = type(name, (Exception,), {})("boom")
     exc.status_code = status
     assert classify(exc)[2] is transient
+
+
+class _Clock:
+    """A hand-moved clock for the rate gate."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rate_gate_paces_after_a_429_and_cuts_once_per_overshoot():
+    from runner.execute import RateGate
+
+    clock = _Clock()
+    gate = RateGate(clock=clock, decrease=0.9, increase=0.01)
+    assert gate.reserve() == 0 and gate.rate is None  # unpaced until the first 429
+    for _ in range(20):  # 20 answers over the last second: the provider admits ~20/s
+        clock.t += 0.05
+        gate.answered()
+    gate.throttled(retry_after=0.5, sent_at=0.0)
+    assert gate.rate == pytest.approx(0.9 * 20 / 0.95, rel=1e-6)
+    # Everyone pauses until Retry-After, then sends one request per 1/rate seconds.
+    waits = [gate.reserve() for _ in range(3)]
+    assert waits[0] == pytest.approx(0.5) and waits[1] - waits[0] == pytest.approx(1 / gate.rate)
+    # 429s of requests sent before the cut say nothing new: no second cut.
+    rate = gate.rate
+    gate.throttled(retry_after=0.1, sent_at=clock.t - 0.01)
+    assert gate.rate == rate
+    # A later overshoot cuts again; answers raise the rate additively.
+    clock.t += 1.0
+    gate.answered()
+    assert gate.rate == pytest.approx(rate + 0.01)
+    for _ in range(9):
+        clock.t += 0.1
+        gate.answered()
+    gate.throttled(retry_after=None, sent_at=clock.t, fallback_s=2.0)
+    assert gate.rate < rate and gate.resume_at == pytest.approx(clock.t + 2.0)
+
+
+def test_rate_gate_only_pauses_when_nothing_was_answered_yet():
+    from runner.execute import RateGate
+
+    clock = _Clock()
+    gate = RateGate(clock=clock)
+    gate.throttled(retry_after=0.05, sent_at=0.0)  # a 429 before any answer: no rate to measure
+    assert gate.rate is None and gate.reserve() == pytest.approx(0.05)
+    clock.t += 0.05
+    assert gate.reserve() == 0
+
+
+def test_rate_gate_reaches_the_limit_of_a_token_bucket_without_losing_requests():
+    """A simulated provider admitting 100/s (token bucket, burst 10) and 8 workers: near the limit, no loss."""
+    import asyncio
+
+    from runner.execute import RateGate
+
+    clock = _Clock()
+    gate = RateGate(clock=clock)
+    tokens, stamp, limited, lost, done = 10.0, clock.t, 0, 0, 0
+    rps = 100.0
+
+    async def worker(todo):
+        nonlocal tokens, stamp, limited, lost, done
+        for _ in todo:
+            for _attempt in range(5):
+                while (wait := gate.reserve()) > 0:
+                    clock.t += wait  # simulated time: sleeping moves the clock
+                    await asyncio.sleep(0)
+                    if clock() >= gate.resume_at:
+                        break
+                sent = clock()
+                clock.t += 0.002  # the call itself
+                await asyncio.sleep(0)
+                tokens = min(10.0, tokens + (clock.t - stamp) * rps)
+                stamp = clock.t
+                if tokens >= 1:
+                    tokens -= 1
+                    gate.answered()
+                    done += 1
+                    break
+                limited += 1
+                gate.throttled((1 - tokens) / rps, sent)
+            else:
+                lost += 1
+
+    todo = iter(range(3000))
+    start = clock.t
+    async def drive():
+        await asyncio.gather(*(worker(todo) for _ in range(8)))
+
+    asyncio.run(drive())
+    assert lost == 0 and done == 3000
+    assert done / (clock.t - start) >= 0.9 * rps
+    assert limited < 300  # paced, not hammering the provider
