@@ -25,6 +25,13 @@ from runner import display
 from runner.errors import VatError
 
 SHARD_TABLES = ("specs", "runs", "requests", "run_requests", "responses", "errors")
+_KEYS = {
+    "specs": ("kind", "id", "version"),
+    "runs": ("run_id",),
+    "requests": ("request_key",),
+    "run_requests": ("run_id", "request_key", "condition"),
+    "responses": ("request_key",),
+}
 _PARALLEL_LAUNCHERS = ("joblib", "ray", "submitit", "rq")
 _LAST_RC: list[int] = []
 
@@ -250,8 +257,12 @@ def ingest(paths: list[str], store_path: str) -> dict[str, int]:
                         f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors"
                     )
                 else:
+                    # Shards repeat shared rows (every job's pre requests): drop duplicates and rows already
+                    # stored before inserting, rather than making the insert check a million conflicts.
+                    cols = ", ".join(_KEYS[table])
                     store.con.execute(
-                        f"INSERT INTO {table} BY NAME SELECT * FROM {source} ON CONFLICT DO NOTHING"
+                        f"INSERT INTO {table} BY NAME SELECT s.* FROM (SELECT DISTINCT ON ({cols}) * FROM {source}) s "
+                        f"ANTI JOIN {table} USING ({cols}) ON CONFLICT DO NOTHING"
                     )
                 counts[table] = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
             store.con.execute("COMMIT")
