@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -56,6 +57,11 @@ def hydra_task(cfg: DictConfig) -> int:
     except VatError as exc:
         display.error(str(exc))
         summary, rc = {"error": str(exc)}, exc.exit_code
+        if hc.mode.name != "MULTIRUN":
+            # A rejected single run leaves nothing behind: Hydra made its folder before we could check.
+            shutil.rmtree(job_dir, ignore_errors=True)
+            _LAST_RC.append(rc)
+            return rc
     summary.update({"rc": rc, "overrides": overrides, "shard": str(shard_dir) if shard_dir else None})
     (job_dir / "result.json").write_text(json.dumps(summary, default=str, indent=1))
     if hc.mode.name != "MULTIRUN":

@@ -13,6 +13,13 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_folders_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Hydra writes a folder per `vat run`; keep the tests' folders out of results/ in the checkout."""
+    os.environ["VAT_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("vat-output"))
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec"
 

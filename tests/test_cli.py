@@ -34,7 +34,9 @@ def test_no_verb_prints_help(vat):
 
 
 def test_plan_json_is_the_only_thing_on_stdout(vat, store_path):
-    result = vat("plan", "model.name=mock/x", f"store.path={store_path}", "selection.max_scenes=2", "format=json")
+    result = vat(
+        "plan", "model.name=mock/x", f"store.path={store_path}", "selection.max_scenes=2", "format=json"
+    )
     assert result.code == 0, result.err
     payload = json.loads(result.out)
     assert {"requests", "stored", "to_send", "est_prompt_tokens", "est_cost_usd"} <= set(payload)
@@ -42,7 +44,9 @@ def test_plan_json_is_the_only_thing_on_stdout(vat, store_path):
 
 
 def test_plan_prices_a_known_model(vat, store_path):
-    result = vat("plan", "model=openai_gpt4o_mini", f"store.path={store_path}", "selection.max_scenes=2", "format=json")
+    result = vat(
+        "plan", "model=openai_gpt4o_mini", f"store.path={store_path}", "selection.max_scenes=2", "format=json"
+    )
     payload = json.loads(result.out)
     assert payload["est_cost_usd"] > 0 and payload["unpriced_models"] == []
 

@@ -25,9 +25,15 @@ def test_golden_request_keys():
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     params = {"temperature": 0.0, "max_tokens": 3}
     assert request_key("openai/gpt-4o-mini", params, messages, 0) == "4aefcf686b1bca1c388f4ee9f76cf6cb"
-    assert request_key("openai/gpt-4o-mini", params, messages, 1) != request_key("openai/gpt-4o-mini", params, messages, 0)
-    assert request_key("openai/gpt-4o", params, messages, 0) != request_key("openai/gpt-4o-mini", params, messages, 0)
-    assert request_key("m", {"max_tokens": 3, "temperature": 0.0}, messages, 0) == request_key("m", params, messages, 0)
+    assert request_key("openai/gpt-4o-mini", params, messages, 1) != request_key(
+        "openai/gpt-4o-mini", params, messages, 0
+    )
+    assert request_key("openai/gpt-4o", params, messages, 0) != request_key(
+        "openai/gpt-4o-mini", params, messages, 0
+    )
+    assert request_key("m", {"max_tokens": 3, "temperature": 0.0}, messages, 0) == request_key(
+        "m", params, messages, 0
+    )
 
 
 def test_compilation_is_deterministic(index):
@@ -39,8 +45,12 @@ def test_compilation_is_deterministic(index):
 
 def test_pre_condition_is_shared_by_every_strategy_and_target(index):
     pres = []
-    for overrides in (["strategy=fewshot_2", "target=power"], ["strategy=fewshot_8", "target=security", "direction=suppress"],
-                      ["strategy=system_prompt", "target=hedonism"], ["strategy=baseline"]):
+    for overrides in (
+        ["strategy=fewshot_2", "target=power"],
+        ["strategy=fewshot_8", "target=security", "direction=suppress"],
+        ["strategy=system_prompt", "target=hedonism"],
+        ["strategy=baseline"],
+    ):
         plan = plan_for(index, *overrides)
         pres.append([r.key for r in plan.requests if r.condition == "pre"])
     assert all(p == pres[0] for p in pres)
@@ -81,9 +91,17 @@ def test_requests_are_grouped_by_scene_for_prefix_reuse(index):
 
 
 def test_checkpoint_sends_post_to_its_models(index):
-    plan = plan_for(index, "strategy=checkpoint", "+checkpoints=[{name: openai/ckpt-100, step: 100}, {name: openai/ckpt-200, step: 200}]")
+    plan = plan_for(
+        index,
+        "strategy=checkpoint",
+        "+checkpoints=[{name: openai/ckpt-100, step: 100}, {name: openai/ckpt-200, step: 200}]",
+    )
     models = {(r.condition, r.model, r.step) for r in plan.requests}
-    assert models == {("pre", "local/smollm2-135m", None), ("post", "openai/ckpt-100", 100), ("post", "openai/ckpt-200", 200)}
+    assert models == {
+        ("pre", "local/smollm2-135m", None),
+        ("post", "openai/ckpt-100", 100),
+        ("post", "openai/ckpt-200", 200),
+    }
     with pytest.raises(VatError, match="checkpoint"):
         plan_for(index, "strategy=checkpoint")
 

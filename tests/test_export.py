@@ -14,7 +14,17 @@ def test_dataset_round_trip_is_lossless():
     index = load_index("spec")
     ds = to_dataset(index)
     assert len(ds) == sum(len(s.actions) for s in index.scenes.values())
-    assert {"scene_id", "country", "topic", "split", "scene_text", "value", "micro_value", "polarity", "action_text"} <= set(ds.column_names)
+    assert {
+        "scene_id",
+        "country",
+        "topic",
+        "split",
+        "scene_text",
+        "value",
+        "micro_value",
+        "polarity",
+        "action_text",
+    } <= set(ds.column_names)
     back = {s.id: s for s in from_dataset(ds)}
     assert back == index.scenes
 

@@ -443,4 +443,7 @@ def test_demo_builds_the_site_and_prints_its_path(vat, tmp_path):
     index = tmp_path / "site" / "index.html"
     assert index.exists() and f"leaderboard site: {index}" in result.out.replace("\n", "")
     doc = json.loads((tmp_path / "site" / "data" / "leaderboard.json").read_text())
-    assert [r["status"] for r in doc["rows"]] == ["local"] and doc["rows"][0]["n_scenes"] == 6
+    from runner.config import compose
+
+    demo_scenes = compose(["selection=demo"]).selection.max_scenes
+    assert [r["status"] for r in doc["rows"]] == ["local"] and doc["rows"][0]["n_scenes"] == demo_scenes

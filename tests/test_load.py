@@ -22,7 +22,9 @@ def test_shipped_spec_is_valid_and_complete(vat):
     for scene in index.scenes.values():
         pairs = {(a.value, a.polarity.value) for a in scene.actions}
         assert len(pairs) == 20, scene.id
-    assert {"baseline", "fewshot_2", "fewshot_4", "fewshot_8", "system_prompt", "checkpoint"} <= set(index.strategies)
+    assert {"baseline", "fewshot_2", "fewshot_4", "fewshot_8", "system_prompt", "checkpoint"} <= set(
+        index.strategies
+    )
     result = vat("validate")
     assert result.code == 0, result.out + result.err
     assert "scenes" in result.out
@@ -51,7 +53,12 @@ def test_unknown_value_is_reported_with_file_and_line(spec_copy):
     f.write_text(text.replace(f"value: {first_value}\n", "value: kindness\n", 1))
     line = next(i for i, t in enumerate(f.read_text().splitlines(), 1) if "value: kindness" in t)
     problems = _problems(spec_copy)
-    assert any(p.startswith(f"spec/scenarios/{f.parent.name}/{f.name}:{line}: actions.0.value: unknown value 'kindness'") for p in problems), problems
+    assert any(
+        p.startswith(
+            f"spec/scenarios/{f.parent.name}/{f.name}:{line}: actions.0.value: unknown value 'kindness'"
+        )
+        for p in problems
+    ), problems
 
 
 def test_micro_value_must_belong_to_the_value(spec_copy):
@@ -68,7 +75,9 @@ def test_missing_polarity_is_incomplete(spec_copy):
     dropped = doc["actions"].pop(3)
     f.write_text(yaml.safe_dump(doc, sort_keys=False))
     problems = _problems(spec_copy)
-    assert any(f"incomplete: no action for {dropped['value']}/{dropped['polarity']}" in p for p in problems), problems
+    assert any(
+        f"incomplete: no action for {dropped['value']}/{dropped['polarity']}" in p for p in problems
+    ), problems
 
 
 def test_extra_field_and_wrong_type(spec_copy):
@@ -92,7 +101,9 @@ def test_yaml_syntax_error_is_a_problem_not_a_crash(spec_copy):
     f = _scene_file(spec_copy)
     f.write_text(f.read_text() + "\n  broken: [unclosed\n")
     problems = _problems(spec_copy)
-    assert any(p.startswith(f"spec/scenarios/{f.parent.name}/{f.name}:") and "YAML error" in p for p in problems), problems
+    assert any(
+        p.startswith(f"spec/scenarios/{f.parent.name}/{f.name}:") and "YAML error" in p for p in problems
+    ), problems
 
 
 def test_content_hash_ignores_version_but_not_text():
@@ -110,7 +121,9 @@ def test_changed_content_without_version_bump_says_bump_version(spec_copy):
     doc["text"] = doc["text"] + " It is also raining."
     f.write_text(yaml.safe_dump(doc, sort_keys=False))
     problems = _problems(spec_copy)
-    assert any("content changed but version is still" in p and "bump version" in p for p in problems), problems
+    assert any("content changed but version is still" in p and "bump version" in p for p in problems), (
+        problems
+    )
     with pytest.raises(SpecInvalid, match="bump version"):
         load_index(spec_copy)
     doc["version"] += 1

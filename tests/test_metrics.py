@@ -433,8 +433,18 @@ def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_
 
     from runner.metrics import vat_metrics
 
-    values = ["self_direction", "stimulation", "hedonism", "achievement", "power", "security", "conformity",
-              "tradition", "benevolence", "universalism"]
+    values = [
+        "self_direction",
+        "stimulation",
+        "hedonism",
+        "achievement",
+        "power",
+        "security",
+        "conformity",
+        "tradition",
+        "benevolence",
+        "universalism",
+    ]
     rng = np.random.default_rng(1)
     theta = 2 * np.pi * np.arange(10) / 10
     shift = -0.2 * np.cos(theta - theta[5])  # security pushed down, its neighbours down, opposites up
@@ -443,5 +453,7 @@ def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_
     row = vat_metrics(e_pre, e_post, values, "security", "suppress", bootstrap_b=50, stability_b=20)
     assert row["gain"] > 0 and row["gain_raw"] < 0
     assert row["circumplex_consistency"] > 0.9
-    reinforce = vat_metrics(e_pre, e_pre - shift, values, "security", "reinforce", bootstrap_b=50, stability_b=20)
+    reinforce = vat_metrics(
+        e_pre, e_pre - shift, values, "security", "reinforce", bootstrap_b=50, stability_b=20
+    )
     assert reinforce["circumplex_consistency"] > 0.9

@@ -11,4 +11,6 @@ def test_committed_schemas_match_the_models():
     for name, text in schemas().items():
         path = Path(SCHEMA_DIR) / name
         assert path.exists(), f"{path} missing: run `python -m runner.schemas`"
-        assert path.read_text() == text, f"{path} drifted from runner/specs.py: run `python -m runner.schemas`"
+        assert path.read_text() == text, (
+            f"{path} drifted from runner/specs.py: run `python -m runner.schemas`"
+        )

@@ -11,7 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from runner.compile import compile_plan
 from runner.config import compose, conf_dir
+from runner.load import load_index
 from runner.sweep import ingest, plan_sweep, sweep_jobs
 
 CONF = conf_dir()
@@ -51,25 +53,41 @@ def test_sweep_plan_counts_shared_keys_once(tmp_path):
 
 def _vat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "runner.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def test_joblib_sweep_ends_with_exactly_the_planned_keys(tmp_path):
     root = Path(__file__).resolve().parent.parent
     store = tmp_path / "v.duckdb"
     plan = plan_sweep(["-m", "experiment=smoke", f"store.path={store}"])
-    proc = _vat("run", "-m", "experiment=smoke", f"store.path={store}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=root)
+    proc = _vat(
+        "run",
+        "-m",
+        "experiment=smoke",
+        f"store.path={store}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ingested 4 shard(s)" in proc.stderr
     con = duckdb.connect(str(store), read_only=True)
     keys = {r[0] for r in con.execute("SELECT request_key FROM responses").fetchall()}
-    assert con.execute("SELECT count(*) FROM responses").fetchone()[0] == len(keys) == plan["total"]["to_send"]
+    assert (
+        con.execute("SELECT count(*) FROM responses").fetchone()[0] == len(keys) == plan["total"]["to_send"]
+    )
     assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 4
-    planned = {k for j in sweep_jobs(["experiment=smoke", f"store.path={store}"])
-               for k in __import__("runner.compile", fromlist=["x"]).compile_plan(
-                   __import__("runner.load", fromlist=["x"]).load_index("spec"), compose(j)).keys()}
+    index = load_index("spec")
+    jobs = sweep_jobs(["experiment=smoke", f"store.path={store}"])
+    planned = {k for j in jobs for k in compile_plan(index, compose(j)).keys()}  # noqa: SIM118 (a method)
     assert keys == planned
     results = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/result.json")]
     assert sorted(r["rc"] for r in results) == [0, 0, 0, 0]
@@ -85,7 +103,12 @@ def test_ingest_reads_shards_from_an_fsspec_filesystem(tmp_path, vat):
     import fsspec
 
     src = tmp_path / "src.duckdb"
-    assert vat("run", "model.name=mock/fs", f"store.path={src}", "selection.max_scenes=1", "store.shards=never").code == 0
+    assert (
+        vat(
+            "run", "model.name=mock/fs", f"store.path={src}", "selection.max_scenes=1", "store.shards=never"
+        ).code
+        == 0
+    )
     con = duckdb.connect(str(src), read_only=True)
     mem = fsspec.filesystem("memory")
     for table in ("specs", "runs", "requests", "run_requests", "responses", "errors"):
@@ -102,16 +125,38 @@ def test_budget_guard_stops_the_run_cleanly(tmp_path):
     from runner.execute import litellm_module
 
     litellm = litellm_module(["mock/priced"])
-    litellm.register_model({"mock/priced": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.0,
-                                            "litellm_provider": "mock", "mode": "chat"}})
-    cfg = compose(["model.name=mock/priced", f"store.path={tmp_path / 'v.duckdb'}", "selection.max_scenes=2",
-                   "execution.budget_usd=1.0", "execution.concurrency=4", "execution.progress=false"])
+    litellm.register_model(
+        {
+            "mock/priced": {
+                "input_cost_per_token": 0.001,
+                "output_cost_per_token": 0.0,
+                "litellm_provider": "mock",
+                "mode": "chat",
+            }
+        }
+    )
+    cfg = compose(
+        [
+            "model.name=mock/priced",
+            f"store.path={tmp_path / 'v.duckdb'}",
+            "selection.max_scenes=2",
+            "execution.budget_usd=1.0",
+            "execution.concurrency=4",
+            "execution.progress=false",
+        ]
+    )
     _, stats = execute_run(cfg, [])
     assert stats.stopped == "budget"
     assert stats.cost_usd <= 1.0 + 1e-9 and stats.answered >= 5  # $0.10 per request (100 tokens)
     assert run_exit_code(cfg, stats, quiet=True) == 3
     # Raising the budget resumes where it stopped.
-    cfg2 = compose(["model.name=mock/priced", f"store.path={tmp_path / 'v.duckdb'}", "selection.max_scenes=2",
-                    "execution.progress=false"])
+    cfg2 = compose(
+        [
+            "model.name=mock/priced",
+            f"store.path={tmp_path / 'v.duckdb'}",
+            "selection.max_scenes=2",
+            "execution.progress=false",
+        ]
+    )
     _, stats2 = execute_run(cfg2, [])
     assert stats2.to_send == 80 - stats.answered and stats2.stopped is None
