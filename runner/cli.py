@@ -53,9 +53,9 @@ CONFIG_VERBS |= {"generate", "import"}  # the dataset verbs (docs/dataset.md)
 DATASET_EPILOG = """\
 examples:
   vat generate scenes model.name=openai/gpt-4o-mini countries=[ng,eg] topics=[health]
-  vat generate scenes model.name=mock/generator out=/tmp/gen        instant fake, to try the pipeline
+  vat generate scenes model.name=mock/generator out=results/try-generate        instant fake, to try the pipeline
   vat generate actions scenes=[us-health] granularity=micro_value model.name=openai/gpt-4o-mini
-  vat import mapping=docs/examples/import/mapping.yaml out=/tmp/imported
+  vat import mapping=docs/examples/import/mapping.yaml out=results/try-import
   vat import source=data.parquet columns.country=country columns.topic=topic columns.action=text ...
 
 generate keys: countries=[..] topics=[..] per_cell values=[..] granularity=value|micro_value scenes=[..]
