@@ -11,6 +11,7 @@ obtained the same pre-condition answers.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import shutil
@@ -59,10 +60,14 @@ def hydra_task(cfg: DictConfig) -> int:
         summary, rc = {"error": str(exc)}, exc.exit_code
         if hc.mode.name != "MULTIRUN":
             # A rejected single run leaves nothing behind: Hydra made its folder before we could check.
-            shutil.rmtree(job_dir, ignore_errors=True)
+            # Only Hydra's own files are removed, never another run's results in a shared run dir.
+            shutil.rmtree(job_dir / ".hydra", ignore_errors=True)
+            with contextlib.suppress(OSError):
+                job_dir.rmdir()  # only if now empty
             _LAST_RC.append(rc)
             return rc
     summary.update({"rc": rc, "overrides": overrides, "shard": str(shard_dir) if shard_dir else None})
+    job_dir.mkdir(parents=True, exist_ok=True)  # another process's rejected run may share a fixed run dir
     (job_dir / "result.json").write_text(json.dumps(summary, default=str, indent=1))
     if hc.mode.name != "MULTIRUN":
         from runner.commands import print_run_summary
