@@ -42,6 +42,7 @@ from runner.compile import Plan, Request, compile_plan, gen_params, request_key
 from runner.errors import VatError
 from runner.leaderboard.entries import Entry, Release, doc_sha256, file_sha256, release_problems
 from runner.parse import expected_rating, parse_rating
+from runner.store import RESPONSE_COLUMNS  # the bundle keeps the store's column order
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -94,22 +95,6 @@ REQUEST_COLUMNS = (
     "polarity",
     "sample",
     "messages",
-)
-RESPONSE_COLUMNS = (
-    "request_key",
-    "model",
-    "text",
-    "rating",
-    "expected_rating",
-    "logprobs",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_s",
-    "attempts",
-    "provider_model",
-    "fingerprint",
-    "created_at",
 )
 
 
