@@ -49,6 +49,18 @@ CREATE TABLE IF NOT EXISTS errors (
     final BOOLEAN, created_at TIMESTAMP);
 """
 
+REQUEST_COLUMNS = (
+    "request_key",
+    "model",
+    "scene_id",
+    "scene_version",
+    "action_id",
+    "value",
+    "micro_value",
+    "polarity",
+    "sample",
+    "messages",
+)
 RESPONSE_COLUMNS = (
     "request_key",
     "model",

@@ -42,7 +42,7 @@ from runner.compile import Plan, Request, compile_plan, gen_params, request_key
 from runner.errors import VatError
 from runner.leaderboard.entries import Entry, Release, doc_sha256, file_sha256, release_problems
 from runner.parse import expected_rating, parse_rating
-from runner.store import RESPONSE_COLUMNS  # the bundle keeps the store's column order
+from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the bundle keeps the store's columns
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -54,47 +54,11 @@ TOLERANCE = 1e-9
 """Recomputed metrics must equal the claimed ones to this absolute tolerance."""
 CLAIMED_KEYS = ("gain", "gain_raw", "nvat", "nvat_lit", "rho_rms", "nvat_std", "gini", "ot_abs", "n_scenes")
 
+# A judgment row: the run it belongs to, then the store's request and response columns.
 JUDGMENT_COLUMNS = (
-    "run_id",
-    "strategy",
-    "target",
-    "direction",
-    "condition",
-    "step",
-    "request_key",
-    "model",
-    "scene_id",
-    "scene_version",
-    "action_id",
-    "value",
-    "micro_value",
-    "polarity",
-    "sample",
-    "messages",
-    "text",
-    "rating",
-    "expected_rating",
-    "logprobs",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_s",
-    "attempts",
-    "provider_model",
-    "fingerprint",
-    "created_at",
-)
-REQUEST_COLUMNS = (
-    "request_key",
-    "model",
-    "scene_id",
-    "scene_version",
-    "action_id",
-    "value",
-    "micro_value",
-    "polarity",
-    "sample",
-    "messages",
+    ("run_id", "strategy", "target", "direction", "condition", "step")
+    + REQUEST_COLUMNS
+    + tuple(c for c in RESPONSE_COLUMNS if c not in ("request_key", "model"))
 )
 
 
