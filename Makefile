@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: help install install-dev demo test test-slow lint format lock bench clean
+.PHONY: help install install-dev demo test test-slow lint format lock bench clean bench-peers lock-peers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -52,6 +52,20 @@ lock:  ## re-compile the hashed lock files from requirements*.in (needs uv)
 
 bench: install-dev  ## run the benchmarks in benchmarks/ and print their numbers
 	$(BIN)/python benchmarks/run_all.py
+
+PEERS := .venv-peers
+# Peers of benchmarks/bench_throughput.py, each in its own venv from its hashed lock (the lock is the
+# whole closure, hence --no-deps). Made only when missing or when the lock changes.
+$(PEERS)/%/.installed: benchmarks/peers/%.lock
+	test -x $(PEERS)/$*/bin/python || $(PYTHON) -m venv $(PEERS)/$*
+	$(PEERS)/$*/bin/pip --disable-pip-version-check -q install --no-deps --require-hashes -r $<
+	touch $@
+
+bench-peers: install-dev $(PEERS)/inspect/.installed $(PEERS)/lmeval/.installed  ## throughput: bare LiteLLM, vat run (1, 2 workers), inspect_ai, lm-eval
+	$(BIN)/python benchmarks/bench_throughput.py
+
+lock-peers:  ## re-compile benchmarks/peers/*.lock from their .in files (needs uv)
+	cd benchmarks/peers && for p in inspect lmeval; do uv pip compile $$p.in --generate-hashes --python-version 3.11 -q -o $$p.lock --custom-compile-command "make lock-peers"; done
 
 clean:  ## remove .venv and results
 	rm -rf $(VENV) results .pytest_cache

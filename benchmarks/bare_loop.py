@@ -42,8 +42,10 @@ def main(argv: list[str]) -> None:
 
     async def worker() -> None:
         for r in queue:
+            # api_base as `vat run` passes it (None for mock/ and local/ models)
+            extra = {"api_base": r.api_base} if r.api_base else {}
             await litellm.acompletion(
-                model=r.model, messages=list(r.messages), timeout=60.0, num_retries=0, **params
+                model=r.model, messages=list(r.messages), timeout=60.0, num_retries=0, **params, **extra
             )
 
     async def drive() -> None:

@@ -22,6 +22,7 @@ from benchmarks import (  # noqa: E402
     bench_ratelimit,
     bench_resume,
     bench_startup,
+    bench_throughput,
 )
 from benchmarks.common import machine  # noqa: E402
 
@@ -32,6 +33,7 @@ FULL = {
     "ingest": lambda: bench_ingest.run(89, 3),
     "ratelimit": lambda: bench_ratelimit.run(20.0, 15, 3),
     "local": lambda: bench_local.run(5, 1),
+    "throughput": lambda: bench_throughput.run(20_000, 64),  # peers only where `make bench-peers` made them
 }
 QUICK = {
     "startup": lambda: bench_startup.run(3),
@@ -40,6 +42,7 @@ QUICK = {
     "ingest": lambda: bench_ingest.run(5, 1),
     "ratelimit": lambda: bench_ratelimit.run(20.0, 3, 1),
     "local": lambda: bench_local.run(1, 1),
+    "throughput": lambda: bench_throughput.run(2_000, 64, "bare,vat1,vat2"),
 }
 
 

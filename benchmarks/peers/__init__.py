@@ -1,0 +1,1 @@
+"""Peer tools of benchmarks/bench_throughput.py: their hashed lock files and the task files they run."""
