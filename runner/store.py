@@ -7,10 +7,15 @@ by the next run. Every write is one Arrow batch in one transaction, so a crash n
 batch. Until its batch commits, each answer also sits in a journal beside the file (see
 :class:`Journal`), so a killed run loses only its in-flight requests. DuckDB allows one writing process
 per file; a second writer gets a clear error.
+
+A request's messages live in ``prompts``, once per distinct prompt (keyed by ``prompt_hash``, the hash of
+their JSON text): the samples of a prompt, and every run that shares it, point at one row. Storing them
+per request made recording a 100,000-request plan write ~250 MB of repeated JSON through DuckDB.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -24,7 +29,8 @@ import pyarrow as pa
 
 from runner.errors import VatError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: messages moved from ``requests`` to ``prompts`` (a version 1 store is migrated when opened)."""
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -34,9 +40,11 @@ CREATE TABLE IF NOT EXISTS specs (
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, created_at TIMESTAMP, model VARCHAR, strategy VARCHAR, target VARCHAR,
     direction VARCHAR, split VARCHAR, n_scenes INTEGER, config JSON, provenance JSON);
+CREATE TABLE IF NOT EXISTS prompts (prompt_hash VARCHAR PRIMARY KEY, messages JSON);
 CREATE TABLE IF NOT EXISTS requests (
     request_key VARCHAR PRIMARY KEY, model VARCHAR, scene_id VARCHAR, scene_version INTEGER,
-    action_id VARCHAR, value VARCHAR, micro_value VARCHAR, polarity VARCHAR, sample INTEGER, messages JSON);
+    action_id VARCHAR, value VARCHAR, micro_value VARCHAR, polarity VARCHAR, sample INTEGER,
+    prompt_hash VARCHAR);
 CREATE TABLE IF NOT EXISTS run_requests (
     run_id VARCHAR, request_key VARCHAR, condition VARCHAR, step INTEGER,
     PRIMARY KEY (run_id, request_key, condition));
@@ -61,6 +69,13 @@ REQUEST_COLUMNS = (
     "sample",
     "messages",
 )
+"""A request as readers see it: ``requests`` joined with its ``prompts`` row (see :data:`REQUESTS_SQL`)."""
+REQUEST_TABLE_COLUMNS = (*REQUEST_COLUMNS[:-1], "prompt_hash")
+"""The columns of the ``requests`` table itself."""
+REQUESTS_SQL = (
+    "SELECT q.* EXCLUDE (prompt_hash), p.messages FROM requests q LEFT JOIN prompts p USING (prompt_hash)"
+)
+"""Every request with its messages, in :data:`REQUEST_COLUMNS` order (a subquery for readers)."""
 RESPONSE_COLUMNS = (
     "request_key",
     "model",
@@ -259,15 +274,18 @@ class Store:
 
         ``run=None`` records only the requests (requests sent on behalf of several runs, before them).
         """
-        all_reqs = list(requests)
+        all_reqs = requests if isinstance(requests, Sequence) else list(requests)
         # Only the requests not recorded yet: a rerun of a 100,000-request plan would otherwise encode
-        # 100,000 messages as JSON and insert them again, only for the primary key to drop them.
+        # 100,000 rows again, only for the primary key to drop them.
         missing = self._missing_keys([r.key for r in all_reqs])
         reqs = [r for r in all_reqs if r.key in missing]
-        # In chunks: one Arrow table of 100,000 prompts would hold them all in memory at once (and
-        # DuckDB a second copy). A chunk that commits before a crash is simply skipped next time.
+        # In chunks, each prompt's messages once (in ``prompts``, before the requests that point at
+        # them). A chunk that commits before a crash is simply skipped next time.
+        hashes: dict[int, str] = {}
         for i in range(0, len(reqs), _PLAN_CHUNK):
-            self._append("requests", _dedupe(_request_table(reqs[i : i + _PLAN_CHUNK])))
+            prompts, rows = _request_tables(reqs[i : i + _PLAN_CHUNK], hashes)
+            self._append("prompts", prompts)
+            self._append("requests", _dedupe(rows))
         if run is None:
             return
         links = {(r.key, r.condition) for r in all_reqs}
@@ -299,6 +317,15 @@ class Store:
         self._append("specs", spec_tbl)
         self._append("runs", run_tbl)
         self._append("run_requests", link_tbl)
+
+    def add_request_rows(self, rows: pa.Table) -> None:
+        """Store request rows given with their messages (:data:`REQUEST_COLUMNS`): prompts, then requests."""
+        texts = [str(m) for m in rows.column("messages").to_pylist()]
+        hashes = [prompt_hash(t) for t in texts]
+        unique = dict(zip(hashes, texts, strict=True))
+        self._append("prompts", pa.table({"prompt_hash": list(unique), "messages": list(unique.values())}))
+        table = rows.drop_columns(["messages"]).append_column("prompt_hash", pa.array(hashes, pa.string()))
+        self._append("requests", _dedupe(table.select(list(REQUEST_TABLE_COLUMNS))))
 
     def _missing_keys(self, keys: Sequence[str]) -> set[str]:
         """The subset of ``keys`` with no row in ``requests`` yet (one join, not one probe per key)."""
@@ -351,17 +378,38 @@ _PLAN_CHUNK = 5000
 """Requests per Arrow batch when a plan is recorded."""
 
 
-def _request_table(reqs: Sequence[Any]) -> pa.Table:
-    """The ``requests`` rows of ``reqs`` as one Arrow table (messages encoded once per distinct prompt)."""
-    encoded: dict[int, str] = {}  # the samples of one prompt share one messages tuple: encode it once
+def prompt_hash(messages_json: str) -> str:
+    """The ``prompts`` key of a prompt: SHA-256 (hex, 32 chars) of its stored JSON text.
 
-    def messages(r: Any) -> str:
-        text = encoded.get(id(r.messages))
-        if text is None:
-            text = encoded[id(r.messages)] = json.dumps(r.messages, ensure_ascii=False)
-        return text
+    The same as DuckDB's ``left(sha256(text), 32)``, which the version 1 → 2 migration uses.
+    """
+    return hashlib.sha256(messages_json.encode("utf-8")).hexdigest()[:32]
 
-    return pa.table(
+
+def _request_tables(reqs: Sequence[Any], hashes: dict[int, str]) -> tuple[pa.Table, pa.Table]:
+    """The new ``prompts`` rows and the ``requests`` rows of ``reqs``, as Arrow tables.
+
+    ``hashes`` maps ``id(messages)`` to the prompt's hash across the chunks of one plan: the samples of a
+    prompt share one messages tuple, so each prompt is encoded, hashed and returned once.
+    """
+    new: dict[str, str] = {}
+
+    def key(r: Any) -> str:
+        digest = hashes.get(id(r.messages))
+        if digest is None:
+            text = json.dumps(r.messages, ensure_ascii=False)
+            digest = hashes[id(r.messages)] = prompt_hash(text)
+            new[digest] = text
+        return digest
+
+    prompt_keys = [key(r) for r in reqs]
+    prompts = pa.table(
+        {
+            "prompt_hash": pa.array(list(new), pa.string()),
+            "messages": pa.array(list(new.values()), pa.string()),
+        }
+    )
+    return prompts, pa.table(
         {
             "request_key": [r.key for r in reqs],
             "model": [r.model for r in reqs],
@@ -372,7 +420,7 @@ def _request_table(reqs: Sequence[Any]) -> pa.Table:
             "micro_value": pa.array([r.micro_value for r in reqs], pa.string()),
             "polarity": [r.polarity for r in reqs],
             "sample": pa.array([r.sample for r in reqs], pa.int32()),
-            "messages": [messages(r) for r in reqs],
+            "prompt_hash": prompt_keys,
         }
     )
 
@@ -394,8 +442,28 @@ def open_store(path: str | Path, read_only: bool = False) -> Store:
     if read_only and not path.exists():
         raise VatError(f"no store at {path}; run `vat run` first or set store.path=", 1)
     path.parent.mkdir(parents=True, exist_ok=True)
+    con = _connect(path, read_only)
+    if read_only and _has_inline_messages(con):
+        con.close()  # a version 1 store: upgrade it once (a short write), then read it as asked
+        con = _connect(path, False)
+        _migrate(con)
+        con.close()
+        con = _connect(path, True)
+    if not read_only:
+        con.execute(DDL)
+        _migrate(con)
+        con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
+        )
+    store = Store(con, str(path), read_only=read_only)
+    store.replay_journal()  # answers a killed run received but had not committed yet
+    return store
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to ``path``; a lock held by another process or a bad file is a VatError."""
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise VatError(
@@ -409,14 +477,36 @@ def open_store(path: str | Path, read_only: bool = False) -> Store:
             f"{path} is not a usable DuckDB file ({str(exc).splitlines()[0]}); move it away or set store.path=",
             1,
         ) from None
-    if not read_only:
+
+
+def _has_inline_messages(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``requests`` still holds its messages (a schema version 1 store)."""
+    return bool(
+        con.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = 'requests' AND column_name = 'messages'"
+        ).fetchall()
+    )
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 1 → 2, in one transaction: each distinct prompt into ``prompts``, ``requests`` points at it."""
+    if not _has_inline_messages(con):
+        return
+    digest = "left(sha256(CAST(messages AS VARCHAR)), 32)"  # = prompt_hash() of the stored text
+    con.execute("BEGIN")
+    try:
         con.execute(DDL)
         con.execute(
-            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
+            f"INSERT INTO prompts SELECT DISTINCT {digest}, messages FROM requests ON CONFLICT DO NOTHING"
         )
-    store = Store(con, str(path), read_only=read_only)
-    store.replay_journal()  # answers a killed run received but had not committed yet
-    return store
+        con.execute("ALTER TABLE requests ADD COLUMN prompt_hash VARCHAR")
+        con.execute(f"UPDATE requests SET prompt_hash = {digest}")
+        con.execute("ALTER TABLE requests DROP COLUMN messages")
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def now() -> float:

@@ -26,8 +26,9 @@ from omegaconf import DictConfig
 from runner import display
 from runner.errors import VatError
 
-SHARD_TABLES = ("specs", "runs", "requests", "run_requests", "responses", "errors")
+SHARD_TABLES = ("specs", "runs", "prompts", "requests", "run_requests", "responses", "errors")
 _KEYS = {
+    "prompts": ("prompt_hash",),
     "specs": ("kind", "id", "version"),
     "runs": ("run_id",),
     "requests": ("request_key",),
@@ -263,6 +264,8 @@ def ingest(paths: list[str], store_path: str) -> dict[str, int]:
                     continue
                 before = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 source = f"read_parquet({files[table]!r}, union_by_name = true)"
+                if table == "requests":
+                    source = _requests_source(store, source)
                 if table == "errors":  # no key: skip rows already present so re-ingesting adds nothing
                     store.con.execute(
                         f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors"
@@ -281,6 +284,22 @@ def ingest(paths: list[str], store_path: str) -> dict[str, int]:
             store.con.execute("ROLLBACK")
             raise
     return counts
+
+
+def _requests_source(store: Any, source: str) -> str:
+    """The shards' requests with ``prompt_hash``: a shard written before store schema 2 has ``messages``.
+
+    Such a shard's messages go into ``prompts`` first (hashed as ``runner.store.prompt_hash`` does).
+    """
+    columns = {row[0] for row in store.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    if "messages" not in columns:
+        return source
+    digest = "left(sha256(CAST(messages AS VARCHAR)), 32)"
+    store.con.execute(
+        f"INSERT INTO prompts SELECT DISTINCT ON (prompt_hash) {digest} AS prompt_hash, messages FROM {source} "
+        "ON CONFLICT DO NOTHING"
+    )
+    return f"(SELECT * EXCLUDE (messages), {digest} AS prompt_hash FROM {source})"
 
 
 def _register_fsspec(store: Any, paths: list[str]) -> None:

@@ -439,7 +439,8 @@ def store_check(store_path: str | Path) -> dict[str, Any]:
         ).fetchone()[0]
         assert partial == 0, f"{partial} partial response rows"
         rows = con.execute(
-            "SELECT q.messages, r.rating, r.text FROM responses r JOIN requests q USING (request_key)"
+            "SELECT p.messages, r.rating, r.text FROM responses r JOIN requests q USING (request_key) "
+            "JOIN prompts p USING (prompt_hash)"
         ).fetchall()
         wrong = [
             (text, rating)

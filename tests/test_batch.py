@@ -68,7 +68,8 @@ def _sidecar(store: str) -> dict:
 def _assert_all_answered_correctly(store: str, n: int) -> None:
     rows = _rows(
         store,
-        "SELECT q.messages, r.rating, r.expected_rating FROM responses r JOIN requests q USING (request_key)",
+        "SELECT p.messages, r.rating, r.expected_rating FROM responses r JOIN requests q USING (request_key) "
+        "JOIN prompts p USING (prompt_hash)",
     )
     assert len(rows) == n
     for messages, rating, expected in rows:

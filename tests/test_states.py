@@ -27,7 +27,7 @@ def _seed(store, rows):
                 "micro_value": [r[2] for r in rows],
                 "polarity": [r[3] for r in rows],
                 "sample": [0] * len(rows),
-                "messages": ["[]"] * len(rows),
+                "prompt_hash": ["p"] * len(rows),
             }
         ),
     )

@@ -14,7 +14,7 @@ import pytest
 from runner.compile import compile_plan
 from runner.config import compose, conf_dir
 from runner.load import load_index
-from runner.sweep import ingest, plan_sweep, sweep_jobs
+from runner.sweep import SHARD_TABLES, ingest, plan_sweep, sweep_jobs
 
 CONF = conf_dir()
 
@@ -111,13 +111,37 @@ def test_ingest_reads_shards_from_an_fsspec_filesystem(tmp_path, vat):
     )
     con = duckdb.connect(str(src), read_only=True)
     mem = fsspec.filesystem("memory")
-    for table in ("specs", "runs", "requests", "run_requests", "responses", "errors"):
+    for table in SHARD_TABLES:
         local = tmp_path / f"{table}.parquet"
         con.execute(f"COPY (SELECT * FROM {table}) TO '{local}' (FORMAT parquet)")
         mem.pipe(f"/shards/job0/{table}.parquet", local.read_bytes())
     con.close()
     counts = ingest(["memory://shards/job0"], str(tmp_path / "dst.duckdb"))
-    assert counts["responses"] == 40 and counts["runs"] == 1
+    assert counts["responses"] == 40 and counts["runs"] == 1 and counts["prompts"] == 40
+
+
+def test_ingest_reads_a_shard_written_before_prompts_had_their_own_table(tmp_path, vat):
+    from runner.store import REQUESTS_SQL
+
+    src = tmp_path / "src.duckdb"
+    args = ("run", "model.name=mock/old", f"store.path={src}", "selection.max_scenes=1", "store.shards=never")
+    assert vat(*args, "model.samples=2").code == 0
+    shard = tmp_path / "shard"
+    shard.mkdir()
+    con = duckdb.connect(str(src), read_only=True)
+    for table in ("specs", "runs", "run_requests", "responses", "errors"):
+        con.execute(f"COPY (SELECT * FROM {table}) TO '{shard / table}.parquet' (FORMAT parquet)")
+    # Schema 1 kept each request's messages inline, and had no prompts table.
+    con.execute(f"COPY ({REQUESTS_SQL}) TO '{shard}/requests.parquet' (FORMAT parquet)")
+    want = con.execute(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key").fetchall()
+    con.close()
+    dst = tmp_path / "dst.duckdb"
+    counts = ingest([str(shard)], str(dst))
+    assert counts["requests"] == 80 and counts["responses"] == 80
+    con = duckdb.connect(str(dst), read_only=True)
+    assert con.execute(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key").fetchall() == want
+    assert con.execute("SELECT count(*) FROM prompts").fetchone()[0] == 40  # 2 samples share each prompt
+    con.close()
 
 
 def test_budget_guard_stops_the_run_cleanly(tmp_path):

@@ -42,7 +42,7 @@ from runner.compile import Plan, Request, compile_plan, gen_params, request_key
 from runner.errors import VatError
 from runner.leaderboard.entries import Entry, Release, doc_sha256, file_sha256, release_problems
 from runner.parse import expected_rating, parse_rating
-from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the bundle keeps the store's columns
+from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the store's columns (messages joined in)
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -163,13 +163,14 @@ def _membership_table(rp: ReleasePlan) -> pa.Table:
 JUDGMENTS_SQL = """
 SELECT l.run_id, l.strategy, l.target, l.direction, l.condition, l.step, l.request_key,
        q.model, q.scene_id, q.scene_version, q.action_id, q.value, q.micro_value, q.polarity, q.sample,
-       CAST(q.messages AS VARCHAR) AS messages,
+       CAST(p.messages AS VARCHAR) AS messages,
        r.text, r.rating, r.expected_rating, CAST(r.logprobs AS VARCHAR) AS logprobs,
        r.prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_s, r.attempts, r.provider_model,
        r.fingerprint, r.created_at,
        q.request_key IS NOT NULL AS _has_request, r.request_key IS NOT NULL AS _has_response
 FROM _membership l
 LEFT JOIN requests q USING (request_key)
+LEFT JOIN prompts p USING (prompt_hash)
 LEFT JOIN responses r USING (request_key)
 ORDER BY l.ord
 """
@@ -239,7 +240,7 @@ def in_memory_store(judgments: pa.Table, rp: ReleasePlan) -> Any:
     first = _first_per_key(judgments)
     store._append("runs", runs)
     store._append("run_requests", link)
-    store._append("requests", first.select(list(REQUEST_COLUMNS)))
+    store.add_request_rows(first.select(list(REQUEST_COLUMNS)))
     store._append("responses", first.select(list(RESPONSE_COLUMNS)))
     return store
 

@@ -1,0 +1,137 @@
+"""The store's schema: each prompt's messages once in ``prompts``, and the version 1 → 2 migration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import duckdb
+import pyarrow as pa
+
+from runner.compile import compile_plan
+from runner.config import compose
+from runner.load import load_index
+from runner.store import REQUEST_COLUMNS, REQUESTS_SQL, SCHEMA_VERSION, open_store, prompt_hash
+
+V1_DDL = """
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE requests (
+    request_key VARCHAR PRIMARY KEY, model VARCHAR, scene_id VARCHAR, scene_version INTEGER,
+    action_id VARCHAR, value VARCHAR, micro_value VARCHAR, polarity VARCHAR, sample INTEGER, messages JSON);
+CREATE TABLE run_requests (
+    run_id VARCHAR, request_key VARCHAR, condition VARCHAR, step INTEGER,
+    PRIMARY KEY (run_id, request_key, condition));
+"""
+
+
+def _plan(store_path, *overrides):
+    cfg = compose(
+        [
+            "model.name=mock/judge",
+            f"store.path={store_path}",
+            "selection.max_scenes=2",
+            "model.samples=3",
+            *overrides,
+        ]
+    )
+    return compile_plan(load_index("spec"), cfg)
+
+
+def test_each_prompt_is_stored_once_and_joins_back_to_every_sample(store_path):
+    plan = _plan(store_path)
+    with open_store(store_path) as store:
+        store.add_plan(None, plan.requests, [])
+        n_prompts, n_requests = store.query(
+            "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM requests)"
+        )[0]
+        rows = store.query(f"SELECT request_key, messages, sample FROM ({REQUESTS_SQL})")
+    distinct = {json.dumps(r.messages) for r in plan.requests}
+    assert n_requests == len(plan.keys()) == 3 * len(distinct)  # 3 samples per prompt
+    assert n_prompts == len(distinct)
+    by_key = {r.key: r for r in plan.requests}
+    assert len(rows) == n_requests
+    for key, messages, sample in rows:  # every request reads back exactly the messages it was planned with
+        assert json.loads(messages) == list(by_key[key].messages) and sample == by_key[key].sample
+
+
+def test_a_second_plan_sharing_prompts_adds_only_its_new_ones(store_path):
+    first, second = _plan(store_path), _plan(store_path, "model.samples=5")
+    with open_store(store_path) as store:
+        store.add_plan(None, first.requests, [])
+        store.add_plan(None, second.requests, [])  # samples 3 and 4 are new requests of the same prompts
+        n_prompts, n_requests, orphans = store.query(
+            "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM requests), "
+            "(SELECT count(*) FROM requests ANTI JOIN prompts USING (prompt_hash))"
+        )[0]
+    assert n_prompts == len({json.dumps(r.messages) for r in first.requests})
+    assert n_requests == len(second.keys())
+    assert orphans == 0
+
+
+def test_prompt_hash_is_the_sha256_of_the_stored_text():
+    text = json.dumps([{"role": "user", "content": "Ça coûte 5 €"}], ensure_ascii=False)
+    assert prompt_hash(text) == hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    (duck,) = duckdb.connect().execute("SELECT left(sha256(?), 32)", [text]).fetchone()
+    assert duck == prompt_hash(text)  # the migration computes it in SQL
+
+
+def test_add_request_rows_splits_messages_into_prompts(store_path):
+    msgs = json.dumps([{"role": "user", "content": "q"}])
+    rows = pa.table(
+        {
+            "request_key": ["k1", "k2", "k1"],
+            "model": ["m"] * 3,
+            "scene_id": ["s"] * 3,
+            "scene_version": pa.array([1] * 3, pa.int32()),
+            "action_id": ["a", "b", "a"],
+            "value": ["v"] * 3,
+            "micro_value": pa.array([None] * 3, pa.string()),
+            "polarity": ["express"] * 3,
+            "sample": pa.array([0, 1, 0], pa.int32()),
+            "messages": [msgs] * 3,
+        }
+    ).select(list(REQUEST_COLUMNS))
+    with open_store(store_path) as store:
+        store.add_request_rows(rows)
+        assert store.query("SELECT count(*) FROM prompts")[0] == (1,)
+        assert store.query(f"SELECT request_key, messages FROM ({REQUESTS_SQL}) ORDER BY 1") == [
+            ("k1", msgs),
+            ("k2", msgs),
+        ]
+
+
+def _v1_store(path) -> list[tuple]:
+    """A schema version 1 store (messages inline in ``requests``) with two requests sharing one prompt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(V1_DDL)
+    shared = json.dumps([{"role": "user", "content": "é"}], ensure_ascii=False)
+    rows = [
+        ("k1", "m", "s", 1, "a", "v", None, "express", 0, shared),
+        ("k2", "m", "s", 1, "a", "v", None, "express", 1, shared),
+        ("k3", "m", "s", 1, "b", "v", None, "reject", 0, json.dumps([{"role": "user", "content": "x"}])),
+    ]
+    con.executemany("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.close()
+    return rows
+
+
+def test_a_version_1_store_is_migrated_when_opened_for_writing(tmp_path):
+    path = tmp_path / "old.duckdb"
+    rows = _v1_store(path)
+    with open_store(path) as store:
+        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == rows
+        assert store.query("SELECT count(*) FROM prompts")[0] == (2,)
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'")[0] == (str(SCHEMA_VERSION),)
+        hashes = dict(store.query("SELECT request_key, prompt_hash FROM requests"))
+    assert hashes["k1"] == hashes["k2"] == prompt_hash(rows[0][-1])
+
+
+def test_a_version_1_store_opened_read_only_is_upgraded_first(tmp_path):
+    path = tmp_path / "old.duckdb"
+    rows = _v1_store(path)
+    with open_store(path, read_only=True) as store:
+        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == rows
+    with open_store(path) as store:  # opening again migrates nothing twice
+        assert store.query("SELECT count(*) FROM prompts")[0] == (2,)
