@@ -46,6 +46,7 @@ def run(judgments: int = 20_000, repeats: int = 3, concurrency: int = 8) -> dict
                 "run",
                 *ov,
                 f"execution.concurrency={concurrency}",
+                "execution.workers=1",  # one process against one process (bench_throughput.py runs 2)
                 f"store.path={tmp}/v.duckdb",
                 "format=json",
             )

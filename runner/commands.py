@@ -378,6 +378,8 @@ def exec_options(cfg: DictConfig) -> Any:
     in_process = cfg.model.name.startswith("local/") and not cfg.checkpoints
     return ExecOptions(
         concurrency=1 if in_process else int(cfg.execution.concurrency),
+        # One process holds the embedded model; more would each load a copy and fight for the cores.
+        workers=1 if in_process else int(cfg.execution.workers or 0),
         max_retries=int(cfg.execution.max_retries),
         timeout_s=float(cfg.execution.timeout_s),
         backoff_s=float(cfg.execution.backoff_s),

@@ -77,6 +77,10 @@ class ExecutionConf:
     """How requests are sent."""
 
     concurrency: int = 8
+    """Requests in flight at once, across all workers."""
+    workers: int | None = None
+    """Worker processes sending requests (docs/throughput.md). null: one per core for remote providers,
+    at most one per 1,000 requests to send; always 1 for the in-process embedded model."""
     max_retries: int = 4
     timeout_s: float = 60.0
     backoff_s: float = 1.0
@@ -306,6 +310,7 @@ _MINIMUM: tuple[tuple[str, float, bool], ...] = (
     # nothing, max_scenes=-1 drops a scene) or fail every request (timeout_s=0).
     ("selection.max_scenes", 1, False),
     ("execution.concurrency", 1, False),
+    ("execution.workers", 1, False),
     ("execution.max_retries", 0, False),
     ("execution.timeout_s", 0, True),
     ("execution.backoff_s", 0, False),

@@ -11,12 +11,13 @@ the requests in flight, and running the same command again resumes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import os
 import random
 import time
 import warnings
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from runner.parse import expected_rating, parse_rating, top_logprobs_of_answer
 from runner.store import Store
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+RATE_LIMIT_RETRIES = 3
+"""A 429 may be retried this many times ``execution.max_retries`` (a quota that never refills still ends)."""
 
 
 @dataclass
@@ -54,6 +57,8 @@ class ExecOptions:
     """Execution settings (from ``execution.*`` and ``model.*``)."""
 
     concurrency: int = 8
+    workers: int = 1
+    """Worker processes (runner.pool); 0: choose from the cores and the number of requests to send."""
     max_retries: int = 4
     timeout_s: float = 60.0
     backoff_s: float = 1.0
@@ -208,17 +213,20 @@ def response_row(req: Request, resp: Any, latency: float, attempts: int, cost: f
 class _Writer:
     """Buffers rows and writes them in batches, one transaction each; the store's journal covers the gap."""
 
-    def __init__(self, store: Store, flush_every: int) -> None:
-        self.store, self.flush_every = store, flush_every
+    def __init__(self, store: Store, flush_every: int, journal: bool = True) -> None:
+        self.store, self.flush_every, self.journal = store, flush_every, journal
         self.responses: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
 
     def add(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+        """Buffer a row (journaled first, unless a pool worker already journaled it); commit when full."""
         if response:
-            self.store.journal_row("responses", response)  # survives a SIGKILL before the next commit
+            if self.journal:
+                self.store.journal_row("responses", response)  # survives a SIGKILL before the next commit
             self.responses.append(response)
         if error:
-            self.store.journal_row("errors", error)
+            if self.journal:
+                self.store.journal_row("errors", error)
             self.errors.append(error)
         if len(self.responses) + len(self.errors) >= self.flush_every:
             self.flush()
@@ -299,68 +307,160 @@ async def acomplete(
 
 
 class RateGate:
-    """One send rate shared by every worker, learnt from the provider's 429s (AIMD).
+    """One send rate shared by every worker (and worker process), learnt from the provider's 429s.
 
     Until the first 429 nothing is paced (a call costs one clock read). On a 429 every worker pauses
     until the provider's Retry-After, and the rate drops to ``decrease`` × the lower of the current rate
-    and the rate answered lately; each later answer raises it additively (by ``increase`` × rate per
-    second of sending), so it creeps back up to the limit and the next 429 trims it again. A cut
-    lands only once the requests sent before it have come back: their 429s say nothing new (TCP's
-    one-cut-per-window rule), and cutting for each would starve the run.
+    and the rate answered lately (``w_max``, the level that met the limit). The rate then climbs back to
+    ``w_max`` within ``recover_s`` and, past it, probes upwards by ``probe`` × rate per second, so it
+    sits near the limit most of the time (TCP CUBIC's shape: fast back to the last good level, slow
+    beyond it). At most one cut per ``recover_s``, and none for a 429 to a request sent before the
+    last cut: those 429s say nothing new (TCP's one-cut-per-window rule), and cutting for each would
+    starve the run. The same rule keeps sporadic 429s (an overloaded provider, a fault test) from
+    ratcheting the rate down to nothing.
+
+    All numbers live in ``state``, a flat array of floats: a list in one process, or shared memory
+    (``multiprocessing.RawArray``) with a process-shared ``lock`` when several worker processes
+    draw from one budget. The clock must then be system-wide (``time.monotonic`` is).
     """
+
+    RATE, NEXT, RESUME, LAST_CUT, W_MAX, COUNT, STAMP, FIRST, CLIMBED, ANSWERS, PAUSED, PROBE = range(12)
+    CUT_ANSWERS, CUT_LIMITED = 12, 13
+    SIZE = 14
 
     def __init__(
         self,
         clock: Any = time.monotonic,
         decrease: float = 0.9,
-        increase: float = 0.01,
+        recover_s: float = 2.0,
+        probe: float = 0.02,
+        margin: float = 0.97,
         min_rate: float = 0.2,
+        state: Any = None,
+        lock: Any = None,
     ) -> None:
         self.clock = clock
-        self.decrease, self.increase, self.min_rate = decrease, increase, min_rate
-        self.rate: float | None = None
+        self.decrease, self.recover_s, self.probe, self.min_rate = decrease, recover_s, probe, min_rate
+        self.margin = margin
+        self.state = state if state is not None else [0.0] * self.SIZE
+        if state is None:
+            self.state[self.LAST_CUT] = float("-inf")
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+
+    @classmethod
+    def new_state(cls) -> list[float]:
+        """Initial numbers for a fresh gate (copy them into shared memory to share one)."""
+        state = [0.0] * cls.SIZE
+        state[cls.LAST_CUT] = float("-inf")
+        return state
+
+    @property
+    def rate(self) -> float | None:
         """Requests per second; None while no 429 has been seen (unpaced)."""
-        self.resume_at = 0.0
-        self.last_cut = float("-inf")
-        self._next = 0.0
-        self._answers: deque[float] = deque()
+        return self.state[self.RATE] or None
+
+    @property
+    def resume_at(self) -> float:
+        """Nobody sends before this moment (the latest Retry-After)."""
+        return self.state[self.RESUME]
 
     def reserve(self) -> float:
         """Book the next send slot; return the seconds to wait before sending (0: send now)."""
-        now = self.clock()
-        start = max(now, self.resume_at)
-        if self.rate is not None:
-            start = max(start, self._next)
-            self._next = start + 1.0 / self.rate
-        return start - now
+        s = self.state
+        with self.lock:
+            now = self.clock()
+            start = max(now, s[self.RESUME])
+            if s[self.RATE]:
+                start = max(start, s[self.NEXT])
+                s[self.NEXT] = start + 1.0 / s[self.RATE]
+            return start - now
+
+    def _active(self, now: float) -> float:
+        """The clock without the time everyone spent paused for Retry-After.
+
+        The measured rate runs on it: pauses are the provider's doing, and counting them would measure
+        a rate lower than the one the provider admits, so every cut would ratchet the rate further down.
+        """
+        s = self.state
+        return now - s[self.PAUSED] + max(0.0, s[self.RESUME] - now)  # only the pause time already spent
+
+    def measured(self, now: float) -> float:
+        """Answers per second of sending lately: a 1-second exponential average.
+
+        ``COUNT`` holds the answers, each decayed by e^-(its age in seconds); at a steady λ per second it
+        tends to λ·(1 − e^-T) after T seconds, so dividing by that factor is unbiased from the start.
+        """
+        s = self.state
+        active = self._active(now)
+        span = 1.0 - math.exp(-max(active - s[self.FIRST], 0.05))
+        return s[self.COUNT] * math.exp(-max(active - s[self.STAMP], 0.0)) / span
 
     def answered(self) -> None:
-        """One answer arrived: remember when (for the measured rate), and raise the rate a little."""
-        now = self.clock()
-        self._answers.append(now)
-        while self._answers and self._answers[0] < now - 1.0:
-            self._answers.popleft()
-        if self.rate is not None:
-            self.rate += self.increase  # per answer: ``increase`` × rate per second of sending at ``rate``
+        """One answer arrived: count it (for the measured rate) and let the rate climb."""
+        s = self.state
+        with self.lock:
+            now = self.clock()
+            active = self._active(now)
+            if s[self.ANSWERS] == 0:
+                s[self.FIRST] = active
+            s[self.COUNT] = s[self.COUNT] * math.exp(-max(active - s[self.STAMP], 0.0)) + 1.0
+            s[self.STAMP] = active
+            s[self.ANSWERS] += 1
+            rate = s[self.RATE]
+            if rate:
+                dt = min(max(now - s[self.CLIMBED], 0.0), 1.0)
+                if rate < s[self.W_MAX]:  # back to the last good level within recover_s
+                    rate = min(
+                        s[self.W_MAX], rate + s[self.W_MAX] * (1 - self.decrease) * dt / self.recover_s
+                    )
+                else:  # past it: probe for more, slowly
+                    rate += rate * s[self.PROBE] * dt
+                s[self.RATE] = rate
+            s[self.CLIMBED] = now
 
     def throttled(self, retry_after: float | None, sent_at: float, fallback_s: float = 1.0) -> None:
         """A 429 to a request sent at ``sent_at`` (this gate's clock): pause everyone; maybe cut the rate."""
-        now = self.clock()
-        self.resume_at = max(self.resume_at, now + (retry_after if retry_after is not None else fallback_s))
-        self._next = max(self._next, self.resume_at)
-        if sent_at < self.last_cut:
-            return  # sent before the last cut, at the old rate: that cut already answers it
-        # The rate answered lately (over the last second, or since the first answer if more recent):
-        # at the first 429 this overestimates rather than under (a burst), and the next cuts correct
-        # it within a few round trips, where an underestimate would take the slow additive climb back.
-        if len(self._answers) < 3:
-            # Too few answers to measure a rate (a 429 before any answer, a provider that fails most
-            # requests): pause only; guessing a rate from nothing could crawl at 0.2 requests/s.
-            return
-        window = now - self._answers[0]
-        measured = max(len(self._answers) / max(window, 0.05), self.min_rate)
-        self.rate = max(self.min_rate, min(self.rate or measured, measured) * self.decrease)
-        self.last_cut = now
+        s = self.state
+        with self.lock:
+            now = self.clock()
+            until = now + (retry_after if retry_after is not None else fallback_s)
+            s[self.PAUSED] += max(0.0, until - max(now, s[self.RESUME]))
+            s[self.RESUME] = max(s[self.RESUME], until)
+            s[self.NEXT] = max(s[self.NEXT], s[self.RESUME])
+            if sent_at < s[self.LAST_CUT]:
+                return  # sent at the old rate: the last cut answers it
+            s[self.CUT_LIMITED] += 1
+            overshooting = self._overshooting()
+            if now < s[self.LAST_CUT] + self.recover_s and not overshooting:
+                return  # the last cut is still settling, and most requests since it were answered
+            if s[self.ANSWERS] < 3:
+                # Too few answers to measure a rate (a 429 before any answer, a provider that fails most
+                # requests): pause only; guessing a rate from nothing could crawl at 0.2 requests/s.
+                return
+            # The rate answered lately: at the first 429 this overestimates rather than under (a burst),
+            # and the next cuts correct it within a few round trips, where an underestimate would cost
+            # the climb back.
+            measured = max(self.measured(now), self.min_rate)
+            level = min(s[self.RATE] or measured, measured)
+            s[self.W_MAX] = level * self.margin
+            # The next probe past that level will meet the limit again: each 429 costs everyone its
+            # Retry-After, so the longer the pause, the slower the probe (2 %/s at 0.1 s or less).
+            pause = retry_after if retry_after is not None else fallback_s
+            s[self.PROBE] = self.probe * min(1.0, 0.1 / max(pause, 1e-3))
+            s[self.RATE] = max(self.min_rate, level * self.decrease)
+            s[self.CLIMBED] = now
+            s[self.LAST_CUT] = now
+            s[self.CUT_ANSWERS], s[self.CUT_LIMITED] = s[self.ANSWERS], 0.0
+
+    def _overshooting(self) -> bool:
+        """Since the last cut, have at least 5 requests, and over 20 %, met a 429? Then it cut too little.
+
+        The first cut measures a burst and can land well above the limit; waiting ``recover_s`` at that
+        rate would meet a 429 on most requests. Sporadic 429s (a few percent) never trigger this.
+        """
+        s = self.state
+        limited = s[self.CUT_LIMITED]
+        return limited >= 5 and limited > 0.2 * (limited + s[self.ANSWERS] - s[self.CUT_ANSWERS])
 
 
 async def _one(
@@ -372,8 +472,14 @@ async def _one(
     stats: ExecStats,
     gate: RateGate | None = None,
 ) -> None:
-    """Obtain one judgment, with retries; record every failed attempt."""
-    for attempt in range(1, opts.max_retries + 2):
+    """Obtain one judgment, with retries; record every failed attempt.
+
+    A 429 has ``RATE_LIMIT_RETRIES`` × ``max_retries`` attempts instead of ``max_retries``: the gate paces
+    the retries, and a request lost to a learnt rate limit would be lost to the runner's own pacing.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
         while gate is not None and (wait := gate.reserve()) > 0:
             await asyncio.sleep(wait)
             if gate.clock() >= gate.resume_at:
@@ -389,8 +495,10 @@ async def _one(
             raise
         except Exception as exc:  # noqa: BLE001 - every provider failure is classified and recorded
             kind, status, transient = classify(exc)
-            final = not transient or attempt > opts.max_retries
-            if gate is not None and (status == 429 or kind == "RateLimitError"):
+            limited = status == 429 or kind == "RateLimitError"
+            allowed = opts.max_retries * (RATE_LIMIT_RETRIES if limited and gate is not None else 1)
+            final = not transient or attempt > allowed
+            if gate is not None and limited:
                 gate.throttled(_retry_after(exc), sent_at, opts.backoff_s)
             writer.add(
                 error={
@@ -427,7 +535,8 @@ async def _one(
                 stats.failed += 1
                 return
             stats.retries += 1
-            await asyncio.sleep(_backoff(exc, attempt, opts))
+            # The gate already paces a 429's retry (everyone waits for Retry-After): no backoff on top.
+            await asyncio.sleep(0 if limited and gate is not None else _backoff(exc, attempt, opts))
             continue
         if gate is not None:
             gate.answered()
@@ -468,13 +577,22 @@ def _cost(litellm: Any, resp: Any, model: str) -> float:
 
 
 async def _drive(
-    litellm: Any, todo: Sequence[Request], opts: ExecOptions, store: Store, stats: ExecStats, on_done: Any
+    litellm: Any,
+    todo: Sequence[Request],
+    opts: ExecOptions,
+    writer: Any,
+    stats: ExecStats,
+    on_done: Any,
+    gate: RateGate,
 ) -> None:
-    """Run the requests with ``concurrency`` workers pulling from one iterator (keeps plan order)."""
-    writer = _Writer(store, opts.flush_every)
+    """Run the requests with ``concurrency`` tasks pulling from one iterator (keeps plan order).
+
+    ``writer`` takes the rows (``add(response=, error=)`` and ``flush()``): the store's own
+    :class:`_Writer` in one process, a queue to the writing process in a pool worker. ``gate`` is
+    shared by every task (and every worker process): a 429 slows them all, not only the one that got it.
+    """
     api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
     queue = iter(todo)
-    gate = RateGate()  # shared: a 429 slows every worker, not only the one that got it
     consecutive_failures = 0
     abort: list[str] = []
 
@@ -568,6 +686,17 @@ def check_api_key(opts: ExecOptions, requests: Iterable[Request]) -> None:
             )
 
 
+def choose_workers(workers: int, to_send: int) -> int:
+    """The number of worker processes: ``workers`` if set (> 0); else one per core, one per 1,000 requests.
+
+    A worker costs ~3 s of start-up (its own LiteLLM import) and ~200 MB: below ~1,000 requests a
+    second process would not pay for itself even at the ~135 requests/s one process reaches over HTTP.
+    """
+    if workers > 0:
+        return workers
+    return max(1, min(os.cpu_count() or 1, to_send // 1000))
+
+
 def pending(requests: Iterable[Request], stored: set[str]) -> list[Request]:
     """The requests still to send: not stored, first occurrence of each key, plan order kept."""
     seen: set[str] = set()
@@ -592,7 +721,9 @@ def execute(
     if not todo:
         return stats
     check_api_key(opts, todo)
-    litellm = litellm_module({r.model for r in todo})
+    workers = choose_workers(opts.workers, len(todo))
+    # Pool workers import LiteLLM themselves, in parallel; this process only writes.
+    litellm = litellm_module({r.model for r in todo}) if workers == 1 else None
     start = time.perf_counter()
     progress, task_id = _progress(len(todo), opts.progress)
     last = [0.0]
@@ -613,9 +744,15 @@ def execute(
             )
 
     try:
-        if progress is not None:
-            progress.start()
-        asyncio.run(_drive(litellm, todo, opts, store, stats, on_done))
+        if workers > 1:
+            from runner.pool import run_pool
+
+            run_pool(todo, opts, workers, store, stats, on_done, progress)  # starts the bar itself
+        else:
+            if progress is not None:
+                progress.start()
+            writer = _Writer(store, opts.flush_every)
+            asyncio.run(_drive(litellm, todo, opts, writer, stats, on_done, RateGate()))
     except KeyboardInterrupt:
         stats.stopped = "interrupted"
     finally:

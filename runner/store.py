@@ -249,11 +249,33 @@ class Store:
         if self.journal is not None:
             self.journal.clear()
 
+    def worker_journal(self, index: int) -> Journal:
+        """The journal of pool worker ``index`` (runner.pool): its answers, safe before this process has them."""
+        return Journal(Path(f"{self.path}{JOURNAL_SUFFIX}.w{index}"))
+
+    def worker_journals(self) -> list[Path]:
+        """Journals pool workers left beside the store (kept until their run commits everything)."""
+        base = Path(self.path)
+        return sorted(base.parent.glob(f"{base.name}{JOURNAL_SUFFIX}.w*"))
+
+    def drop_worker_journals(self) -> None:
+        """Remove the workers' journals once every row they hold is committed."""
+        for path in self.worker_journals():
+            path.unlink(missing_ok=True)
+
     def replay_journal(self) -> int:
-        """Commit the rows a killed run left in the journal; return how many responses it held."""
+        """Commit the rows a killed run left in the journals; return how many responses they held.
+
+        The store's own journal, plus those of pool workers; rows already committed are skipped (the
+        first answer per key wins; an error row already logged is recognised by key, attempt and time).
+        """
         if self.journal is None:
             return 0
         rows = self.journal.read()
+        workers = self.worker_journals()
+        for path in workers:
+            for table, found in Journal(path).read().items():
+                rows[table].extend(found)
         errors = rows["errors"]
         if errors:  # a kill between a commit and the journal's clearing would otherwise log them twice
             seen = {
@@ -263,9 +285,12 @@ class Store:
                     [sorted({e["request_key"] for e in errors})],
                 )
             }
-            errors = [e for e in errors if (e["request_key"], e["attempt"], e["created_at"]) not in seen]
-        self.commit(rows["responses"], errors)
-        return len(rows["responses"])
+            unique = {(e["request_key"], e["attempt"], e["created_at"]): e for e in errors}
+            errors = [e for k, e in unique.items() if k not in seen]
+        responses = list({r["request_key"]: r for r in reversed(rows["responses"])}.values())  # first wins
+        self.commit(responses, errors)
+        self.drop_worker_journals()
+        return len(responses)
 
     def add_plan(
         self, run: dict[str, Any] | None, requests: Iterable[Any], specs: Iterable[dict[str, Any]]

@@ -155,32 +155,83 @@ class _Clock:
 
 
 def test_rate_gate_paces_after_a_429_and_cuts_once_per_overshoot():
+    import math
+
     from runner.execute import RateGate
 
     clock = _Clock()
-    gate = RateGate(clock=clock, decrease=0.9, increase=0.01)
+    gate = RateGate(clock=clock, decrease=0.9, recover_s=2.0, probe=0.02, margin=1.0)
     assert gate.reserve() == 0 and gate.rate is None  # unpaced until the first 429
-    for _ in range(20):  # 20 answers over the last second: the provider admits ~20/s
+    for _ in range(20):  # 20 answers, one per 0.05 s: the provider admits ~20/s
         clock.t += 0.05
         gate.answered()
-    gate.throttled(retry_after=0.5, sent_at=0.0)
-    assert gate.rate == pytest.approx(0.9 * 20 / 0.95, rel=1e-6)
+    # The 1-second exponential average, by hand: sum of e^-(0.05 k) for k < 20, over 1 - e^-0.95.
+    measured = sum(math.exp(-0.05 * k) for k in range(20)) / (1 - math.exp(-0.95))
+    assert measured == pytest.approx(21.135, abs=1e-3) and gate.measured(clock.t) == pytest.approx(measured)
+    gate.throttled(retry_after=0.1, sent_at=0.0)
+    assert gate.rate == pytest.approx(0.9 * measured)
     # Everyone pauses until Retry-After, then sends one request per 1/rate seconds.
     waits = [gate.reserve() for _ in range(3)]
-    assert waits[0] == pytest.approx(0.5) and waits[1] - waits[0] == pytest.approx(1 / gate.rate)
-    # 429s of requests sent before the cut say nothing new: no second cut.
+    assert waits[0] == pytest.approx(0.1) and waits[1] - waits[0] == pytest.approx(1 / gate.rate)
+    # 429s of requests sent before the cut, or while the cut settles, say nothing new: no second cut.
     rate = gate.rate
     gate.throttled(retry_after=0.1, sent_at=clock.t - 0.01)
+    clock.t += 1.0
+    gate.throttled(retry_after=0.1, sent_at=clock.t)
     assert gate.rate == rate
-    # A later overshoot cuts again; answers raise the rate additively.
+    # Answers climb back to the level that met the limit (0.1 of it per 2 s), then probe 2 %/s past it.
+    gate.answered()
+    assert gate.rate == pytest.approx(rate + measured * 0.1 * 1.0 / 2.0)
     clock.t += 1.0
     gate.answered()
-    assert gate.rate == pytest.approx(rate + 0.01)
-    for _ in range(9):
-        clock.t += 0.1
-        gate.answered()
+    assert gate.rate == pytest.approx(measured)
+    clock.t += 0.5
+    gate.answered()
+    assert gate.rate == pytest.approx(measured * 1.01)
+    # A later overshoot cuts again; without Retry-After everyone waits ``fallback_s``.
+    clock.t += 2.0
     gate.throttled(retry_after=None, sent_at=clock.t, fallback_s=2.0)
     assert gate.rate < rate and gate.resume_at == pytest.approx(clock.t + 2.0)
+    # A 2 s pause makes each 429 dear: the next probe goes 20 times slower (0.1 s / 2 s).
+    assert gate.state[gate.PROBE] == pytest.approx(0.02 * 0.05)
+
+
+def test_rate_gate_does_not_count_pauses_in_the_measured_rate():
+    """Retry-After pauses are the provider's: measuring through them would ratchet every cut lower."""
+    import math
+
+    from runner.execute import RateGate
+
+    clock = _Clock()
+    gate = RateGate(clock=clock)
+    for _ in range(40):  # 2 s at 20/s
+        clock.t += 0.05
+        gate.answered()
+    before = gate.measured(clock.t)
+    gate.throttled(retry_after=1.0, sent_at=0.0)  # a 1 s pause (sent before any cut: cuts once)
+    clock.t += 1.0
+    gate.answered()
+    span = 1 - math.exp(-1.95)  # 1.95 s of sending since the first answer: the pause is left out
+    assert gate.measured(clock.t) == pytest.approx(before + 1 / span)
+
+
+def test_rate_gate_shares_its_numbers_across_processes():
+    """Two gates over one shared-memory array: a 429 seen by one pauses and paces the other."""
+    import multiprocessing
+
+    from runner.execute import RateGate
+
+    clock = _Clock()
+    ctx = multiprocessing.get_context("spawn")
+    state = ctx.RawArray("d", RateGate.new_state())
+    lock = ctx.Lock()
+    a, b = RateGate(clock=clock, state=state, lock=lock), RateGate(clock=clock, state=state, lock=lock)
+    for _ in range(10):
+        clock.t += 0.1
+        a.answered()
+    a.throttled(retry_after=0.3, sent_at=0.0)
+    assert b.rate == a.rate and b.rate is not None
+    assert b.reserve() == pytest.approx(0.3) and a.reserve() == pytest.approx(0.3 + 1 / a.rate)
 
 
 def test_rate_gate_only_pauses_when_nothing_was_answered_yet():

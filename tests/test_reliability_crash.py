@@ -9,6 +9,7 @@ requests the killed run had not yet received answers for, plus those in flight (
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -53,6 +54,7 @@ def _start(server: FaultServer, store: Path, *extra: str) -> subprocess.Popen[st
         text=True,
         # As in a terminal: a test runner started in the background passes SIGINT on as ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=True,  # its own process group, as a terminal job has: Ctrl-C reaches all of it
     )
 
 
@@ -76,8 +78,12 @@ def _finish(server: FaultServer, store: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def _kill_trials(server: FaultServer, tmp_path: Path, seed: int, kills: int) -> list[dict]:
-    """One store, ``kills`` SIGKILLs at seeded random moments, then a run to completion; check each step."""
+def _kill_trials(server: FaultServer, tmp_path: Path, seed: int, kills: int, workers: int = 1) -> list[dict]:
+    """One store, ``kills`` SIGKILLs at seeded random moments, then a run to completion; check each step.
+
+    With ``workers`` > 1 the kill hits the writing process; its workers must die with it (and the
+    concurrency bound is the same: it is split between them).
+    """
     rng = random.Random(seed)
     store = tmp_path / f"trial{seed}" / "vat.duckdb"
     server.reset()
@@ -85,7 +91,7 @@ def _kill_trials(server: FaultServer, tmp_path: Path, seed: int, kills: int) -> 
     for _ in range(kills):
         before = server.stats()
         target = before["requests"] + rng.randint(1, max(1, PLAN - before["answered_prompts"] - 1))
-        proc = _start(server, store)
+        proc = _start(server, store, f"execution.workers={workers}")
         at_kill = _wait_for_requests(server, proc, target)
         proc.kill()
         proc.wait(timeout=30)
@@ -118,23 +124,28 @@ def _kill_trials(server: FaultServer, tmp_path: Path, seed: int, kills: int) -> 
     return log
 
 
-def test_sigkill_once_then_resume(server, tmp_path):
-    print(_kill_trials(server, tmp_path, seed=1, kills=1))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_once_then_resume(server, tmp_path, workers):
+    print(_kill_trials(server, tmp_path, seed=1, kills=1, workers=workers))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
-def test_sigkill_at_random_moments(server, tmp_path, seed):
-    print(_kill_trials(server, tmp_path, seed=seed, kills=3))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_at_random_moments(server, tmp_path, seed, workers):
+    print(_kill_trials(server, tmp_path, seed=seed, kills=3, workers=workers))
 
 
-def _sigint_trial(server: FaultServer, tmp_path: Path, at: int) -> dict:
-    """SIGINT once ``at`` requests were received: exit 130, a message on how to resume, answers kept."""
+def _sigint_trial(server: FaultServer, tmp_path: Path, at: int, workers: int = 1) -> dict:
+    """SIGINT once ``at`` requests were received: exit 130, a message on how to resume, answers kept.
+
+    As a terminal's Ctrl-C does, the signal goes to the whole process group (workers included).
+    """
     store = tmp_path / f"sigint{at}" / "vat.duckdb"
     server.reset()
-    proc = _start(server, store)
+    proc = _start(server, store, f"execution.workers={workers}")
     at_signal = _wait_for_requests(server, proc, at)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as Ctrl-C in a terminal
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "RuntimeWarning" not in err
@@ -153,14 +164,16 @@ def _sigint_trial(server: FaultServer, tmp_path: Path, at: int) -> dict:
     return {"signal_at": at_signal["requests"], "received": at_stop["requests"], "stored": facts["responses"]}
 
 
-def test_sigint_stops_cleanly_and_keeps_answers(server, tmp_path):
-    print(_sigint_trial(server, tmp_path, PLAN // 3))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigint_stops_cleanly_and_keeps_answers(server, tmp_path, workers):
+    print(_sigint_trial(server, tmp_path, PLAN // 3, workers))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [21, 22, 23, 24, 25])
-def test_sigint_at_random_moments(server, tmp_path, seed):
-    print(_sigint_trial(server, tmp_path, random.Random(seed).randint(10, PLAN - 40)))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigint_at_random_moments(server, tmp_path, seed, workers):
+    print(_sigint_trial(server, tmp_path, random.Random(seed).randint(10, PLAN - 40), workers))
 
 
 def test_second_writer_gets_a_clear_error_and_the_store_survives(server, tmp_path):
