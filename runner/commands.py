@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import math
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -331,16 +333,18 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     _check_mode(cfg)
     if shard_dir is None:
         with open_store(cfg.store.path) as store:
-            store.add_plan(run_row, compiled.requests, spec_rows(index))
-            stats = _execute(cfg, compiled.requests, store, opts, run.run_id)
+            record = functools.partial(store.add_plan, run_row, compiled.requests, spec_rows(index))
+            stats = _execute(cfg, compiled.requests, store, opts, run.run_id, record=record)
         return compiled, stats
     from runner.sweep import export_shard
 
     _, _, stored_elsewhere = plan_numbers(cfg, compiled)
     with open_store(shard_dir / "shard.duckdb") as shard:
-        shard.add_plan(run_row, compiled.requests, spec_rows(index))
+        record = functools.partial(shard.add_plan, run_row, compiled.requests, spec_rows(index))
         try:
-            stats = _execute(cfg, compiled.requests, shard, opts, run.run_id, skip=stored_elsewhere)
+            stats = _execute(
+                cfg, compiled.requests, shard, opts, run.run_id, skip=stored_elsewhere, record=record
+            )
         finally:
             export_shard(shard, shard_dir)  # even after an interrupt: what was answered is kept
     return compiled, stats
@@ -355,17 +359,28 @@ def _check_mode(cfg: DictConfig) -> None:
 
 
 def _execute(
-    cfg: DictConfig, requests: Any, store: Any, opts: Any, run_id: str, skip: Any = frozenset()
+    cfg: DictConfig,
+    requests: Any,
+    store: Any,
+    opts: Any,
+    run_id: str,
+    skip: Any = frozenset(),
+    record: Callable[[], None] | None = None,
 ) -> Any:
-    """Online execution, or the provider's Batch API with ``execution.mode=batch`` (same stats either way)."""
+    """Online execution, or the provider's Batch API with ``execution.mode=batch`` (same stats either way).
+
+    ``record`` records the plan in the store: at once for batch mode, or while worker processes start.
+    """
     from runner.batch import batch_options, check_mode, execute_batch, sidecar_path, warn_open_batches
     from runner.execute import execute
 
     sidecar = sidecar_path(cfg.store.path, run_id)  # next to the main store, also for sweep shards
     if check_mode(str(cfg.execution.mode)) == "batch":
+        if record is not None:
+            record()
         return execute_batch(requests, store, opts, batch_options(cfg), sidecar, run_id, skip=skip)
     warn_open_batches(sidecar, run_id)
-    return execute(requests, store, opts, skip=skip)
+    return execute(requests, store, opts, skip=skip, record=record)
 
 
 def exec_options(cfg: DictConfig) -> Any:

@@ -18,7 +18,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -713,15 +713,22 @@ def execute(
     store: Store,
     opts: ExecOptions,
     skip: set[str] | frozenset[str] = frozenset(),
+    record: Callable[[], None] | None = None,
 ) -> ExecStats:
-    """Send every request whose key is not stored yet (nor in ``skip``); return what happened. Blocks until done."""
+    """Send every request whose key is not stored yet (nor in ``skip``); return what happened. Blocks until done.
+
+    ``record`` (recording the plan in the store) runs before anything is written; with worker
+    processes it runs while they start (each imports LiteLLM, ~3 s), so it costs no time.
+    """
     stats = ExecStats(planned=len({r.key for r in requests}))
     todo = pending(requests, store.stored_keys([r.key for r in requests]) | set(skip))
     stats.to_send = len(todo)
+    workers = choose_workers(opts.workers, len(todo))
+    if record is not None and (not todo or workers == 1):
+        record()
     if not todo:
         return stats
     check_api_key(opts, todo)
-    workers = choose_workers(opts.workers, len(todo))
     # Pool workers import LiteLLM themselves, in parallel; this process only writes.
     litellm = litellm_module({r.model for r in todo}) if workers == 1 else None
     start = time.perf_counter()
@@ -747,7 +754,7 @@ def execute(
         if workers > 1:
             from runner.pool import run_pool
 
-            run_pool(todo, opts, workers, store, stats, on_done, progress)  # starts the bar itself
+            run_pool(todo, opts, workers, store, stats, on_done, progress, record)  # starts the bar itself
         else:
             if progress is not None:
                 progress.start()

@@ -30,6 +30,7 @@ import queue as queue_mod
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,13 @@ def run_pool(
     stats: ExecStats,
     on_done: Any,
     progress: Any = None,
+    record: Callable[[], None] | None = None,
 ) -> None:
     """Send ``todo`` from ``workers`` processes; write every row they return to ``store`` (this process).
 
     ``stats`` is counted from the rows as they arrive, so a worker that dies still has its answers
     counted. ``on_done(None)`` is called after each batch of rows (it redraws the progress bar).
+    ``record`` (recording the plan) runs once the workers are started, while they import LiteLLM.
     """
     ctx = _context()
     n = max(1, min(workers, len(todo)))
@@ -111,11 +114,16 @@ def run_pool(
     ]
     for p in procs:
         p.start()
-    if progress is not None:
-        progress.start()  # after the forks: the bar's refresh thread must not be copied into a worker
     writer = _Writer(store, opts.flush_every, journal=False)  # the workers journaled every row
     try:
+        if record is not None:
+            record()  # no row is written before the plan is recorded: rows wait in the queue
+        if progress is not None:
+            progress.start()  # after the forks: the bar's refresh thread must not be copied into a worker
         _collect(procs, rows, stop, writer, stats, on_done)
+    except BaseException:
+        stop.set()  # Ctrl-C or an error while recording the plan: no worker keeps sending
+        raise
     finally:
         for p in procs:
             p.join(timeout=2.0)

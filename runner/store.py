@@ -288,6 +288,12 @@ class Store:
             unique = {(e["request_key"], e["attempt"], e["created_at"]): e for e in errors}
             errors = [e for k, e in unique.items() if k not in seen]
         responses = list({r["request_key"]: r for r in reversed(rows["responses"])}.values())  # first wins
+        if workers and (responses or errors):
+            # Workers start before their run records its plan: a run killed in between can leave
+            # answers to requests never recorded. Keep the store whole; the next run sends them again.
+            unknown = self._missing_keys(sorted({r["request_key"] for r in [*responses, *errors]}))
+            responses = [r for r in responses if r["request_key"] not in unknown]
+            errors = [e for e in errors if e["request_key"] not in unknown]
         self.commit(responses, errors)
         self.drop_worker_journals()
         return len(responses)

@@ -135,3 +135,36 @@ def test_a_version_1_store_opened_read_only_is_upgraded_first(tmp_path):
         assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == rows
     with open_store(path) as store:  # opening again migrates nothing twice
         assert store.query("SELECT count(*) FROM prompts")[0] == (2,)
+
+
+def test_worker_journals_replay_answers_to_recorded_requests_only(store_path):
+    """A killed pool run leaves one journal per worker: replay keeps answers to recorded requests, once."""
+    from datetime import datetime
+
+    plan = _plan(store_path)
+    recorded, unrecorded = plan.requests[0], plan.requests[-1]
+    with open_store(store_path) as store:
+        store.add_plan(None, [recorded], [])
+        row = {
+            "model": "mock/judge",
+            "text": "3",
+            "rating": 3,
+            "expected_rating": None,
+            "logprobs": None,
+            "prompt_tokens": 10,
+            "completion_tokens": 1,
+            "cost_usd": 0.0,
+            "latency_s": 0.01,
+            "attempts": 1,
+            "provider_model": "mock",
+            "fingerprint": None,
+            "created_at": datetime(2026, 1, 1),
+        }
+        store.worker_journal(0).append("responses", {**row, "request_key": recorded.key})
+        store.worker_journal(0).append("responses", {**row, "request_key": recorded.key})  # twice: once
+        store.worker_journal(1).append("responses", {**row, "request_key": unrecorded.key})
+        assert len(store.worker_journals()) == 2
+    with open_store(store_path) as store:  # opening the store replays the journals
+        keys = [k for (k,) in store.query("SELECT request_key FROM responses")]
+        assert keys == [recorded.key]  # the unrecorded request's answer is dropped: it is sent again
+        assert store.worker_journals() == []
