@@ -18,7 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import last_json, median, show, vat  # noqa: E402
 
-ARGS = ("model.name=mock/bench", "selection.split=all", "model.samples=19", "format=json")
+ARGS = (
+    "model.name=mock/bench",
+    "selection.split=all",
+    "model.samples=19",
+    "execution.workers=1",  # all in one process: the memory figure of a single process
+    "format=json",
+)
 
 
 def run(store: str | None = None, repeats: int = 3) -> dict[str, Any]:
