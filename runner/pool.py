@@ -303,7 +303,8 @@ async def _run_until_stopped(
                 stats.stopped = stats.stopped or "interrupted"
                 task.cancel()
                 return
-            await asyncio.sleep(0.05)
+            # A stop (Ctrl-C, abort) should reach every worker within a request or two.
+            await asyncio.sleep(0.01)
 
     watcher = asyncio.ensure_future(watch())
     try:
