@@ -35,6 +35,7 @@ config keys (override any with key=value; `vat plan --cfg job` prints them all):
   strategy=baseline|fewshot_2|fewshot_4|fewshot_8|system_prompt|checkpoint
   target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N
   store.path=results/vat.duckdb  execution.concurrency=8  execution.max_retries=4  execution.timeout_s=60
+  execution.workers=N (processes; default one per core for remote models)  execution.mode=online|batch
 """
 
 LEADERBOARD_EPILOG = """\

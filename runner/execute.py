@@ -50,6 +50,8 @@ class ExecStats:
     error_kinds: dict[str, int] = field(default_factory=dict)
     unreachable: int = 0
     """Attempts that could not reach the endpoint (connect errors, timeouts) before the first answer."""
+    workers: int = 1
+    """Processes that sent the requests (runner.pool when > 1)."""
 
 
 @dataclass(frozen=True)
@@ -723,7 +725,7 @@ def execute(
     stats = ExecStats(planned=len({r.key for r in requests}))
     todo = pending(requests, store.stored_keys([r.key for r in requests]) | set(skip))
     stats.to_send = len(todo)
-    workers = choose_workers(opts.workers, len(todo))
+    workers = stats.workers = choose_workers(opts.workers, len(todo)) if todo else 1
     if record is not None and (not todo or workers == 1):
         record()
     if not todo:
@@ -732,7 +734,7 @@ def execute(
     # Pool workers import LiteLLM themselves, in parallel; this process only writes.
     litellm = litellm_module({r.model for r in todo}) if workers == 1 else None
     start = time.perf_counter()
-    progress, task_id = _progress(len(todo), opts.progress)
+    progress, task_id = _progress(len(todo), opts.progress, workers)
     last = [0.0]
 
     def on_done(_: Request) -> None:
@@ -772,8 +774,8 @@ def execute(
     return stats
 
 
-def _progress(total: int, enabled: bool) -> tuple[Any, Any]:
-    """A rich progress bar on stderr: done/total, rate, errors, ETA."""
+def _progress(total: int, enabled: bool, workers: int = 1) -> tuple[Any, Any]:
+    """A rich progress bar on stderr: done/total, rate, errors, ETA (and the worker processes, if several)."""
     if not enabled:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -781,7 +783,7 @@ def _progress(total: int, enabled: bool) -> tuple[Any, Any]:
     from runner.display import err
 
     progress = Progress(
-        TextColumn("[bold]judging[/bold]"),
+        TextColumn("[bold]judging[/bold]" + (f" ({workers} processes)" if workers > 1 else "")),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("[cyan]{task.fields[rate]}"),

@@ -94,6 +94,7 @@ def test_two_workers_store_what_one_process_stores(vat, server, tmp_path):
     assert r1.code == 0 and r2.code == 0, r2.err
     s2 = json.loads(r2.out)
     assert s2["answered"] == s2["requests"] == 240 and s2["failed"] == 0
+    assert s2["workers"] == 2 and json.loads(r1.out)["workers"] == 1
     assert _stored(one) == _stored(two)
     assert store_check(two)["responses"] == 240
     assert set(server.stats()["per_prompt"].values()) == {1}  # each request sent once, by one worker
