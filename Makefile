@@ -34,7 +34,7 @@ demo: install  ## run the benchmark on the embedded model, then print the report
 test: install-dev  ## run the default test suite (fast; no network)
 	$(BIN)/python -m pytest -q
 
-test-slow: install-dev  ## run the slow checks too (real embedded model, long fault runs)
+test-slow: install-dev  ## run the slow checks (long fault runs, kill trials, embedded model); CI runs them too
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install-dev  ## ruff lint and format check
