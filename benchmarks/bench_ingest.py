@@ -54,9 +54,11 @@ def make_shards(root: Path, runs: int, values: list[str], strategies: list[str])
             "runs": f"""SELECT '{run_id}' AS run_id, now()::TIMESTAMP AS created_at, 'synthetic/judge' AS model,
                 '{strategy}' AS strategy, '{target}' AS target, '{direction}' AS direction, 'test' AS split,
                 {SCENES_SHORT + SCENES_LONG} AS n_scenes, '{{}}'::JSON AS config, '{{}}'::JSON AS provenance""",
+            # Store schema 2: the (synthetic, empty) prompt once in prompts, requests point at it.
+            "prompts": """SELECT left(sha256('[]'), 32) AS prompt_hash, '[]'::JSON AS messages""",
             "requests": """SELECT request_key, 'synthetic/judge' AS model, scene_id, 1 AS scene_version,
                 scene_id || '_a' || action AS action_id, value, NULL::VARCHAR AS micro_value, polarity,
-                0 AS sample, '[]'::JSON AS messages FROM reqs""",
+                0 AS sample, left(sha256('[]'), 32) AS prompt_hash FROM reqs""",
             "run_requests": f"""SELECT '{run_id}' AS run_id, request_key,
                 CASE WHEN condition = 'pre' THEN 'pre' ELSE 'post' END AS condition,
                 NULL::INTEGER AS step FROM reqs""",
