@@ -44,6 +44,9 @@ from runner.leaderboard.entries import Entry, Release, doc_sha256, file_sha256, 
 from runner.parse import expected_rating, parse_rating
 from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the store's columns (messages joined in)
 
+_PLAN_FIELDS = tuple(c for c in REQUEST_COLUMNS if c not in ("request_key", "messages"))
+"""The request columns a recompiled plan must match row by row (key and messages are checked by hashing)."""
+
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 JUDGMENTS = "judgments.parquet"
@@ -544,29 +547,8 @@ def check_rows(table: pa.Table, rp: ReleasePlan, verdict: Verdict) -> None:
             key_problems.append(f"row {i}: stored key {key} ≠ hash of its messages {recomputed}")
         req = by_key.get(key)
         if req is not None:
-            want = (
-                req.model,
-                req.scene_id,
-                req.scene_version,
-                req.action_id,
-                req.value,
-                req.micro_value,
-                req.polarity,
-                req.sample,
-            )
-            have = tuple(
-                cols[c][i]
-                for c in (
-                    "model",
-                    "scene_id",
-                    "scene_version",
-                    "action_id",
-                    "value",
-                    "micro_value",
-                    "polarity",
-                    "sample",
-                )
-            )
+            want = tuple(getattr(req, c) for c in _PLAN_FIELDS)
+            have = tuple(cols[c][i] for c in _PLAN_FIELDS)
             if want != have:
                 meta_problems.append(f"row {i} ({key}): item metadata differs from the release")
         rating_problems += _rating_problems(i, key, cols)
