@@ -432,7 +432,7 @@ def run_summary(cfg: DictConfig, compiled: Any, stats: Any) -> dict[str, Any]:
         "cost_usd": round(stats.cost_usd, 6),
         "elapsed_s": round(stats.elapsed_s, 2),
         "judgments_per_s": round(stats.answered / stats.elapsed_s, 2) if stats.elapsed_s else None,
-        "workers": getattr(stats, "workers", 1),
+        "workers": stats.workers,
         "stopped": stats.stopped,
         "errors_by_kind": stats.error_kinds,
     }

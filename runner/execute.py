@@ -53,6 +53,21 @@ class ExecStats:
     workers: int = 1
     """Processes that sent the requests (runner.pool when > 1)."""
 
+    def count(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+        """Count one recorded row: an answer (its cost; unparseable?) or a failed attempt (final or retried)."""
+        if response is not None:
+            self.answered += 1
+            self.cost_usd += response["cost_usd"] or 0.0
+            if response["rating"] is None and response["expected_rating"] is None:
+                self.unparseable += 1
+        if error is not None:
+            kind = error["error_type"]
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+            if error["final"]:
+                self.failed += 1
+            else:
+                self.retries += 1
+
 
 @dataclass(frozen=True)
 class ExecOptions:
@@ -213,30 +228,43 @@ def response_row(req: Request, resp: Any, latency: float, attempts: int, cost: f
 
 
 class _Writer:
-    """Buffers rows and writes them in batches, one transaction each; the store's journal covers the gap."""
+    """Buffers rows and hands them on in batches; each row is journaled first, so a kill loses none.
 
-    def __init__(self, store: Store, flush_every: int, journal: bool = True) -> None:
-        self.store, self.flush_every, self.journal = store, flush_every, journal
+    In one process the batches are store commits and the journal is the store's; a pool worker
+    (runner.pool) journals to its own file and hands its batches to the writing process, which then
+    commits them without journaling them again.
+    """
+
+    def __init__(
+        self,
+        sink: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None],
+        flush_every: int,
+        journal: Callable[[str, dict[str, Any]], None] | None = None,
+        max_age_s: float | None = None,
+    ) -> None:
+        self.sink, self.flush_every, self.journal, self.max_age_s = sink, flush_every, journal, max_age_s
         self.responses: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
+        self.flushed_at = time.monotonic()
 
     def add(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
-        """Buffer a row (journaled first, unless a pool worker already journaled it); commit when full."""
-        if response:
-            if self.journal:
-                self.store.journal_row("responses", response)  # survives a SIGKILL before the next commit
-            self.responses.append(response)
-        if error:
-            if self.journal:
-                self.store.journal_row("errors", error)
-            self.errors.append(error)
-        if len(self.responses) + len(self.errors) >= self.flush_every:
+        """Journal a row (survives a SIGKILL from here on), buffer it; hand the batch on when full or old."""
+        for table, row, buffer in (("responses", response, self.responses), ("errors", error, self.errors)):
+            if row:
+                if self.journal is not None:
+                    self.journal(table, row)
+                buffer.append(row)
+        if len(self.responses) + len(self.errors) >= self.flush_every or (
+            self.max_age_s is not None and time.monotonic() - self.flushed_at > self.max_age_s
+        ):
             self.flush()
 
     def flush(self) -> None:
+        """Hand on whatever is buffered."""
         if self.responses or self.errors:
-            self.store.commit(self.responses, self.errors)
+            self.sink(self.responses, self.errors)
             self.responses, self.errors = [], []
+        self.flushed_at = time.monotonic()
 
 
 async def _call(litellm: Any, req: Request, opts: ExecOptions, api_key: str | None) -> Any:
@@ -344,9 +372,7 @@ class RateGate:
         self.clock = clock
         self.decrease, self.recover_s, self.probe, self.min_rate = decrease, recover_s, probe, min_rate
         self.margin = margin
-        self.state = state if state is not None else [0.0] * self.SIZE
-        if state is None:
-            self.state[self.LAST_CUT] = float("-inf")
+        self.state = state if state is not None else self.new_state()
         self.lock = lock if lock is not None else contextlib.nullcontext()
 
     @classmethod
@@ -502,18 +528,17 @@ async def _one(
             final = not transient or attempt > allowed
             if gate is not None and limited:
                 gate.throttled(_retry_after(exc), sent_at, opts.backoff_s)
-            writer.add(
-                error={
-                    "request_key": req.key,
-                    "attempt": attempt,
-                    "error_type": kind,
-                    "status": status,
-                    "message": _clean(str(exc), api_key),
-                    "final": final,
-                    "created_at": datetime.now(),
-                }
-            )
-            stats.error_kinds[kind] = stats.error_kinds.get(kind, 0) + 1
+            error = {
+                "request_key": req.key,
+                "attempt": attempt,
+                "error_type": kind,
+                "status": status,
+                "message": _clean(str(exc), api_key),
+                "final": final,
+                "created_at": datetime.now(),
+            }
+            writer.add(error=error)
+            stats.count(error=error)
             if kind in _UNREACHABLE and stats.answered == 0:
                 stats.unreachable += 1
                 # Two rounds of every worker failing to connect, and never an answer: stop now instead
@@ -534,9 +559,7 @@ async def _one(
                     f"check {opts.api_key_env or 'the API key environment variable'}"
                 ) from None
             if final:
-                stats.failed += 1
                 return
-            stats.retries += 1
             # The gate already paces a 429's retry (everyone waits for Retry-After): no backoff on top.
             await asyncio.sleep(0 if limited and gate is not None else _backoff(exc, attempt, opts))
             continue
@@ -544,11 +567,8 @@ async def _one(
             gate.answered()
         cost = _cost(litellm, resp, req.model)
         row = response_row(req, resp, time.perf_counter() - start, attempt, cost)
-        stats.answered += 1
-        stats.cost_usd += cost
-        if row["rating"] is None and row["expected_rating"] is None:
-            stats.unparseable += 1
         writer.add(response=row)
+        stats.count(response=row)
         return
 
 
@@ -582,16 +602,15 @@ async def _drive(
     litellm: Any,
     todo: Sequence[Request],
     opts: ExecOptions,
-    writer: Any,
+    writer: _Writer,
     stats: ExecStats,
     on_done: Any,
     gate: RateGate,
 ) -> None:
     """Run the requests with ``concurrency`` tasks pulling from one iterator (keeps plan order).
 
-    ``writer`` takes the rows (``add(response=, error=)`` and ``flush()``): the store's own
-    :class:`_Writer` in one process, a queue to the writing process in a pool worker. ``gate`` is
-    shared by every task (and every worker process): a 429 slows them all, not only the one that got it.
+    ``writer`` takes the rows: into the store in one process, onto a queue to the writing process in a
+    pool worker. ``gate`` is shared by every task (and every worker process): a 429 slows them all.
     """
     api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
     queue = iter(todo)
@@ -760,7 +779,7 @@ def execute(
         else:
             if progress is not None:
                 progress.start()
-            writer = _Writer(store, opts.flush_every)
+            writer = _Writer(store.commit, opts.flush_every, journal=store.journal_row)
             asyncio.run(_drive(litellm, todo, opts, writer, stats, on_done, RateGate()))
     except KeyboardInterrupt:
         stats.stopped = "interrupted"

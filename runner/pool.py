@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from runner.compile import Request
@@ -107,7 +106,7 @@ def run_pool(
                 rows,
                 stop,
                 os.getpid(),
-                store.worker_journal(i).path,
+                store.worker_journal(i),
             ),
             name=f"vat-worker-{i}",
             daemon=True,  # never outlive this process
@@ -118,7 +117,7 @@ def run_pool(
         p.start()
     # The workers journaled every row, so bigger commits risk nothing, and each commit costs this
     # process CPU that the workers need (~7 ms per DuckDB commit).
-    writer = _Writer(store, max(opts.flush_every, POOL_FLUSH_EVERY), journal=False)
+    writer = _Writer(store.commit, max(opts.flush_every, POOL_FLUSH_EVERY))
     try:
         if record is not None:
             record()  # no row is written before the plan is recorded: rows wait in the queue
@@ -188,18 +187,11 @@ def _handle(msg: tuple[Any, ...], writer: _Writer, stats: ExecStats, stop: Any, 
     kind, index = msg[0], msg[1]
     if kind == "rows":
         for row in msg[2]:
-            stats.answered += 1
-            stats.cost_usd += row["cost_usd"] or 0.0
-            if row["rating"] is None and row["expected_rating"] is None:
-                stats.unparseable += 1
             writer.add(response=row)
+            stats.count(response=row)
         for err in msg[3]:
-            stats.error_kinds[err["error_type"]] = stats.error_kinds.get(err["error_type"], 0) + 1
-            if err["final"]:
-                stats.failed += 1
-            else:
-                stats.retries += 1
             writer.add(error=err)
+            stats.count(error=err)
     elif kind == "done":
         finished.add(index)
         stopped = msg[2]
@@ -207,36 +199,6 @@ def _handle(msg: tuple[Any, ...], writer: _Writer, stats: ExecStats, stop: Any, 
             if stopped != "budget":
                 stop.set()  # an abort (credentials, unreachable endpoint) holds for every worker
             stats.stopped = stats.stopped or stopped
-
-
-class _QueueWriter:
-    """The worker's side of the writer: journals each row, batches rows into queue messages."""
-
-    def __init__(self, index: int, rows: Any, journal: Journal) -> None:
-        self.index, self.rows, self.journal = index, rows, journal
-        self.responses: list[dict[str, Any]] = []
-        self.errors: list[dict[str, Any]] = []
-        self.sent_at = time.monotonic()
-
-    def add(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
-        """Journal a row, queue it; ship the batch when it is full or old enough."""
-        if response:
-            self.journal.append("responses", response)  # safe from here on, whatever dies next
-            self.responses.append(response)
-        if error:
-            self.journal.append("errors", error)
-            self.errors.append(error)
-        if len(self.responses) + len(self.errors) >= ROWS_PER_MESSAGE or (
-            time.monotonic() - self.sent_at > SEND_EVERY_S
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        """Ship whatever is batched."""
-        if self.responses or self.errors:
-            self.rows.put(("rows", self.index, self.responses, self.errors))
-            self.responses, self.errors = [], []
-        self.sent_at = time.monotonic()
 
 
 def _die_with_parent() -> None:
@@ -261,7 +223,7 @@ def _worker_main(
     rows: Any,
     stop: Any,
     parent: int,
-    journal: Path,
+    journal: Journal,
 ) -> None:
     """A worker process: send ``share`` through LiteLLM, journal and ship the rows, say how it ended."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
@@ -269,7 +231,13 @@ def _worker_main(
     if os.getppid() != parent:
         os._exit(1)  # the parent died before prctl took effect
     stats = ExecStats()
-    writer = _QueueWriter(index, rows, Journal(journal))
+    # Every row is journaled the moment it arrives, then shipped to the writing process in batches.
+    writer = _Writer(
+        lambda responses, errors: rows.put(("rows", index, responses, errors)),
+        ROWS_PER_MESSAGE,
+        journal=journal.append,
+        max_age_s=SEND_EVERY_S,
+    )
     try:
         litellm = litellm_module({r.model for r in share})
         gate = RateGate(state=state, lock=lock)
@@ -281,14 +249,14 @@ def _worker_main(
         rows.put(("done", index, stats.stopped))
         rows.close()
         rows.join_thread()  # the queue's feeder thread must hand everything over before we exit
-        writer.journal.close()  # an empty journal goes; one with rows stays until the writer commits them
+        journal.close()  # an empty journal goes; one with rows stays until the writer commits them
 
 
 async def _run_until_stopped(
     litellm: Any,
     share: list[Request],
     opts: ExecOptions,
-    writer: _QueueWriter,
+    writer: _Writer,
     stats: ExecStats,
     gate: RateGate,
     stop: Any,
