@@ -159,14 +159,20 @@ def _wait(server: FaultServer, at_least: int) -> None:
         time.sleep(0.01)
 
 
-def test_a_dead_worker_loses_only_its_in_flight_requests(server, tmp_path):
-    """SIGKILL one worker: the other finishes, the run exits 3 naming it, the rerun sends the rest once."""
+def _running_pool(server: FaultServer, store: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A 2-worker run in a child process, caught mid-run (60 requests sent): the process and its workers."""
     server.configure(FaultPlan(delay_s=0.02))
-    store = tmp_path / "vat.duckdb"
     proc = _start(server, store)
     _wait(server, 60)
     workers = _pool_children(proc.pid)
     assert len(workers) == 2, workers
+    return proc, workers
+
+
+def test_a_dead_worker_loses_only_its_in_flight_requests(server, tmp_path):
+    """SIGKILL one worker: the other finishes, the run exits 3 naming it, the rerun sends the rest once."""
+    store = tmp_path / "vat.duckdb"
+    proc, workers = _running_pool(server, store)
     os.kill(workers[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
@@ -187,12 +193,8 @@ def test_a_dead_worker_loses_only_its_in_flight_requests(server, tmp_path):
 
 def test_sigkill_of_the_run_takes_its_workers_with_it(server, tmp_path):
     """No orphans: workers of a SIGKILLed run stop at once instead of sending what nobody will store."""
-    server.configure(FaultPlan(delay_s=0.02))
     store = tmp_path / "vat.duckdb"
-    proc = _start(server, store)
-    _wait(server, 60)
-    workers = _pool_children(proc.pid)
-    assert len(workers) == 2, workers
+    proc, workers = _running_pool(server, store)
     proc.kill()
     proc.communicate(timeout=30)
     time.sleep(0.5)
