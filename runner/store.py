@@ -412,9 +412,13 @@ _PLAN_CHUNK = 5000
 def prompt_hash(messages_json: str) -> str:
     """The ``prompts`` key of a prompt: SHA-256 (hex, 32 chars) of its stored JSON text.
 
-    The same as DuckDB's ``left(sha256(text), 32)``, which the version 1 → 2 migration uses.
+    :data:`PROMPT_HASH_SQL` is the same in DuckDB (the version 1 → 2 migration, old sweep shards).
     """
     return hashlib.sha256(messages_json.encode("utf-8")).hexdigest()[:32]
+
+
+PROMPT_HASH_SQL = "left(sha256(CAST(messages AS VARCHAR)), 32)"
+""":func:`prompt_hash` of a row's ``messages`` column, as a DuckDB expression."""
 
 
 def _request_tables(reqs: Sequence[Any], hashes: dict[int, str]) -> tuple[pa.Table, pa.Table]:
@@ -523,7 +527,7 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     """Schema 1 → 2, in one transaction: each distinct prompt into ``prompts``, ``requests`` points at it."""
     if not _has_inline_messages(con):
         return
-    digest = "left(sha256(CAST(messages AS VARCHAR)), 32)"  # = prompt_hash() of the stored text
+    digest = PROMPT_HASH_SQL
     con.execute("BEGIN")
     try:
         con.execute(DDL)

@@ -294,7 +294,8 @@ def _requests_source(store: Any, source: str) -> str:
     columns = {row[0] for row in store.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     if "messages" not in columns:
         return source
-    digest = "left(sha256(CAST(messages AS VARCHAR)), 32)"
+    from runner.store import PROMPT_HASH_SQL as digest
+
     store.con.execute(
         f"INSERT INTO prompts SELECT DISTINCT ON (prompt_hash) {digest} AS prompt_hash, messages FROM {source} "
         "ON CONFLICT DO NOTHING"
