@@ -292,34 +292,17 @@ def draft_near_duplicates(drafts: list[Scene], others: list[Scene]) -> list[tupl
     Returns (draft scene, action, other scene, other action, similarity); the other action may be in
     a draft or a shipped scene.
 
-    The measure of :func:`runner.quality.near_duplicates`, computed for the drafts' rows only: a few
-    dozen rows against a few thousand, not every pair of the whole set.
+    The measure of :func:`runner.quality.near_duplicates` (:func:`runner.quality.similar_pairs`, which
+    never builds the all-pairs matrix), kept for pairs that involve a draft, in draft order.
     """
-    import numpy as np
-
-    from runner.quality import NEAR_DUPLICATE, _words
+    from runner.quality import NEAR_DUPLICATE, _words, similar_pairs
 
     mine = [(s.id, a.id, _words(a.text)) for s in drafts for a in s.actions]
     every = mine + [(s.id, a.id, _words(a.text)) for s in others for a in s.actions]
     if not mine or len(every) < 2:
         return []
-    vocab: dict[str, int] = {}
-    for _, _, ws in every:
-        for w in ws:
-            vocab.setdefault(w, len(vocab))
-
-    def matrix(items: list[tuple[str, str, set[str]]]) -> Any:
-        m = np.zeros((len(items), len(vocab)), dtype=np.float32)
-        for row, (_, _, ws) in enumerate(items):
-            m[row, [vocab[w] for w in ws]] = 1.0
-        return m
-
-    a, b = matrix(mine), matrix(every)
-    inter = a @ b.T
-    union = a.sum(axis=1)[:, None] + b.sum(axis=1)[None, :] - inter
-    sim = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    np.fill_diagonal(sim[:, : len(mine)], 0.0)  # an action is not its own duplicate
-    out = []
-    for i, j in zip(*np.nonzero(sim >= NEAR_DUPLICATE), strict=True):
-        out.append((mine[i][0], mine[i][1], every[j][0], every[j][1], float(sim[i, j])))
-    return out
+    found = []
+    for i, j, sim in similar_pairs([ws for _, _, ws in every], NEAR_DUPLICATE):
+        found += [(i, j, sim)] if i < len(mine) else []
+        found += [(j, i, sim)] if j < len(mine) else []  # two drafts: each is told about the other
+    return [(mine[i][0], mine[i][1], every[j][0], every[j][1], sim) for i, j, sim in sorted(found)]

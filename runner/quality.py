@@ -1,23 +1,33 @@
 """Content quality checks that run in ``vat validate`` (and so in CI on every scene pull request).
 
 Beyond schema validity: an action must not name its own value, texts stay within length bounds, no two
-actions are near-duplicates (within or across scenes), and the train/test split stays balanced by
-country and by topic.
+actions are near-duplicates (within or across scenes), placeholder scenes left by `vat import` are
+replaced, and the train/test split stays balanced by country and by topic.
+
+Texts are folded (:func:`fold`: NFKC, Cyrillic/Greek look-alike letters, invisible characters) before
+they are compared, so "sеcurity" with a Cyrillic "е" still names its value and a look-alike copy of an
+action is still its near-duplicate.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from collections import defaultdict
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
 from runner.errors import Problem
-from runner.load import SpecIndex
+from runner.load import LOCK_FILE, SpecIndex
 
 NEAR_DUPLICATE = 0.7
 """Jaccard similarity of normalised word sets at or above which two actions count as near-duplicates."""
 SCENE_WORDS = (25, 140)
+PLACEHOLDER_MARK = "Placeholder scene for "
+"""How the scene text `vat import` writes for a dataset without scenes begins (flagged until replaced)."""
 ACTION_MIN_WORDS = 5
 TEST_SHARE = (0.15, 0.5)
 """Allowed share of test scenes per country and per topic (with at least 4 scenes in the group)."""
@@ -67,8 +77,30 @@ _STOP = frozenset(
 )
 
 
+# Letters that render like Latin ones (Cyrillic, Greek), mapped to the Latin letter they imitate; NFKC
+# alone keeps them apart. Invisible characters that can split a word are removed.
+_CONFUSABLES = str.maketrans(
+    {
+        **dict(zip("аеорсухіјѕһԁԛԝӏ", "aeopcyxijshdqwl", strict=True)),  # Cyrillic lower case
+        **dict(zip("АВЕКМНОРСТХІЈЅУ", "ABEKMHOPCTXIJSY", strict=True)),  # Cyrillic upper case
+        **dict(zip("οαικνρτυχ", "oaikvptux", strict=True)),  # Greek lower case
+        **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX", strict=True)),  # Greek upper case
+        **dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff")),
+    }
+)
+
+
+def fold(text: str) -> str:
+    """``text`` as it reads: NFKC-normalised, look-alike Cyrillic/Greek letters as Latin, invisibles dropped.
+
+    Plain English text comes back unchanged (the shipped scenes fold to themselves).
+    """
+    return unicodedata.normalize("NFKC", text).translate(_CONFUSABLES)
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9']+", text.lower()) if w not in _STOP}
+    """The normalised word set the near-duplicate check compares (folded, lower case, no stop words)."""
+    return {w for w in re.findall(r"[a-z0-9']+", fold(text).lower()) if w not in _STOP}
 
 
 def _action_path(index: SpecIndex, scene_id: str) -> str:
@@ -99,7 +131,7 @@ def label_and_length_problems(index: SpecIndex) -> list[Problem]:
             )
         for i, a in enumerate(scene.actions):
             stem = LABEL_STEMS.get(a.value)
-            if stem and re.search(stem, a.text, re.IGNORECASE):
+            if stem and re.search(stem, fold(a.text), re.IGNORECASE):
                 out.append(
                     Problem(
                         path,
@@ -120,29 +152,75 @@ def label_and_length_problems(index: SpecIndex) -> list[Problem]:
     return out
 
 
+def similar_pairs(
+    sets: Sequence[set[str]], threshold: float = NEAR_DUPLICATE
+) -> list[tuple[int, int, float]]:
+    """Index pairs (i < j) of ``sets`` whose Jaccard similarity is ≥ ``threshold``, with the similarity.
+
+    Exact, not approximate: prefix filtering (Bayardo et al., "Scaling up all pairs similarity search")
+    finds every candidate pair, and each candidate is then measured as the former dense all-pairs
+    matrix did (float32 intersection / union, compared with a float32 threshold), so the result is
+    identical to it. Two sets with J ≥ t share a word among the first |x| − ⌈t·|x|⌉ + 1 words of
+    each, in one global order (rarest word first); only those words are indexed, so memory is linear
+    in the words and time grows with the pairs that share rare words, not with n².
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"near-duplicate threshold {threshold} must be in (0, 1]")
+    loose = threshold - 1e-6  # the filter is a little looser than the test: it can only add candidates
+    freq = Counter(w for ws in sets for w in ws)
+    order = sorted(range(len(sets)), key=lambda k: len(sets[k]))  # a candidate is never larger
+    postings: dict[str, list[int]] = defaultdict(list)
+    limit = np.float32(threshold)
+    found = []
+    for k in order:
+        words, n = sets[k], len(sets[k])
+        prefix = sorted(words, key=lambda w: (freq[w], w))[: n - math.ceil(loose * n) + 1]
+        candidates = {c for w in prefix for c in postings[w] if len(sets[c]) >= loose * n}
+        for c in candidates:
+            inter = len(words & sets[c])
+            sim = np.float32(inter) / np.float32(n + len(sets[c]) - inter)
+            if sim >= limit:
+                found.append((min(k, c), max(k, c), float(sim)))
+        for w in prefix:
+            postings[w].append(k)
+    return sorted(found)
+
+
 def near_duplicates(
     index: SpecIndex, threshold: float = NEAR_DUPLICATE
 ) -> list[tuple[str, str, str, str, float]]:
-    """Pairs of actions whose word-set Jaccard similarity is ≥ threshold: (scene, action, scene, action, sim)."""
+    """Pairs of actions whose word-set Jaccard similarity is ≥ threshold: (scene, action, scene, action, sim).
+
+    Pairs come in the order of the scenes and their actions in ``index`` (the earlier action first).
+    """
     items = [(s.id, a.id, _words(a.text)) for s in index.scenes.values() for a in s.actions]
-    if len(items) < 2:
-        return []
-    vocab: dict[str, int] = {}
-    for _, _, ws in items:
-        for w in ws:
-            vocab.setdefault(w, len(vocab))
-    m = np.zeros((len(items), len(vocab)), dtype=np.float32)
-    for row, (_, _, ws) in enumerate(items):
-        m[row, [vocab[w] for w in ws]] = 1.0
-    inter = m @ m.T  # all pairwise intersections in one matrix product
-    sizes = m.sum(axis=1)
-    union = sizes[:, None] + sizes[None, :] - inter
-    sim = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    i, j = np.nonzero(np.triu(sim >= threshold, k=1))
     return [
-        (items[a][0], items[a][1], items[b][0], items[b][1], float(sim[a, b]))
-        for a, b in zip(i, j, strict=True)
+        (items[i][0], items[i][1], items[j][0], items[j][1], sim)
+        for i, j, sim in similar_pairs([ws for _, _, ws in items], threshold)
     ]
+
+
+def placeholder_problems(index: SpecIndex) -> list[Problem]:
+    """Scenes that still carry the placeholder text `vat import` writes when a dataset has no scenes."""
+    out = []
+    for scene in index.scenes.values():
+        flagged = bool((scene.generated or {}).get("placeholder_scene"))
+        if not (flagged or scene.text.startswith(PLACEHOLDER_MARK)):
+            continue
+        fix = (
+            "write the real scene in `text` and remove `generated.placeholder_scene`"
+            if scene.text.startswith(PLACEHOLDER_MARK)
+            else "the text was replaced: remove `generated.placeholder_scene`"
+        )
+        out.append(
+            Problem(
+                _action_path(index, scene.id),
+                _line(index, scene.id, ("text",)),
+                "text",
+                f"placeholder scene from `vat import` (the dataset had no scene text); {fix}",
+            )
+        )
+    return out
 
 
 def split_balance(index: SpecIndex) -> list[Problem]:
@@ -169,17 +247,50 @@ def split_balance(index: SpecIndex) -> list[Problem]:
     return out
 
 
+def _shipped(index: SpecIndex) -> set[str]:
+    """Scene ids whose (version, hash) is the one recorded in the spec lock: shipped and unchanged."""
+    path = index.root / LOCK_FILE
+    lock = json.loads(path.read_text()) if path.is_file() else {}
+    return {
+        sid
+        for sid in index.scenes
+        if (entry := lock.get(f"scenarios/{sid}"))
+        and (entry.get("version"), entry.get("hash")) == index.hashes.get(f"scenarios/{sid}")
+    }
+
+
+def blame(
+    index: SpecIndex, first: tuple[str, str], second: tuple[str, str], shipped: set[str]
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(newer, older) of two near-duplicate actions, given as (scene id, action id): the newer one is fixed.
+
+    Newer means, in this order: not shipped as recorded in the spec lock (a new or edited scene) rather
+    than shipped; then the higher scene version; then the later scene id. Within one scene, the later
+    action. So a contributed scene is blamed, never the shipped scene that was there first.
+    """
+    if first[0] == second[0]:
+        return second, first
+
+    def newness(scene_id: str) -> tuple[bool, int, str]:
+        return (scene_id not in shipped, index.scenes[scene_id].version, scene_id)
+
+    return (first, second) if newness(first[0]) > newness(second[0]) else (second, first)
+
+
 def quality_problems(index: SpecIndex) -> list[Problem]:
     """Every quality problem of the scene set."""
-    out = label_and_length_problems(index) + split_balance(index)
+    out = label_and_length_problems(index) + placeholder_problems(index) + split_balance(index)
+    shipped = _shipped(index)
     for s1, a1, s2, a2, sim in near_duplicates(index):
-        i = next(k for k, a in enumerate(index.scenes[s2].actions) if a.id == a2)
+        (scene, action), (other, other_action) = blame(index, (s1, a1), (s2, a2), shipped)
+        i = next(k for k, a in enumerate(index.scenes[scene].actions) if a.id == action)
         out.append(
             Problem(
-                _action_path(index, s2),
-                _line(index, s2, ("actions", i, "text")),
+                _action_path(index, scene),
+                _line(index, scene, ("actions", i, "text")),
                 f"actions.{i}.text",
-                f"near-duplicate of {s1}/{a1} (similarity {sim:.2f}); rewrite one so they differ in substance",
+                f"near-duplicate of {other}/{other_action} (similarity {sim:.2f}); rewrite this one so they "
+                "differ in substance",
             )
         )
     return out
