@@ -673,8 +673,18 @@ def _print_import_summary(s: dict[str, Any]) -> None:
         f"imported [bold]{s['source']}[/bold]: {s['rows']:,} rows, {s['rows_mapped']:,} mapped, "
         f"{s['rows_unmapped']:,} not → {s['scenes_written']} scenes, {s['actions_written']:,} actions in {s['out']}/"
     )
+    display.note(
+        f"{s['elapsed_s']:.1f} s, {s['rows_per_s'] or 0:,.0f} rows/s, peak memory {s['peak_rss_mb'] or 0:,.0f} MiB"
+        + (
+            f"; object cells read: {', '.join(f'{n:,} {k}' for k, n in s['cells_parsed'].items())}"
+            if s["cells_parsed"]
+            else ""
+        )
+    )
     for u in s["unmapped"]:
         display.warn(f"{u['rows']} × {u['reason']}, e.g. {'; '.join(u['examples'])}")
+    if s["unmapped_names_hint"]:
+        display.error(s["unmapped_names_hint"])
     if s["placeholder_scenes"]:
         display.warn(
             f"{len(s['placeholder_scenes'])} placeholder scene(s) (the dataset has no scene text): "

@@ -177,7 +177,9 @@ class ImportConf:
     """`vat import` (docs/dataset.md); bare keys like ``source=data.csv`` land here."""
 
     source: str | None = None
-    """A local .csv/.json/.jsonl/.parquet file, or a Hugging Face Hub dataset id (needs network)."""
+    """A local .csv/.json/.jsonl/.parquet file or Hub-layout folder, or a Hugging Face Hub id (needs network)."""
+    revision: str | None = None
+    """For a Hub id: the commit, tag or branch to read (pin a commit so the import can be repeated)."""
     mapping: str | None = None
     """A YAML file holding these keys (command-line keys win over it)."""
     subset: str | None = None
@@ -194,6 +196,8 @@ class ImportConf:
     scene_split: str = "auto"
     out: str = "results/imported"
     max_rows: int | None = None
+    strict_names: bool = False
+    """Fail (exit 1, nothing written) when a country or topic name does not map, instead of dropping its rows."""
 
 
 @dataclass

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import tempfile
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,6 +38,7 @@ from runner.draft import (
 )
 from runner.errors import VatError
 from runner.load import SpecIndex
+from runner.quality import PLACEHOLDER_MARK
 from runner.specs import COUNTRIES, TOPICS, Action
 
 FIELDS = ("country", "topic", "scene", "scene_id", "value", "micro_value", "polarity", "action", "split")
@@ -94,6 +98,56 @@ def _relative_to(source: str, folder: Path) -> str:
     return str(candidate) if not Path(source).is_absolute() and candidate.exists() else source
 
 
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*")
+_MAX_CELL = 200_000
+"""Longest cell parsed as a Python literal (``ast.literal_eval`` is not meant for untrusted megabytes)."""
+
+
+class CellError(ValueError):
+    """A JSON/struct cell that could not be read; the message is the reason rows are counted under."""
+
+
+def parse_cell(text: str, column: str) -> tuple[Any, str]:
+    """A cell holding an object: (the object, how it was written); :class:`CellError` says why not.
+
+    Accepted, in this order: JSON; JSON inside Markdown code fences or among prose (the lenient
+    extractor `vat generate` uses for model answers); a Python-literal dict (single quotes, True/None),
+    read with ``ast.literal_eval``, which evaluates literals only and never runs code.
+    """
+    import ast
+
+    from runner.generate import Unusable, extract_json
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    else:
+        if not isinstance(obj, dict):
+            raise CellError(f"column {column!r} holds a {type(obj).__name__}, not an object")
+        return obj, "json"
+    bare = _FENCE.sub("", text).strip()
+    fenced = bare != text.strip()
+    try:
+        return extract_json(bare), "fenced json" if fenced else "json among text"
+    except Unusable:
+        pass
+    start, end = bare.find("{"), bare.rfind("}")
+    if start < 0:
+        raise CellError(f"column {column!r} holds no object (no '{{')")
+    if end < start:
+        raise CellError(f"column {column!r} holds a truncated object (no closing '}}')")
+    if end - start > _MAX_CELL:
+        raise CellError(f"column {column!r} is not JSON, and too long to read as a Python dict")
+    try:
+        obj = ast.literal_eval(bare[start : end + 1])
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise CellError(f"column {column!r} is neither JSON nor a Python dict") from None
+    if not isinstance(obj, dict):
+        raise CellError(f"column {column!r} holds a {type(obj).__name__}, not an object")
+    return obj, "fenced python dict" if fenced else "python dict"
+
+
 @dataclass(frozen=True)
 class Column:
     """Where one field is: a column, and a key path inside it when the column holds JSON or a struct."""
@@ -101,15 +155,21 @@ class Column:
     column: str
     keys: tuple[str, ...] = ()
 
-    def read(self, row: dict[str, Any]) -> Any:
-        """The field's value in ``row``; :class:`ValueError` when the column's JSON does not parse."""
+    def read(self, row: dict[str, Any], parsed: dict[str, tuple[Any, str]] | None = None) -> Any:
+        """The field's value in ``row``; :class:`CellError` when the column's object cannot be read.
+
+        ``parsed`` caches each column's parsed object (and how it was written) for the row, so a
+        column that several fields read is parsed once.
+        """
         value = row.get(self.column)
-        for key in self.keys:
-            if isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError:
-                    raise ValueError(f"column {self.column!r} is not valid JSON") from None
+        for depth, key in enumerate(self.keys):
+            if isinstance(value, str) and value.strip():
+                if depth == 0 and parsed is not None:
+                    if self.column not in parsed:
+                        parsed[self.column] = parse_cell(value, self.column)
+                    value = parsed[self.column][0]
+                else:
+                    value = parse_cell(value, self.column)[0]
             value = value.get(key) if isinstance(value, dict) else None
         return value
 
@@ -165,7 +225,11 @@ def polarity_map(labels: dict[str, str]) -> dict[str, str]:
 
 
 def load_rows(section: DictConfig) -> tuple[list[dict[str, Any]], list[str], str]:
-    """The dataset's rows, its column names, and where it came from (a file or a Hub id)."""
+    """The dataset's rows, its column names, and where it came from (a file, a folder or a Hub id).
+
+    A local folder is read as the Hub would read that dataset's repository (its README's ``configs``,
+    or data files named by split), so a downloaded or hand-made Hub dataset imports offline.
+    """
     import datasets
 
     datasets.disable_progress_bars()
@@ -174,10 +238,27 @@ def load_rows(section: DictConfig) -> tuple[list[dict[str, Any]], list[str], str
     if not source:
         raise VatError("no dataset given; set importer.source=<file or hub id> (or source=...)", 2)
     path = Path(source)
-    limit = int(section.max_rows) if section.max_rows else None
+    revision = str(section.revision) if section.revision else None
+    if path.exists() and revision:
+        raise VatError(
+            f"importer.revision={revision}: {path} is a local path; a revision pins Hub ids only", 2
+        )
+    if path.is_dir():
+        with tempfile.TemporaryDirectory() as cache:
+            try:
+                ds = datasets.load_dataset(
+                    str(path), section.subset or None, split=str(section.split), cache_dir=cache
+                )
+            except Exception as exc:  # noqa: BLE001 - a folder the Hub layout cannot read: one line
+                raise VatError(
+                    f"{path}: could not be read as a Hub dataset folder (split {section.split}): "
+                    f"{_first_line(exc)}; give a data file, or set importer.split / importer.subset",
+                    1,
+                ) from None
+            return _rows_of(ds, section), list(ds.column_names), str(path)
     if path.exists():
         builder = BUILDERS.get(path.suffix.lower())
-        if builder is None or path.is_dir():
+        if builder is None:
             raise VatError(
                 f"{path}: cannot read this kind of file; use .csv, .tsv, .json, .jsonl or .parquet", 2
             )
@@ -189,20 +270,26 @@ def load_rows(section: DictConfig) -> tuple[list[dict[str, Any]], list[str], str
                 )
             except Exception as exc:  # noqa: BLE001 - any parser error is the file's problem
                 raise VatError(f"{path}: could not be read as {builder}: {_first_line(exc)}", 1) from None
-            rows = ds.select(range(min(limit, len(ds)))).to_list() if limit else ds.to_list()
-            return rows, list(ds.column_names), str(path)
+            return _rows_of(ds, section), list(ds.column_names), str(path)
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise VatError(
             f"{source!r} is not a file here, and the Hub is off (HF_HUB_OFFLINE=1); to read a Hub dataset run "
-            "with HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 and network access, or give a local file",
+            "with HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 and network access, or give a local file or folder",
             2,
         )
     try:
-        ds = datasets.load_dataset(source, section.subset or None, split=str(section.split))
+        ds = datasets.load_dataset(
+            source, section.subset or None, split=str(section.split), revision=revision
+        )
     except Exception as exc:  # noqa: BLE001 - network, auth, unknown id: one line for the user
         raise VatError(f"could not load {source!r} from the Hub: {_first_line(exc)}", 1) from None
-    rows = ds.select(range(min(limit, len(ds)))).to_list() if limit else ds.to_list()
-    return rows, list(ds.column_names), source
+    return _rows_of(ds, section), list(ds.column_names), source + (f"@{revision}" if revision else "")
+
+
+def _rows_of(ds: Any, section: DictConfig) -> list[dict[str, Any]]:
+    """The first ``max_rows`` rows (all when unset) as dicts."""
+    limit = int(section.max_rows) if section.max_rows else None
+    return ds.select(range(min(limit, len(ds)))).to_list() if limit else ds.to_list()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -219,6 +306,10 @@ class Unmapped:
 
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    names: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """Country and topic names that did not map, with their row counts (every distinct name)."""
+    cells: Counter[str] = field(default_factory=Counter)
+    """Object cells read, by column and how they were written ("meta: fenced json")."""
 
     def add(self, reason: str, example: str) -> None:
         """Count one row (or one dropped detail of a row) under ``reason``."""
@@ -263,19 +354,24 @@ def map_row(
     bad: Unmapped,
 ) -> Row | None:
     """Map one raw row to our ids; None (and a reason in ``bad``) when it cannot be imported."""
+    parsed: dict[str, tuple[Any, str]] = {}
     try:
-        got = {f: c.read(raw) for f, c in cols.items()}
-    except ValueError as exc:
+        got = {f: c.read(raw, parsed) for f, c in cols.items()}
+    except CellError as exc:
         bad.add(str(exc), f"row {n}")
         return None
+    for column, (_, how) in parsed.items():
+        bad.cells[f"{column}: {how}"] += 1
     for f in REQUIRED:
         if _text(got.get(f)) is None:
             bad.add(f"empty {f}", f"row {n}")
             return None
-    country, topic = names.country(got["country"]), names.topic(got["topic"])
+    country = names.country(got["country"])
+    topic = names.topic(got["topic"]) or names.topic(bare_module_name(str(got["topic"])))
     for kind, given, ok in (("country", got["country"], country), ("topic", got["topic"], topic)):
         if ok is None:
             bad.add(f"unknown {kind}", f"{_text(given)!r} (row {n})")
+            bad.names[kind][_text(given) or ""] += 1
             return None
     polarity = polarities.get(norm(got["polarity"]))
     if polarity is None:
@@ -308,6 +404,35 @@ def map_row(
         if split is None
         else ("test" if norm(split) in _TEST_LABELS else "train" if norm(split) == "train" else None),
     )
+
+
+_MODULE_DECOR = re.compile(
+    r"^\s*(issp\b)?[\s:_-]*((19|20)\d\d\b)?[\s:_\u2013\u2014-]*|[\s:_-]+((19|20)\d\d|[ivx]+)\s*$",
+    re.IGNORECASE,
+)
+
+
+def bare_module_name(text: str) -> str:
+    """An ISSP module title without its decorations: 'ISSP 2016 – Role of Government V' → 'Role of Government'."""
+    return _MODULE_DECOR.sub("", text).strip()
+
+
+def topic_aliases(path: Path | None = None) -> dict[str, str]:
+    """Alternative topic names shipped as data (``conf/aliases/topics.yaml``: ISSP module titles), name → id."""
+    import yaml
+
+    from runner.config import conf_dir
+
+    path = path or conf_dir() / "aliases" / "topics.yaml"
+    data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    out: dict[str, str] = {}
+    for topic, aliases in (data or {}).items():
+        if topic not in TOPICS or not isinstance(aliases, list):
+            raise VatError(
+                f"{path}: {topic!r} must be a topic id ({', '.join(TOPICS)}) with a list of names", 2
+            )
+        out.update({str(a): topic for a in aliases})
+    return out
 
 
 def _value_of(n: int, got: dict[str, Any], names: Names, bad: Unmapped) -> tuple[str | None, str | None]:
@@ -349,9 +474,12 @@ def _value_of(n: int, got: dict[str, Any], names: Names, bad: Unmapped) -> tuple
 
 
 def placeholder_text(country: str, topic: str) -> str:
-    """The scene text of a dataset without scenes: says what it is, and passes the length checks."""
+    """The scene text of a dataset without scenes: says what it is, and passes the length checks.
+
+    It begins with :data:`runner.quality.PLACEHOLDER_MARK`, so `vat validate` flags it until replaced.
+    """
     return (
-        f"Placeholder scene for {COUNTRIES[country]}, topic {TOPICS[topic].lower()}: the imported dataset "
+        f"{PLACEHOLDER_MARK}{COUNTRIES[country]}, topic {TOPICS[topic].lower()}: the imported dataset "
         "gives these actions without a situation. Replace this text with a realistic scene of two to five "
         "sentences, set there, before the scene is used in a run."
     )
@@ -449,6 +577,7 @@ def _id_for(key: tuple[str, str, str], rows: list[Row], taken: set[str]) -> str:
 
 def import_dataset(cfg: DictConfig, overrides: list[str], index: SpecIndex) -> dict[str, Any]:
     """Run ``vat import``: read, map, write one YAML per scene under ``importer.out``; return the report."""
+    started = time.perf_counter()
     section = importer_conf(cfg, overrides)
     check_out_dir(Path(str(section.out)), cfg.spec_dir, "importer.out")
     if section.scene_split not in ("auto", "train", "test"):
@@ -457,7 +586,7 @@ def import_dataset(cfg: DictConfig, overrides: list[str], index: SpecIndex) -> d
         index.value_system,
         {
             "country": dict(section.country_names),
-            "topic": dict(section.topic_names),
+            "topic": {**topic_aliases(), **dict(section.topic_names)},  # the user's names win
             "value": dict(section.value_names),
         },
     )
@@ -468,12 +597,44 @@ def import_dataset(cfg: DictConfig, overrides: list[str], index: SpecIndex) -> d
     rows = [
         r for n, raw in enumerate(raw_rows, start=1) if (r := map_row(n, raw, cols, names, polarities, bad))
     ]
+    if section.strict_names and bad.names:
+        raise VatError(f"nothing written: {unmapped_names_message(bad.names)}", 1)
     origin = {
         "by": "vat import",
         "source": origin_name,
         "mapping": {f: (c.column + "".join(f".{k}" for k in c.keys)) for f, c in cols.items()},
         "date": date.today().isoformat(),
     }
+    written, placeholders, reviews = _write_scenes(rows, section, index, origin, bad)
+    elapsed = time.perf_counter() - started
+    return {
+        "source": origin_name,
+        "rows": len(raw_rows),
+        "rows_mapped": len(rows),
+        "rows_unmapped": len(raw_rows) - len(rows),
+        "scenes_written": len(written),
+        "actions_written": sum(len(s.actions) for s, _ in written.values()),
+        "placeholder_scenes": placeholders,
+        "unmapped": bad.report(),
+        "unmapped_names": {k: dict(c.most_common()) for k, c in sorted(bad.names.items())},
+        "unmapped_names_hint": unmapped_names_message(bad.names) if bad.names else "",
+        "cells_parsed": dict(bad.cells.most_common()),
+        "incomplete_scenes": sorted(
+            sid for sid, notes in reviews.items() if any("incomplete" in x for x in notes)
+        ),
+        "scenes_to_review": {sid: notes for sid, notes in reviews.items() if notes},
+        "out": str(Path(str(section.out))),
+        "files": sorted(str(p) for _, p in written.values()),
+        "elapsed_s": round(elapsed, 3),
+        "rows_per_s": round(len(raw_rows) / elapsed, 1) if elapsed > 0 else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _write_scenes(
+    rows: list[Row], section: DictConfig, index: SpecIndex, origin: dict[str, Any], bad: Unmapped
+) -> tuple[dict[str, tuple[Any, Path]], list[str], dict[str, list[str]]]:
+    """Write one file per scene; return the written scenes, the placeholder ids and review notes by id."""
     out = Path(str(section.out))
     taken = set(index.scenes)
     written: dict[str, tuple[Any, Path]] = {}
@@ -484,7 +645,7 @@ def import_dataset(cfg: DictConfig, overrides: list[str], index: SpecIndex) -> d
         doc = build_doc(sid, key, group, str(section.scene_split), origin, bad)
         path = scene_path(out, sid, key[0])
         try:
-            scene = write_scene(doc, path, _header(origin_name, doc))
+            scene = write_scene(doc, path, _header(origin["source"], doc))
         except ValueError as exc:
             bad.add(f"scene rejected: {str(exc)[:160]}", f"rows {doc['generated']['rows']}")
             continue
@@ -494,22 +655,30 @@ def import_dataset(cfg: DictConfig, overrides: list[str], index: SpecIndex) -> d
     reviews = review_problems(written, index) if written else {}
     for sid in placeholders:
         reviews[sid].insert(0, "text: placeholder scene (the dataset has none); write the scene before use")
-    return {
-        "source": origin_name,
-        "rows": len(raw_rows),
-        "rows_mapped": len(rows),
-        "rows_unmapped": len(raw_rows) - len(rows),
-        "scenes_written": len(written),
-        "actions_written": sum(len(s.actions) for s, _ in written.values()),
-        "placeholder_scenes": placeholders,
-        "unmapped": bad.report(),
-        "incomplete_scenes": sorted(
-            sid for sid, notes in reviews.items() if any("incomplete" in x for x in notes)
-        ),
-        "scenes_to_review": {sid: notes for sid, notes in reviews.items() if notes},
-        "out": str(out),
-        "files": sorted(str(p) for _, p in written.values()),
-    }
+    return written, placeholders, reviews
+
+
+def unmapped_names_message(names: dict[str, Counter[str]]) -> str:
+    """One sentence listing every country/topic name that did not map, with its rows, and the fix."""
+    parts = []
+    for kind, counts in sorted(names.items()):
+        listed = ", ".join(f"{n!r} ({c} rows)" for n, c in counts.most_common())
+        ids = ", ".join(COUNTRIES if kind == "country" else TOPICS)
+        parts.append(f"{len(counts)} {kind} name(s) did not map: {listed} (ids: {ids})")
+    return (
+        "; ".join(parts) + '; map them in the mapping file (e.g. `topic_names: {"Leisure": leisure_sports}`, '
+        "`country_names: {...}`) or with importer.topic_names.<name>=<id> on the command line"
+    )
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of the process so far, in MiB (None where the OS has no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _header(source: str, doc: dict[str, Any]) -> str:

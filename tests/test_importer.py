@@ -447,13 +447,19 @@ def test_every_dropped_row_is_accounted_for(vat, tmp_path):
     rows[0] = rows[0] | {"meta": ""}  # an empty JSON cell: no value, no micro-value
     rows[1] = rows[1] | {"meta": "{broken"}
     rows[2] = rows[2] | {"Action": ""}
+    rows[3] = rows[3] | {"meta": "{'value': Tradition}"}  # a Python dict with an unquoted name
+    rows[4] = rows[4] | {"meta": "[1, 2]"}
+    rows[5] = rows[5] | {"meta": "Benevolence"}
     src = _write_csv(tmp_path / "data.csv", rows)
     result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={tmp_path / 'out'}")
     assert result.code == 0, result.err
     reasons = {u["reason"]: u["examples"] for u in rep["unmapped"]}
     assert reasons["empty value and micro_value"] == ["row 1"]
-    assert reasons["column 'meta' is not valid JSON"] == ["row 2"]
+    assert reasons["column 'meta' holds a truncated object (no closing '}')"] == ["row 2"]
     assert reasons["empty action"] == ["row 3"]
+    assert reasons["column 'meta' is neither JSON nor a Python dict"] == ["row 4"]
+    assert reasons["column 'meta' holds a list, not an object"] == ["row 5"]
+    assert reasons["column 'meta' holds no object (no '{')"] == ["row 6"]
     # Rows dropped while mapping are exactly those counted under a reason that drops them.
     kept = "unknown micro-value (imported with its value only)"
     assert rep["rows_unmapped"] == sum(
@@ -516,3 +522,230 @@ def test_a_misspelled_key_in_a_mapping_file_names_the_file(vat, tmp_path):
     mapping.write_text("source: x.csv\ncolums:\n  country: c\n")
     result, _ = _import(vat, f"mapping={mapping}")
     assert result.code == 2 and "m.yaml" in result.err and "colums" in result.err
+
+
+# ---------------------------------------------------------------- real files (issue 18.5, 18.6)
+
+
+def _generation_rows() -> list[dict[str, Any]]:
+    """Rows as a generation file holds them: model answers in code fences or as Python dicts, ISSP titles."""
+    answers = [
+        '```json\n{"value": "Tradition", "micro": "Respect for tradition"}\n```',  # fenced JSON
+        "{'value': 'Tradition', 'micro': 'Respect for tradition'}",  # a Python dict
+        'Here is the label: {"value": "Power", "micro": "Social power"} as asked.',  # JSON among prose
+        "```python\n{'value': 'Power', 'micro': 'Social power', 'sure': True}\n```",  # fenced Python dict
+        '{"value": "Benevolence", "micro": "Helpful"',  # cut off by the token limit
+    ]
+    actions = [
+        ("positive", "I ask my father to keep all three functions the way our grandparents held them."),
+        ("negative", "I suggest we drop the mehndi this year and keep only the nikah."),
+        ("positive", "I make sure the final guest list has to go through me."),
+        ("negative", "I let my aunts decide the guest list without my input."),
+        ("positive", "I offer to drive the elderly guests between the venues."),
+    ]
+    return [
+        {
+            "Country": "Pakistan",
+            "Topic": "ISSP 2012 - Family & Changing Gender Roles IV",
+            "Scenario": SCENE_IN,
+            "meta": answer,
+            "label": label,
+            "Action": text,
+        }
+        for answer, (label, text) in zip(answers, actions, strict=True)
+    ]
+
+
+def test_fenced_json_and_python_dict_cells_are_read(vat, tmp_path):
+    src = _write_csv(tmp_path / "gen.csv", _generation_rows())
+    result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={tmp_path / 'out'}")
+    assert result.code == 0, result.err
+    assert rep["rows_mapped"] == 4 and rep["rows_unmapped"] == 1
+    assert rep["cells_parsed"] == {  # how each readable cell was written (the cut-off one is not)
+        "meta: fenced json": 1,
+        "meta: python dict": 1,
+        "meta: json among text": 1,
+        "meta: fenced python dict": 1,
+    }
+    pk = _scene(tmp_path / "out" / "pk" / "family_gender-2.yaml")
+    assert {a.id for a in pk.actions} == {
+        "respect_for_tradition-express",
+        "respect_for_tradition-suppress",
+        "social_power-express",
+        "social_power-suppress",
+    }
+    assert [(u["reason"], u["rows"]) for u in rep["unmapped"]] == [
+        ("column 'meta' holds a truncated object (no closing '}')", 1)
+    ]
+
+
+def test_parse_cell_says_how_each_cell_was_written():
+    from runner.importer import CellError, parse_cell
+
+    assert parse_cell('{"a": 1}', "m") == ({"a": 1}, "json")
+    assert parse_cell('```json\n{"a": 1}\n```', "m") == ({"a": 1}, "fenced json")
+    assert parse_cell("```\n{'a': None, 'b': [1, 'x']}\n```", "m") == (
+        {"a": None, "b": [1, "x"]},
+        "fenced python dict",
+    )
+    assert parse_cell("{'a': 'it\\'s'}", "m") == ({"a": "it's"}, "python dict")
+    for cell, reason in [
+        ("{'a': __import__('os').system('true')}", "neither JSON nor a Python dict"),  # literals only
+        ("{'a': 1", "truncated"),
+        ('["a"]', "holds a list"),
+        ("plain words", "no object"),
+    ]:
+        with pytest.raises(CellError, match=reason):
+            parse_cell(cell, "m")
+
+
+@pytest.mark.parametrize(
+    ("given", "topic"),
+    [
+        ("Family & Changing Gender Roles", "family_gender"),
+        ("Work Orientations", "work"),
+        ("ISSP 2016 – Role of Government V", "politics"),
+        ("Social Networks and Social Resources", "social_networks"),
+        ("Social Inequality IV", "social_inequality"),
+        ("Environment", "environment"),
+        ("National Identity III", "national_identity"),
+        ("Citizenship II", "citizenship"),
+        ("Leisure Time and Sports", "leisure_sports"),
+        ("Health and Health Care", "health"),
+        ("Religion 2018", "religion"),
+    ],
+)
+def test_issp_module_titles_map_to_topics(given, topic):
+    from runner.importer import bare_module_name, topic_aliases
+
+    names = Names.build(_index().value_system, {"topic": topic_aliases()})
+    assert (names.topic(given) or names.topic(bare_module_name(given))) == topic
+
+
+def _jsonl_with_topics(path: Path, topics: list[str]) -> Path:
+    rows = [
+        {
+            "country": "Egypt",
+            "topic": t,
+            "value": "Hedonism",
+            "pol": "express",
+            "text": f"I take the afternoon off to watch the match number {k} with friends.",
+        }
+        for k, t in enumerate(topics)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+JSONL_COLUMNS = [
+    "columns.country=country",
+    "columns.topic=topic",
+    "columns.value=value",
+    "columns.polarity=pol",
+    "columns.action=text",
+]
+
+
+def test_unmapped_topic_names_are_listed_with_the_fix(vat, tmp_path):
+    src = _jsonl_with_topics(tmp_path / "a.jsonl", ["Leisure Time and Sports", "Pastimes & Hobbies"] * 2)
+    result, rep = _import(vat, f"source={src}", *JSONL_COLUMNS, f"out={tmp_path / 'o1'}")
+    assert result.code == 0 and rep["rows_mapped"] == 2
+    assert rep["unmapped_names"] == {"topic": {"Pastimes & Hobbies": 2}}
+    assert (
+        "'Pastimes & Hobbies' (2 rows)" in rep["unmapped_names_hint"]
+        and "topic_names" in rep["unmapped_names_hint"]
+    )
+    result = vat("import", f"source={src}", *JSONL_COLUMNS, f"out={tmp_path / 'o2'}")
+    assert "'Pastimes & Hobbies' (2 rows)" in result.err  # the table summary says it too
+    # strict_names: nothing is written, and the message lists the names.
+    result, _ = _import(vat, f"source={src}", *JSONL_COLUMNS, "strict_names=true", f"out={tmp_path / 'o3'}")
+    assert result.code == 1 and "Pastimes & Hobbies" in result.err and not (tmp_path / "o3").exists()
+    # A user mapping (in a mapping file: the name has spaces and '&') maps the rest.
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        f"source: {src}\ncolumns: {{country: country, topic: topic, value: value, polarity: pol, action: text}}\n"
+        'topic_names: {"Pastimes & Hobbies": leisure_sports}\n'
+    )
+    result, rep = _import(vat, f"mapping={mapping}", "strict_names=true", f"out={tmp_path / 'o4'}")
+    assert result.code == 0, result.err
+    assert rep["rows_mapped"] == 4 and rep["unmapped_names"] == {}
+
+
+def test_summary_reports_speed_memory_and_reasons(vat, tmp_path):
+    src = _write_csv(tmp_path / "data.csv", _rows())
+    result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={tmp_path / 'out'}")
+    assert result.code == 0, result.err
+    assert rep["elapsed_s"] > 0 and rep["rows_per_s"] == pytest.approx(
+        rep["rows"] / rep["elapsed_s"], rel=0.01
+    )
+    assert rep["peak_rss_mb"] > 10  # a Python process with datasets loaded
+    assert rep["rows_mapped"] + rep["rows_unmapped"] == rep["rows"] and rep["unmapped"]
+    table = vat("import", f"source={src}", *COLUMNS, f"out={tmp_path / 'out2'}")
+    assert "rows/s" in table.err + table.out and "peak memory" in table.err + table.out
+
+
+def test_placeholder_scenes_fail_validate_until_replaced(vat, tmp_path):
+    import shutil
+
+    src = _jsonl_with_topics(tmp_path / "a.jsonl", ["Health"])
+    result, rep = _import(vat, f"source={src}", *JSONL_COLUMNS, f"out={tmp_path / 'out'}")
+    assert result.code == 0 and rep["placeholder_scenes"] == ["eg-health-2"]
+    spec = tmp_path / "spec"
+    shutil.copytree(ROOT / "spec", spec)
+    shutil.copy(tmp_path / "out" / "eg" / "health-2.yaml", spec / "scenarios" / "eg" / "health-2.yaml")
+    result = vat("validate", "--spec-dir", str(spec), "format=json")
+    problems = json.loads(result.out)["problems"]
+    assert result.code == 1
+    assert any("health-2.yaml" in p and "placeholder scene from `vat import`" in p for p in problems), (
+        problems
+    )
+
+
+def _hub_folder(root: Path) -> Path:
+    """A folder laid out like a Hub dataset repository: a README with configs, Parquet files per split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(parents=True)
+    rows = _rows()
+    for split, part in (("train", rows[:8]), ("test", rows[8:])):
+        pq.write_table(pa.Table.from_pylist(part), root / "data" / f"{split}-00000-of-00001.parquet")
+    (root / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: train\n    path: data/train-*\n  - split: test\n    path: data/test-*\n---\n# A dataset\n"
+    )
+    return root
+
+
+def test_a_hub_layout_folder_imports_offline(vat, tmp_path):
+    folder = _hub_folder(tmp_path / "someone__dataset")
+    result, rep = _import(vat, f"source={folder}", *COLUMNS, f"out={tmp_path / 'o1'}")
+    assert result.code == 0, result.err
+    assert rep["rows"] == 8 and rep["source"] == str(folder)
+    result, rep = _import(vat, f"source={folder}", "split=test", *COLUMNS, f"out={tmp_path / 'o2'}")
+    assert result.code == 0 and rep["rows"] == len(_rows()) - 8
+    result, _ = _import(vat, f"source={folder}", "split=nope", *COLUMNS, f"out={tmp_path / 'o3'}")
+    assert result.code == 1 and "split" in result.err and "Traceback" not in result.err
+    result, _ = _import(vat, f"source={folder}", "revision=abc123", *COLUMNS, f"out={tmp_path / 'o4'}")
+    assert result.code == 2 and "Hub ids only" in result.err
+
+
+def test_a_hub_id_is_read_at_the_pinned_revision(vat, tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(path, name=None, **kwargs):  # the network is not there: record what would be asked
+        calls.append((path, name, kwargs))
+        return datasets.Dataset.from_list(_rows())
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    result, rep = _import(
+        vat, "source=someone/vat-actions", "revision=0123abcd", *COLUMNS, f"out={tmp_path / 'o'}"
+    )
+    assert result.code == 0, result.err
+    assert calls == [("someone/vat-actions", None, {"split": "train", "revision": "0123abcd"})]
+    assert rep["source"] == "someone/vat-actions@0123abcd"
+    pk = _scene(tmp_path / "o" / "pk" / "family_gender-2.yaml")
+    assert pk.generated["source"] == "someone/vat-actions@0123abcd"
