@@ -674,7 +674,7 @@ def _print_import_summary(s: dict[str, Any]) -> None:
         f"{s['rows_unmapped']:,} not → {s['scenes_written']} scenes, {s['actions_written']:,} actions in {s['out']}/"
     )
     display.note(
-        f"{s['elapsed_s']:.1f} s, {s['rows_per_s'] or 0:,.0f} rows/s, peak memory {s['peak_rss_mb'] or 0:,.0f} MiB"
+        f"{s['elapsed_s']:.1f} s, {s['rows_per_s'] or 0:,.1f} rows/s, peak memory {s['peak_rss_mb'] or 0:,.0f} MiB"
         + (
             f"; object cells read: {', '.join(f'{n:,} {k}' for k, n in s['cells_parsed'].items())}"
             if s["cells_parsed"]

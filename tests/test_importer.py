@@ -749,3 +749,20 @@ def test_a_hub_id_is_read_at_the_pinned_revision(vat, tmp_path, monkeypatch):
     assert rep["source"] == "someone/vat-actions@0123abcd"
     pk = _scene(tmp_path / "o" / "pk" / "family_gender-2.yaml")
     assert pk.generated["source"] == "someone/vat-actions@0123abcd"
+
+
+def test_the_shipped_generation_file_example_imports(vat, tmp_path):
+    result, rep = _import(vat, "mapping=docs/examples/import/generation-mapping.yaml", f"out={tmp_path}")
+    assert result.code == 0, result.err
+    assert rep["rows"] == 7 and rep["rows_mapped"] == 6 and rep["unmapped_names"] == {}
+    assert [(u["reason"], u["rows"]) for u in rep["unmapped"]] == [
+        ("column 'response' holds a truncated object (no closing '}')", 1)
+    ]
+    assert sum(rep["cells_parsed"].values()) == 6
+    pk = _scene(tmp_path / "pk" / "family_gender-2.yaml")
+    assert [a.id for a in pk.actions] == [
+        "respect_for_tradition-express",
+        "respect_for_tradition-suppress",
+        "helpful-express",
+    ]
+    assert {p.parent.name for p in tmp_path.rglob("*.yaml")} == {"pk", "ca"}

@@ -217,3 +217,52 @@ def test_placeholder_scenes_are_flagged_until_replaced():
         assert p.field == "text" and expect in p.message
     assert placeholder_problems(SpecIndex(index.root, index.value_system, {done.id: done}, {}, {}, {})) == []
     assert placeholder_problems(index) == []  # nothing shipped is a placeholder
+
+
+def dense_draft_near_duplicates(
+    drafts: list[Any], others: list[Any]
+) -> list[tuple[str, str, str, str, float]]:
+    """The former draft check, kept as the reference: a dense drafts × (drafts + others) matrix."""
+    mine = [(s.id, a.id, _words(a.text)) for s in drafts for a in s.actions]
+    every = mine + [(s.id, a.id, _words(a.text)) for s in others for a in s.actions]
+    vocab: dict[str, int] = {}
+    for _, _, ws in every:
+        for w in ws:
+            vocab.setdefault(w, len(vocab))
+
+    def matrix(items: list[tuple[str, str, set[str]]]) -> Any:
+        m = np.zeros((len(items), len(vocab)), dtype=np.float32)
+        for row, (_, _, ws) in enumerate(items):
+            m[row, [vocab[w] for w in ws]] = 1.0
+        return m
+
+    a, b = matrix(mine), matrix(every)
+    inter = a @ b.T
+    union = a.sum(axis=1)[:, None] + b.sum(axis=1)[None, :] - inter
+    sim = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    np.fill_diagonal(sim[:, : len(mine)], 0.0)
+    return [
+        (mine[i][0], mine[i][1], every[j][0], every[j][1], float(sim[i, j]))
+        for i, j in zip(*np.nonzero(sim >= 0.7), strict=True)
+    ]
+
+
+def test_draft_check_gives_the_dense_pairs_in_the_dense_order():
+    from runner.draft import draft_near_duplicates
+
+    index = _index()
+    rng = random.Random(11)
+    drafts = []
+    for n, scene in enumerate(list(index.scenes.values())[:12]):
+        actions = []
+        for a in scene.actions:
+            words = a.text.split()
+            if rng.random() < 0.7:
+                del words[rng.randrange(1, len(words))]
+            actions.append(a.model_copy(update={"text": " ".join(words)}))
+        drafts.append(scene.model_copy(update={"id": f"{scene.id}-draft{n}", "actions": actions}))
+    drafts += [d.model_copy(update={"id": d.id + "-twin"}) for d in drafts[:3]]  # drafts that copy drafts
+    others = list(index.scenes.values())
+    expected = dense_draft_near_duplicates(drafts, others)
+    assert draft_near_duplicates(drafts, others) == expected
+    assert len(expected) > 200 and any(o.endswith("-twin") for _, _, o, _, _ in expected)
