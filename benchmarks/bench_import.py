@@ -133,14 +133,14 @@ def near_duplicate_check(path: Path) -> dict[str, float]:
         except CellError:
             continue
     sets = [_words(t) for t in texts if t]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     pairs = similar_pairs(sets)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     tracemalloc.start()  # a second run for memory: tracemalloc slows the first one down several times
     similar_pairs(sets)
     peak = tracemalloc.get_traced_memory()[1] / 1e6
     tracemalloc.stop()
-    return {"actions": len(sets), "pairs": len(pairs), "wall_s": wall, "peak_mb": peak}
+    return {"actions": len(sets), "pairs": len(pairs), "wall_s": wall, "cpu_s": cpu, "peak_mb": peak}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -172,10 +172,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures = {
         "import_wall_s": run["wall_s"],
         "import_rows_per_s": rows / run["wall_s"],
+        "import_cpu_s": run["cpu_s"],
         "import_peak_rss_mb": run["rss_mb"],
         "import_inner_rows_per_s": rep["rows_per_s"],
     }
     show("vat import, whole process", run["wall_s"], "s (target < 120 s)")
+    show("vat import, CPU time of the process (what a busy machine does not inflate)", run["cpu_s"], "s")
     show("rows/s, whole process", rows / run["wall_s"])
     show("rows/s, as the summary reports it (config and spec loaded)", rep["rows_per_s"])
     show("peak RSS of the process", run["rss_mb"], "MB (target < 1024 MB)")
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     show(
         "near-duplicate join alone",
-        f"{join['actions']:,} actions, {join['pairs']:,} pairs, {join['wall_s']:.2f} s, "
+        f"{join['actions']:,} actions, {join['pairs']:,} pairs, {join['wall_s']:.2f} s ({join['cpu_s']:.2f} s CPU), "
         f"{join['peak_mb']:.1f} MB allocated at peak (tracemalloc)",
     )
     figures["near_duplicate_join_s"] = join["wall_s"]

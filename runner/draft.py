@@ -184,8 +184,12 @@ def scene_path(out: Path, scene_id: str, country: str) -> Path:
     return out / country / f"{stem}.yaml"
 
 
-class _Dumper(yaml.SafeDumper):
-    """Spec-style YAML: keys in order, long text folded, no anchors."""
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Spec-style YAML: keys in order, long text folded, no anchors.
+
+    libyaml's emitter when PyYAML has it (the same text for every shipped scene, ~8x faster: a
+    30,000-row import spent most of its time in the pure-Python one); write_scene reads each file back.
+    """
 
     def ignore_aliases(self, data: Any) -> bool:
         return True

@@ -160,28 +160,37 @@ def similar_pairs(
     Exact, not approximate: prefix filtering (Bayardo et al., "Scaling up all pairs similarity search")
     finds every candidate pair, and each candidate is then measured as the former dense all-pairs
     matrix did (float32 intersection / union, compared with a float32 threshold), so the result is
-    identical to it. Two sets with J ≥ t share a word among the first |x| − ⌈t·|x|⌉ + 1 words of
-    each, in one global order (rarest word first); only those words are indexed, so memory is linear
-    in the words and time grows with the pairs that share rare words, not with n².
+    identical to it. Sets are taken smallest first; two sets x (larger) and y with J ≥ t share a word
+    among the first |x| − ⌈t·|x|⌉ + 1 words of x and the first |y| − ⌈2t/(1+t)·|y|⌉ + 1 words of y,
+    in one global order (rarest word first); only those words are indexed, so memory is linear in the
+    words and time grows with the pairs that share rare words, not with n².
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"near-duplicate threshold {threshold} must be in (0, 1]")
     loose = threshold - 1e-6  # the filter is a little looser than the test: it can only add candidates
+    # A set is indexed after every smaller one is probed, so it is the larger of its pairs: J ≥ t then
+    # needs an overlap ≥ 2t/(1+t)·|y| with each smaller y, and a shorter indexed prefix suffices.
+    indexed = 2 * loose / (1 + loose)
     freq = Counter(w for ws in sets for w in ws)
     order = sorted(range(len(sets)), key=lambda k: len(sets[k]))  # a candidate is never larger
     postings: dict[str, list[int]] = defaultdict(list)
+    sizes = [len(ws) for ws in sets]
     limit = np.float32(threshold)
     found = []
     for k in order:
-        words, n = sets[k], len(sets[k])
-        prefix = sorted(words, key=lambda w: (freq[w], w))[: n - math.ceil(loose * n) + 1]
-        candidates = {c for w in prefix for c in postings[w] if len(sets[c]) >= loose * n}
+        words, n = sets[k], sizes[k]
+        ranked = sorted(words, key=lambda w: (freq[w], w))
+        prefix = ranked[: n - math.ceil(loose * n) + 1]
+        candidates = {c for w in prefix for c in postings[w] if sizes[c] >= loose * n}
         for c in candidates:
             inter = len(words & sets[c])
-            sim = np.float32(inter) / np.float32(n + len(sets[c]) - inter)
+            union = n + sizes[c] - inter
+            if inter < loose * union:  # clearly below: float32 rounding moves a ratio by < 1e-7
+                continue
+            sim = np.float32(inter) / np.float32(union)
             if sim >= limit:
                 found.append((min(k, c), max(k, c), float(sim)))
-        for w in prefix:
+        for w in ranked[: n - math.ceil(indexed * n) + 1]:
             postings[w].append(k)
     return sorted(found)
 
