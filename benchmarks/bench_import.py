@@ -144,12 +144,16 @@ def near_duplicate_check(path: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Make the file, import it, print the figures."""
+    """Parse the options and run."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=30_000)
     p.add_argument("--quick", action="store_true", help="3,000 rows")
     args = p.parse_args(argv)
-    rows = 3_000 if args.quick else args.rows
+    return run(3_000 if args.quick else args.rows)
+
+
+def run(rows: int) -> dict[str, Any]:
+    """Make the file, import it, print the figures and return them."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "generation.jsonl"
         make_file(src, rows)
