@@ -4,8 +4,8 @@ Beyond schema validity: an action must not name its own value, texts stay within
 actions are near-duplicates (within or across scenes), placeholder scenes left by `vat import` are
 replaced, and the train/test split stays balanced by country and by topic.
 
-Texts are folded (:func:`fold`: NFKC, Cyrillic/Greek look-alike letters, invisible characters) before
-they are compared, so "sеcurity" with a Cyrillic "е" still names its value and a look-alike copy of an
+Texts are folded (:func:`runner.textfold.fold`: NFKC, case, Cyrillic/Greek/Armenian look-alike letters,
+invisible characters) before they are compared, so "sеcurity" with a Cyrillic "е" still names its value and a look-alike copy of an
 action is still its near-duplicate.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from runner.errors import Problem
 from runner.load import LOCK_FILE, SpecIndex
+from runner.textfold import fold
 
 NEAR_DUPLICATE = 0.7
 """Jaccard similarity of normalised word sets at or above which two actions count as near-duplicates."""
@@ -77,30 +77,9 @@ _STOP = frozenset(
 )
 
 
-# Letters that render like Latin ones (Cyrillic, Greek), mapped to the Latin letter they imitate; NFKC
-# alone keeps them apart. Invisible characters that can split a word are removed.
-_CONFUSABLES = str.maketrans(
-    {
-        **dict(zip("аеорсухіјѕһԁԛԝӏ", "aeopcyxijshdqwl", strict=True)),  # Cyrillic lower case
-        **dict(zip("АВЕКМНОРСТХІЈЅУ", "ABEKMHOPCTXIJSY", strict=True)),  # Cyrillic upper case
-        **dict(zip("οαικνρτυχ", "oaikvptux", strict=True)),  # Greek lower case
-        **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX", strict=True)),  # Greek upper case
-        **dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff")),
-    }
-)
-
-
-def fold(text: str) -> str:
-    """``text`` as it reads: NFKC-normalised, look-alike Cyrillic/Greek letters as Latin, invisibles dropped.
-
-    Plain English text comes back unchanged (the shipped scenes fold to themselves).
-    """
-    return unicodedata.normalize("NFKC", text).translate(_CONFUSABLES)
-
-
 def _words(text: str) -> set[str]:
-    """The normalised word set the near-duplicate check compares (folded, lower case, no stop words)."""
-    return {w for w in re.findall(r"[a-z0-9']+", fold(text).lower()) if w not in _STOP}
+    """The normalised word set the near-duplicate check compares (folded, no stop words)."""
+    return {w for w in re.findall(r"[a-z0-9']+", fold(text)) if w not in _STOP}
 
 
 def _action_path(index: SpecIndex, scene_id: str) -> str:
