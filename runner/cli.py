@@ -63,6 +63,7 @@ generate keys: countries=[..] topics=[..] per_cell values=[..] granularity=value
   source=<folder> out=results/generated judge=true judge_model=<model> temperature attempts split overwrite
 import keys: source mapping=<file.yaml> columns.<field>=<column or column.key> polarity_labels.<label>=...
   country_names.<name>=<code> topic_names.<name>=<id> value_names.<name>=<id> scene_split out max_rows
+  split subset revision=<commit> (Hub ids) strict_names=true; source may be a file, a Hub-layout folder or a Hub id
 (bare keys are short for generate.<key> / importer.<key>; model.*, execution.* work as in `vat run`)
 """
 
