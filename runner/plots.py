@@ -255,7 +255,8 @@ def gnd_bars(
         for v, ci in (intervals or {}).items()
         if ci and (lo := _num(ci[0])) is not None and (hi := _num(ci[1])) is not None
     }
-    scale = max(
+    # 15 % headroom so the number printed past the longest bar or whisker stays clear of the labels
+    scale = 1.15 * max(
         finite + [abs(e) for pair in whiskers.values() for e in pair] + [1.0 if not intervals else 1e-9]
     )
     zero = (left + right) / 2
