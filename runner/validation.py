@@ -370,7 +370,7 @@ def _hub_checks(
     counts = Counter(fr.values[i] for i in exp["top_hub"])
     share = {v: c / len(exp["top_hub"]) for v, c in counts.most_common(3)}
     typical = ", ".join(f"{v} {p:.0%}" for v, p in share.items() if p >= 0.005)
-    measured_hubs = list(row.get("hubs") or [])
+    measured_hubs = list(row.get("hubs_top_k") or [])
     # Plausible under the planted model: the top hub of at least one simulated dataset of this size.
     hub_ok = bool(measured_hubs) and counts[measured_hubs[0]] > 0 if planted_hubs else None
     checks = [
