@@ -34,7 +34,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "min_scenes": 5,
     "circle_size": 10,
     "null_b": 1000,
-    "interval_b": 1000,
     "alpha": 0.05,
     "hub_alpha": 0.05,
     "hub_method": "holm",
@@ -568,19 +567,58 @@ def _masked_corr(
     ``min_scenes`` common positions is NaN; a pair constant on its common positions is 0. Six batched
     matmuls compute every pair's sums at once (no per-pair re-ranking: see METRICS.md §8).
     """
-    t = (-1, -2)
     ma, mb = ma.astype(float), mb.astype(float)
-    count = np.matmul(ma, np.swapaxes(mb, *t))
-    sa = np.matmul(xa, np.swapaxes(mb, *t))
-    sb = np.matmul(ma, np.swapaxes(xb, *t))
+
+    def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.matmul(a, np.swapaxes(b, -1, -2))
+
+    sums = (mm(ma, mb), mm(xa, mb), mm(ma, xb), mm(xa * xa, mb), mm(ma, xb * xb), mm(xa, xb))
+    return _corr_from_sums(*sums, min_scenes)
+
+
+def _corr_from_sums(
+    count: np.ndarray,
+    sa: np.ndarray,
+    sb: np.ndarray,
+    saa: np.ndarray,
+    sbb: np.ndarray,
+    sab: np.ndarray,
+    min_scenes: int,
+) -> np.ndarray:
+    """Pearson r from pairwise sums (n, Σa, Σb, Σa², Σb², Σab); NaN below ``min_scenes``, 0 if constant."""
     with np.errstate(invalid="ignore", divide="ignore"):
         k = np.where(count > 0, count, 1.0)
-        cov = np.matmul(xa, np.swapaxes(xb, *t)) - sa * sb / k
-        va = np.matmul(xa * xa, np.swapaxes(mb, *t)) - sa * sa / k
-        vb = np.matmul(ma, np.swapaxes(xb * xb, *t)) - sb * sb / k
-        den = np.sqrt(np.maximum(va, 0.0) * np.maximum(vb, 0.0))
-        r = np.where(den > 1e-12 * np.maximum(k, 1.0) ** 2, cov / np.where(den > 0, den, 1.0), 0.0)
+        cov = sab - sa * sb / k
+        va = np.maximum(saa - sa * sa / k, 0.0)
+        vb = np.maximum(sbb - sb * sb / k, 0.0)
+        den = np.sqrt(va * vb)
+        scale = np.sqrt(np.maximum(saa, 0.0) * np.maximum(sbb, 0.0))
+        r = np.where(den > 1e-10 * np.maximum(scale, 1e-300), cov / np.where(den > 0, den, 1.0), 0.0)
     return np.where(count >= min_scenes, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def _jackknife_couplings(delta: np.ndarray, groups: np.ndarray | None, min_scenes: int) -> np.ndarray:
+    """Coupling matrices leaving out one scene (or one whole cluster) at a time, shape (G, V, V).
+
+    The correlation of the original column ranks over the remaining rows, from the full sums minus each
+    left-out part's sums (no re-ranking), so all G replicates cost one pass over the data.
+    """
+    x, mask = _unit_ranks(delta)
+    n_values, n = x.shape
+    m = mask.astype(float)
+    parts = [(m, m), (x, m), (m, x), (x * x, m), (m, x * x), (x, x)]
+    if groups is None:
+        held = [np.einsum("un,wn->nuw", a, b) for a, b in parts]  # each row's own contribution
+    else:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        onehot = np.zeros((n, int(g.max()) + 1 if n else 0))
+        onehot[np.arange(n), g] = 1.0
+        held = [np.einsum("un,wn,ng->guw", a, b, onehot) for a, b in parts]
+    total = [a @ b.T for a, b in parts]
+    r = _corr_from_sums(*(t[None] - h for t, h in zip(total, held, strict=True)), min_scenes)
+    keep = (mask.sum(axis=1)[None, :] - (held[0][:, np.arange(n_values), np.arange(n_values)])) >= min_scenes
+    r[:, np.arange(n_values), np.arange(n_values)] = np.where(keep, 1.0, np.nan)
+    return r
 
 
 def _squared_tax(r: np.ndarray) -> dict[str, np.ndarray]:
@@ -658,40 +696,6 @@ def _null_couplings(delta: np.ndarray, idx: np.ndarray, min_scenes: int) -> tupl
     return _set_diagonal(rj, mask, min_scenes), _set_diagonal(rc, mask, min_scenes)
 
 
-def _boot_couplings(delta: np.ndarray, idx: np.ndarray, min_scenes: int) -> np.ndarray:
-    """Coupling matrices of bootstrap resamples (b, V, V); ``idx`` (b, m) from :func:`bootstrap_index`.
-
-    The Pearson correlation of the original column ranks over the resampled rows (re-ranking each
-    resample would only re-split the duplicated rows' ties); padding rows (−1) are missing.
-    """
-    b, m = idx.shape
-    x, mask = _unit_ranks(delta)
-    n_values = x.shape[0]
-    complete = bool(mask.all()) and not (idx < 0).any()
-    x = np.hstack([x, np.zeros((n_values, 1))])  # column −1: the missing padding row
-    mask = np.hstack([mask, np.zeros((n_values, 1), dtype=bool)])
-    out = []
-    for sl in _chunks(b, m * n_values):
-        xb = np.moveaxis(x[:, idx[sl]], 0, 1)  # (chunk, V, m)
-        if complete and m > 0:
-            xb = xb - xb.mean(axis=-1, keepdims=True)
-            cov = np.matmul(xb, np.swapaxes(xb, 1, 2))
-            sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-            den = sd[:, :, None] * sd[:, None, :]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = np.where(den > 1e-12, cov / np.where(den > 1e-12, den, 1.0), 0.0)
-            out.append(np.where(m >= min_scenes, np.clip(r, -1.0, 1.0), np.nan))
-        elif complete:
-            out.append(np.full((xb.shape[0], n_values, n_values), np.nan))
-        else:
-            mb = np.moveaxis(mask[:, idx[sl]], 0, 1)
-            out.append(_set_diagonal(_masked_corr(xb, mb, xb, mb, min_scenes), mb, min_scenes))
-    r = np.concatenate(out) if out else np.empty((0, n_values, n_values))
-    if complete:
-        r[:, np.arange(n_values), np.arange(n_values)] = 1.0 if m >= min_scenes else np.nan
-    return r
-
-
 def permutation_p(observed: np.ndarray | float, null: np.ndarray) -> np.ndarray:
     """The permutation p-value (1 + #{null ≥ observed}) / (1 + B) along axis 0 of ``null``; NaN where observed is NaN.
 
@@ -753,24 +757,51 @@ def _summary(observed: float, null: np.ndarray) -> dict[str, float]:
     }
 
 
-def corrected_gini(vat2: np.ndarray, null_vat2_mean: np.ndarray) -> np.ndarray:
-    """Gini of the bias-corrected VATs sqrt(max(VAT(u)² − null mean, 0)), batched over leading axes."""
-    return gini_batch(np.sqrt(np.maximum(vat2 - null_vat2_mean, 0.0)))
+def corrected_pairs(r: np.ndarray, null_r2: np.ndarray, null_d: np.ndarray) -> np.ndarray:
+    """Bias-corrected squared couplings c = r² − N·(1 − r²)²/D per pair (diagonal 0), batched.
 
-
-def _reflect(estimate: float, boot: np.ndarray, level: float) -> list[float]:
-    """Basic-bootstrap interval [θ̂ − (q_hi − θ̄*), θ̂ − (q_lo − θ̄*)] around a bias-corrected θ̂.
-
-    The bootstrap replicates are centred on their own mean θ̄*, not on θ̂: the bias of the plug-in is
-    removed once, by the permutation null, and the bootstrap supplies only the spread and skew.
+    N = E_null[r²] and D = E_null[(1 − r²)²] are the pair's permutation-null moments. Under no
+    coupling E[c] = N − N·D/D = 0 exactly (the data are exchangeable with their permutations); with
+    coupling ρ, E[r̂²] ≈ ρ² + (1 − ρ²)²/(n − 1) and N/D ≈ 1/(n − 1), so c removes the first-order bias
+    where subtracting N alone would over-correct strong couplings.
     """
-    b = boot[np.isfinite(boot)]
-    if b.size < 2 or not math.isfinite(estimate):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = r * r - null_r2 * (1.0 - r * r) ** 2 / null_d
+    eye = np.eye(r.shape[-1], dtype=bool)
+    return np.where(eye, 0.0, c)
+
+
+def _corrected_tax(c: np.ndarray) -> dict[str, np.ndarray]:
+    """Squared-scale nVAT², rho_rms², VAT(u)² and the Gini of the corrected VATs from corrected pairs."""
+    n = c.shape[-1]
+    vat2 = c.sum(axis=-1)
+    total = vat2.sum(axis=-1)
+    return {
+        "vat2": vat2,
+        "nvat2": total / n,
+        "rho_rms2": total / (n * (n - 1)) if n > 1 else np.full_like(total, np.nan),
+        "gini": gini_batch(np.sqrt(np.maximum(vat2, 0.0))),
+    }
+
+
+def _jackknife_interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:
+    """Normal-theory interval θ̂ ± t·se_jack, se_jack² = (G − 1)/G · Σ (θ_(−g) − θ̄)², t on G − 1 df."""
+    rep = replicates[np.isfinite(replicates)]
+    g = rep.size
+    if g < 3 or not math.isfinite(estimate):
         return [math.nan, math.nan]
-    a = (1.0 - level) / 2.0
-    lo, hi = np.quantile(b, [a, 1.0 - a])
-    centre = float(b.mean())
-    return [estimate - (float(hi) - centre), estimate - (float(lo) - centre)]
+    se = math.sqrt((g - 1) / g * float(((rep - rep.mean()) ** 2).sum()))
+    half = _t_quantile(1.0 - (1.0 - level) / 2.0, g - 1) * se
+    return [estimate - half, estimate + half]
+
+
+def _t_quantile(q: float, df: int) -> float:
+    """Student-t quantile by the Cornish–Fisher expansion in 1/df (error < 1e-3 for df ≥ 5; numpy only)."""
+    z = _NORMAL.inv_cdf(q)
+    g1 = (z**3 + z) / 4.0
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96.0
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384.0
+    return z + g1 / df + g2 / df**2 + g3 / df**3
 
 
 def tax_calibration(
@@ -778,77 +809,64 @@ def tax_calibration(
 ) -> dict[str, Any]:
     """Null, bias-corrected estimates and intervals of the tax statistics of one shift array (METRICS §8).
 
-    ``delta`` (scenes × values, NaN = missing) and its coupling matrix ``r``; ``p`` the metric parameters; ``groups`` an optional
-    cluster id per row. Returns the row fields ``null``, ``*_corrected``, ``vat_corrected``,
-    ``*_ci``, ``interval_method`` and the raw p-values of VAT(u) (for the hub test).
+    ``delta`` (scenes × values, NaN = missing) and its coupling matrix ``r``; ``p`` the metric
+    parameters; ``groups`` an optional cluster id per row. Returns the row fields ``null``,
+    ``*_corrected``, ``vat_corrected``, ``*_ci``, ``interval_method`` and the raw p-values of VAT(u)
+    (for the hub test).
     """
     n, n_values = delta.shape
+    min_scenes = p["min_scenes"]
     # The test statistic must be the one the null is drawn for: with missing cells that is the
     # rank-once masked correlation, which differs from the displayed pairwise Spearman only slightly.
-    r = r if bool(np.isfinite(delta).all()) else _observed_coupling(delta, p["min_scenes"])
+    r = r if bool(np.isfinite(delta).all()) else _observed_coupling(delta, min_scenes)
     obs = {k: v[0] for k, v in _squared_tax(r[None]).items()}
-    joint, cond = _null_couplings(
-        delta, permutation_index(n, n_values, p["null_b"], p["seed"], groups), p["min_scenes"]
-    )
+    idx = permutation_index(n, n_values, p["null_b"], p["seed"], groups)
+    joint, cond = _null_couplings(delta, idx, min_scenes)
     nj = _squared_tax(joint)
-    cond_off = cond - np.eye(n_values)
-    null_vat2 = (cond_off * cond_off).sum(axis=-1)  # (b, V): VAT(u)² with only u permuted
-    mean_vat2 = _nanmean(null_vat2, axis=0)
-    est2 = {k: float(obs[f"{k}2"] - _nanmean(nj[f"{k}2"], axis=0)) for k in ("nvat", "rho_rms")}
-    est = {k: float(_signed_sqrt(v)) for k, v in est2.items()}
-    est["gini"] = float(corrected_gini(obs["vat2"], mean_vat2))
-
-    boot_r = _boot_couplings(
-        delta, bootstrap_index(n, p["interval_b"], p["seed"] + 1, groups), p["min_scenes"]
-    )
-    bt = _squared_tax(boot_r)
+    null_r2, null_d = _nanmean(joint * joint, axis=0), _nanmean((1.0 - joint * joint) ** 2, axis=0)
+    est = _corrected_tax(corrected_pairs(r, null_r2, null_d)[None])
+    jk = _corrected_tax(corrected_pairs(_jackknife_couplings(delta, groups, min_scenes), null_r2, null_d))
     level = p["ci_level"]
-    ci = {}
+    ci: dict[str, list[float]] = {}
     for k in ("nvat", "rho_rms"):
-        lo, hi = _reflect(est2[k], bt[f"{k}2"], level)
-        ci[k] = (
-            [max(0.0, float(_signed_sqrt(lo))), max(0.0, float(_signed_sqrt(hi)))]
-            if math.isfinite(lo)
-            else [math.nan, math.nan]
-        )
-    g_lo, g_hi = _reflect(est["gini"], corrected_gini(bt["vat2"], mean_vat2), level)
+        lo, hi = _jackknife_interval(float(est[f"{k}2"][0]), jk[f"{k}2"], level)
+        # Squared scale → the statistic's scale; the population value is ≥ 0, so the ends are clipped.
+        ci[k] = [max(0.0, float(_signed_sqrt(x))) if math.isfinite(x) else math.nan for x in (lo, hi)]
+    g_lo, g_hi = _jackknife_interval(float(est["gini"][0]), jk["gini"], level)
     # Zero coupling inside the nVAT interval makes Gini 0 (Σ VAT = 0) a plausible value too: the Gini
-    # interval is the projection of the coupling's confidence set, so it then reaches down to 0.
+    # interval is then widened down to 0 (the projection of the coupling's confidence set).
     if math.isfinite(g_lo) and ci["nvat"][0] <= 0.0:
         g_lo = 0.0
-    ci["gini"] = (
-        [min(max(g_lo, 0.0), 1.0), min(max(g_hi, 0.0), 1.0)] if math.isfinite(g_lo) else [math.nan, math.nan]
-    )
+    ci["gini"] = [min(max(x, 0.0), 1.0) if math.isfinite(x) else math.nan for x in (g_lo, g_hi)]
 
+    cond_off = cond - np.eye(n_values)
+    null_vat = np.sqrt((cond_off * cond_off).sum(axis=-1))  # (b, V): VAT(u) with only u permuted
     vat_obs = np.sqrt(obs["vat2"])
-    null_vat = np.sqrt(null_vat2)
-    vat_p = permutation_p(vat_obs, null_vat)
+    unit = "whole clusters (of equal size)" if groups is not None else "scenes"
     null = {
         "b": int(p["null_b"]),
         "seed": int(p["seed"]),
-        "method": "column-wise permutation of "
-        + ("whole clusters of equal size" if groups is not None else "scenes")
-        + " (VAT(u): column u against the others as observed)",
+        "method": f"column-wise permutation of {unit}; VAT(u): column u against the others as observed",
         "nvat": _summary(float(np.sqrt(obs["nvat2"])), np.sqrt(nj["nvat2"])),
         "rho_rms": _summary(float(np.sqrt(obs["rho_rms2"])), np.sqrt(nj["rho_rms2"])),
         "gini": _summary(float(obs["gini"]), nj["gini"]),
         "vat": [_summary(float(vat_obs[u]), null_vat[:, u]) for u in range(n_values)],
     }
+    left_out = "cluster" if groups is not None else "scene"
     return {
         "null": null,
-        "nvat_corrected": est["nvat"],
-        "rho_rms_corrected": est["rho_rms"],
-        "gini_corrected": est["gini"],
-        "vat_corrected": _signed_sqrt(obs["vat2"] - mean_vat2),
+        "nvat_corrected": float(_signed_sqrt(est["nvat2"][0])),
+        "rho_rms_corrected": float(_signed_sqrt(est["rho_rms2"][0])),
+        "gini_corrected": float(est["gini"][0]),
+        "vat_corrected": _signed_sqrt(est["vat2"][0]),
         "nvat_ci": ci["nvat"],
         "rho_rms_ci": ci["rho_rms"],
         "gini_ci": ci["gini"],
         "interval_method": (
-            f"basic bootstrap ({p['interval_b']} resamples of "
-            + ("clusters" if groups is not None else "scenes")
-            + ") around the null-corrected estimate, on the squared scale for nVAT and rho_rms"
+            f"delete-one-{left_out} jackknife, t interval around the null-corrected estimate "
+            "(squared scale for nVAT and rho_rms; Gini down to 0 when the nVAT interval reaches 0)"
         ),
-        "vat_p": vat_p,
+        "vat_p": permutation_p(vat_obs, null_vat),
     }
 
 
