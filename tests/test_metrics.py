@@ -29,7 +29,7 @@ SCHWARTZ = [
 ABC = ["A", "B", "C"]
 E_PRE = np.array([[-0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
 E_POST = np.array([[0.5, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, -0.5], [1.0, -0.5, 1.0]])
-FAST = {"bootstrap_b": 200, "stability_b": 50, "null_b": 200, "interval_b": 200}
+FAST = {"bootstrap_b": 200, "stability_b": 50, "null_b": 200}
 # Keys that depend on the random draws, hence on scene order.
 RANDOM_KEYS = {
     *("gain_ci", "mean_shift_ci", "nvat_std", "nvat_subsample_interval", "null", "hubs", "hub_test"),
