@@ -253,15 +253,13 @@ def within_noise(row: dict[str, Any], key: str) -> bool | None:
 
 
 def tax_text(row: dict[str, Any], key: str, digits: int = 2) -> str:
-    """A tax number with its interval, its null and its verdict.
+    """A tax number with its null, its bias-corrected estimate and interval, and its verdict.
 
-    E.g. ``nVAT 0.52 [0.41, 0.63], null 0.47 (p 0.21) · within noise · needs ~180 scenes``.
+    E.g. ``nVAT 0.52, null 0.47 (p 0.21), corrected +0.05 [0.00, 0.20] · within noise · needs ~180
+    scenes``. The ``<key>_ci`` interval belongs to the corrected estimate (METRICS.md §8), so it is
+    printed after it; a row without a null says so instead of showing a bare number.
     """
-    value = _finite(row.get(key))
-    text = f"{TAX_LABELS.get(key, key)} {_f(value, digits, signed=False)}"
-    ci = row.get(f"{key}_ci")
-    if ci and _finite(ci[0]) is not None and _finite(ci[1]) is not None:
-        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    text = f"{TAX_LABELS.get(key, key)} {_f(_finite(row.get(key)), digits, signed=False)}"
     null = null_of(row, key)
     if null is None:
         return text + " (no null in this row)"
@@ -269,6 +267,9 @@ def tax_text(row: dict[str, Any], key: str, digits: int = 2) -> str:
     corrected = _finite(row.get(f"{key}_corrected"))
     if corrected is not None:
         text += f", corrected {corrected:+.{digits}f}"
+    ci = row.get(f"{key}_ci")
+    if ci and _finite(ci[0]) is not None and _finite(ci[1]) is not None:
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
     if within_noise(row, key):
         text += " · within noise"
         needed = (row.get("scenes_needed") or {}).get(key)
@@ -349,7 +350,7 @@ def print_tables(
         "target",
         "dir",
         "gain [95% CI]",
-        "nVAT [CI], null (p)",
+        "nVAT, null (p), corrected [95% CI]",
         "tax",
         "Gini, null (p)",
         "±std (paper)",
@@ -479,9 +480,9 @@ SUMMARY_FIELDS: tuple[tuple[str, Any], ...] = (
     ("gain", lambda r: _f(r["gain"], 3)),
     ("gain 95% CI", lambda r: _ci(r["gain_ci"]) or "–"),
     ("nVAT", lambda r: _f(r["nvat"], 3, signed=False)),
-    ("nVAT 95% CI", lambda r: _ci(r.get("nvat_ci")) or "–"),
     ("nVAT null (p)", lambda r: _null_cell(r, "nvat")),
     ("nVAT corrected", lambda r: _f(r.get("nvat_corrected"), 3)),
+    ("corrected 95% CI", lambda r: _ci(r.get("nvat_ci")) or "–"),
     ("tax", _signal_cell),
     ("Gini", lambda r: _f(r["gini"], 3, signed=False)),
     ("Gini null (p)", lambda r: _null_cell(r, "gini")),

@@ -218,7 +218,7 @@ def _nvat_column(browser: Browser) -> list[float | None]:
     cells = browser.js(
         "[...document.querySelectorAll('#board-body td[data-col=nvat]')].map(td => td.firstChild.textContent)"
     )
-    return [float(c) if c.strip()[0].isdigit() else None for c in cells]
+    return [None if c.strip() == "–" else float(c) for c in cells]
 
 
 # ---------------------------------------------------------------- in the browser
@@ -239,8 +239,8 @@ def test_table_renders(browser, site):
         "Target",
         "Direction",
         "Gain [95% CI]",
-        "nVAT [95% CI] · null",
-        "Gini [95% CI]",
+        "nVAT corrected [95% CI]",
+        "Gini corrected [95% CI]",
         "Hubs",
         "Coverage",
         "Status",
@@ -534,11 +534,10 @@ def _board_row(
         "gain": 0.2,
         "gain_ci": [0.1, 0.3],
         "nvat": nvat,
-        "nvat_ci": [nvat - 0.1, nvat + 0.1],
         "coverage": {"parsed": 9, "planned": 10},
     }
-    if corrected is not None:
-        row["nvat_corrected"] = corrected
+    if corrected is not None:  # the interval belongs to the corrected estimate (METRICS.md §8)
+        row["nvat_corrected"], row["nvat_ci"] = corrected, [corrected - 0.1, corrected + 0.1]
         row["signal"] = {"nvat": corrected > 0.15}
     return row
 

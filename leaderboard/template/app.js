@@ -79,22 +79,25 @@
     if ((r.flags || []).indexOf(key + "_within_noise") >= 0) return true;
     return null;
   }
-  function nvatCell(r, td) {
-    td.appendChild(el("span", null, fmt(r.nvat, 3)));
-    var ci = interval(r.nvat_ci, 2);
-    /* the paper's ± std is the sd over 80 % subsamples: shown as such, never as an interval */
-    td.appendChild(el("span", "ci", ci !== null ? ci : "± " + fmt(r.nvat_std, 3) + " std (paper)"));
-    var line = nullLine(r, "nvat");
-    if (line) td.appendChild(el("span", "ci", line));
-    if (noise(r, "nvat") === true) { td.classList.add("within-noise"); td.appendChild(el("span", "ci noise", "within noise")); }
+  /* a tax column shows the bias-corrected estimate with its interval (the interval belongs to it),
+   * then the raw value and its permutation null; rows from before the null show the raw value and
+   * the paper's ± std (sd over 80 % subsamples), labelled as such and never as an interval */
+  function corrected(r, key) { return isNum(r[key + "_corrected"]) ? r[key + "_corrected"] : r[key]; }
+  function taxCellOf(key, digits) {
+    return function (r, td) {
+      var hasNull = !!(r["null"] && r["null"][key]);
+      td.appendChild(el("span", null, fmt(corrected(r, key), digits, isNum(r[key + "_corrected"]))));
+      var ci = interval(r[key + "_ci"], 2, isNum(r[key + "_corrected"]));
+      if (ci !== null) td.appendChild(el("span", "ci", ci));
+      else if (key === "nvat") td.appendChild(el("span", "ci", "± " + fmt(r.nvat_std, 3) + " std (paper)"));
+      else td.appendChild(el("span", "ci", "no interval"));
+      if (hasNull) td.appendChild(el("span", "ci", "raw " + fmt(r[key], 2) + " · " + nullLine(r, key)));
+      else td.appendChild(el("span", "ci", "raw (no null)"));
+      if (noise(r, key) === true) { td.classList.add("within-noise"); td.appendChild(el("span", "ci noise", "within noise")); }
+    };
   }
-  function giniCell(r, td) {
-    td.appendChild(el("span", null, fmt(r.gini, 3)));
-    var ci = interval(r.gini_ci, 2);
-    td.appendChild(el("span", "ci", ci === null ? "no interval" : ci));
-    var line = nullLine(r, "gini");
-    if (line) td.appendChild(el("span", "ci", line));
-  }
+  var nvatCell = taxCellOf("nvat", 3);
+  var giniCell = taxCellOf("gini", 3);
   function hubsCell(r, td) {
     var hubs = r.hubs || [];
     hubs.forEach(function (h) { td.appendChild(el("span", "hub", h)); });
@@ -149,8 +152,8 @@
     { key: "target", label: "Target", type: "text", value: function (r) { return r.target; } },
     { key: "direction", label: "Direction", type: "text", value: function (r) { return r.direction; }, cell: directionCell },
     { key: "gain", label: "Gain [95% CI]", type: "num", value: function (r) { return r.gain; }, cell: gainCell },
-    { key: "nvat", label: "nVAT [95% CI] · null", type: "num", value: function (r) { return r.nvat; }, cell: nvatCell },
-    { key: "gini", label: "Gini [95% CI]", type: "num", value: function (r) { return r.gini; }, cell: giniCell },
+    { key: "nvat", label: "nVAT corrected [95% CI]", type: "num", value: function (r) { return corrected(r, "nvat"); }, cell: nvatCell },
+    { key: "gini", label: "Gini corrected [95% CI]", type: "num", value: function (r) { return corrected(r, "gini"); }, cell: giniCell },
     { key: "hubs", label: "Hubs", type: "text", value: function (r) { return (r.hubs || []).join(" "); }, cell: hubsCell },
     { key: "coverage", label: "Coverage", type: "num", value: function (r) { return r.coverage_share; }, cell: coverageCell },
     { key: "status", label: "Status", type: "num", value: function (r) { return STATUS_RANK[r.status]; }, cell: statusCell }

@@ -312,16 +312,14 @@ def condition_key(row: dict[str, Any]) -> tuple[Any, ...]:
 def _tax_of(row: dict[str, Any]) -> tuple[float | None, list[float] | None, str]:
     """The tax a board ranks on for one row: the bias-corrected nVAT with its interval.
 
-    The interval is the row's ``nvat_ci`` moved by the correction (the correction subtracts the
-    permutation-null level, a constant for the row). Rows from before the null have only the raw
-    nVAT, and no interval: their basis says so.
+    ``nvat_ci`` is the interval of the corrected estimate (METRICS.md §8). Rows from before the null
+    have only the raw nVAT and no interval: their basis says so.
     """
     raw, corrected, ci = _num(row.get("nvat")), _num(row.get("nvat_corrected")), row.get("nvat_ci")
     has_ci = bool(ci) and _num(ci[0]) is not None and _num(ci[1]) is not None
-    if corrected is not None and raw is not None:
-        shift = raw - corrected
-        return corrected, ([ci[0] - shift, ci[1] - shift] if has_ci else None), "nvat_corrected"
-    return raw, ([ci[0], ci[1]] if has_ci else None), "nvat"
+    if corrected is not None:
+        return corrected, ([ci[0], ci[1]] if has_ci else None), "nvat_corrected"
+    return raw, None, "nvat"
 
 
 def _mean_with_interval(
@@ -474,7 +472,7 @@ def data_document(data: SiteData) -> dict[str, Any]:
                     "gain_ci",
                     "nvat",
                     "nvat_std",
-                    "nvat_interval",
+                    "nvat_subsample_interval",
                     "gini",
                     "hubs",
                     "coverage",
