@@ -93,7 +93,11 @@
       else td.appendChild(el("span", "ci", "no interval"));
       if (hasNull) td.appendChild(el("span", "ci", "raw " + fmt(r[key], 2) + " · " + nullLine(r, key)));
       else td.appendChild(el("span", "ci", "raw (no null)"));
-      if (noise(r, key) === true) { td.classList.add("within-noise"); td.appendChild(el("span", "ci noise", "within noise")); }
+      if (noise(r, key) === true) {
+        td.classList.add("within-noise");
+        var needed = r.scenes_needed && r.scenes_needed[key];
+        td.appendChild(el("span", "ci noise", "within noise" + (isNum(needed) ? " · needs ~" + needed + " scenes" : "")));
+      }
     };
   }
   var nvatCell = taxCellOf("nvat", 3);
