@@ -111,7 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     for verb, text in (
         ("plan", "compile a run and show requests, cache hits, tokens and cost — sends nothing"),
         ("run", "compile and send the missing requests; resumable (the store is the cache)"),
-        ("report", "VAT metrics of the runs in the store (tables, format=json, report.plots=true)"),
+        (
+            "report",
+            "VAT metrics of the runs in the store (target=/strategy=/direction= filter; "
+            "format=json|csv|markdown|latex; report.plots=true)",
+        ),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
     ):
         sp = sub.add_parser(

@@ -391,7 +391,7 @@ def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
     caveat = gain_spans_zero(r)
     detail = Table(
         title=f"{escape(r['display_name'])} · {r['label']} · {r['target']} {r['direction']} "
-        f"· {r['n_scenes']} scenes",
+        f"· {r['n_scenes']} scenes · {rating_text(r)}",
         title_justify="left",
         caption=f"* {GAIN_CAVEAT}" if caveat else None,
         caption_justify="left",
@@ -418,6 +418,14 @@ def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
             _f(r["amplification"][v], 2, signed=False),
         )
     out.print(detail)
+
+
+def rating_text(row: dict[str, Any]) -> str:
+    """Which rating both conditions of the pair used, e.g. 'rating: expected (fallback 3 %)'."""
+    share = _finite(row.get("rating_fallback_share"))
+    return f"rating: {row.get('rating_source') or '–'}" + (
+        f" (fallback {share:.0%})" if share is not None else ""
+    )
 
 
 def _print_family(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> None:

@@ -267,3 +267,10 @@ def test_unmatched_filter_names_what_is_stored(vat: Any, store: str) -> None:
 def test_no_store_still_says_run_first(vat: Any, tmp_path: Path) -> None:
     result = vat("report", f"store.path={tmp_path / 'none.duckdb'}")
     assert result.code == 1 and "run `vat run` first" in result.err
+
+
+def test_rating_text_names_the_source_and_fallback() -> None:
+    assert rep.rating_text(_row(rating_source="expected", rating_fallback_share=0.03)) == (
+        "rating: expected (fallback 3%)"
+    )
+    assert rep.rating_text(_row(rating_source="auto")) == "rating: auto"

@@ -830,7 +830,7 @@ def _badge(status: str) -> str:
 def _condition_section(
     row: dict[str, Any], values: list[str], circle: dict[str, int], display_name: str
 ) -> str:
-    from runner.report import GAIN_CAVEAT, gain_spans_zero, row_plots, tax_text, tested_hubs
+    from runner.report import GAIN_CAVEAT, gain_spans_zero, rating_text, row_plots, tax_text, tested_hubs
 
     title = f"{display_name} · {row['condition']}"
     labels = {
@@ -852,6 +852,7 @@ def _condition_section(
             "coverage",
             f"{(row.get('coverage') or {}).get('parsed', 0)}/{(row.get('coverage') or {}).get('planned', 0)} parsed",
         ),
+        ("rating", rating_text(row).removeprefix("rating: ")),
         ("run", row.get("run_id") or "–"),
     ]
     if gain_spans_zero(row):
