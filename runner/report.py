@@ -463,6 +463,7 @@ def _family_lines(fam: dict[str, Any]) -> list[tuple[str, Any]]:
         ("nVAT", lambda m: _f(m["nvat"], 3, signed=False)),
         ("nVAT null (p)", lambda m: _null_cell(m, "nvat")),
         ("nVAT corrected", lambda m: _f(m.get("nvat_corrected"), 3)),
+        ("corrected 95% CI", lambda m: _ci(m.get("nvat_ci")) or "–"),
         ("Gini", lambda m: _f(m["gini"], 3, signed=False)),
         ("±std (paper)", lambda m: _f(m.get("nvat_std"), 3, signed=False)),
         ("Pareto-efficient", lambda m: "yes" if fam["pareto"].get(m["label"]) else "no"),
