@@ -26,6 +26,7 @@ examples:
   vat run model=openai_gpt4o_mini strategy=fewshot_8 target=hedonism direction=suppress
   vat run model.name=hosted_vllm/my-model model.api_base=http://host:8000/v1
   vat report format=json                         every metric of every run in the store, as JSON
+  vat report target=security strategy=fewshot_8 format=latex   only those conditions, as paper tables
   vat report report.plots=true                   also write SVG plots to results/report/
   vat run -m strategy=fewshot_2,fewshot_4,fewshot_8 target=security,power     a sweep (Hydra multirun)
   vat run -m experiment=paper_prompt_steering    the paper's grid; experiment=smoke runs on the mock judge
@@ -76,8 +77,15 @@ def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
             fmt = a.split("=", 1)[1]
         else:
             rest.append(a)
+    verb = next((a for a in rest if not a.startswith("-")), None)
+    if verb == "report" and fmt in ("csv", "markdown", "latex"):
+        return rest + [f"format={fmt}"], None  # paper tables: `vat report` reads them (runner.commands)
     if fmt not in (None, "json", "table"):
-        raise VatError(f"format={fmt!r} is not supported; use format=json or format=table", 2)
+        raise VatError(
+            f"format={fmt!r} is not supported; use format=json or format=table"
+            + (" (and csv, markdown or latex for `vat report`)" if verb == "report" else ""),
+            2,
+        )
     return rest, fmt
 
 
@@ -104,7 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     for verb, text in (
         ("plan", "compile a run and show requests, cache hits, tokens and cost — sends nothing"),
         ("run", "compile and send the missing requests; resumable (the store is the cache)"),
-        ("report", "VAT metrics of the runs in the store (tables, format=json, report.plots=true)"),
+        (
+            "report",
+            "VAT metrics of the runs in the store (target=/strategy=/direction= filter; "
+            "format=json|csv|markdown|latex; report.plots=true)",
+        ),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
     ):
         sp = sub.add_parser(

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runner import display
+from runner.errors import VatError
 
 # ---------------------------------------------------------------- validate
 
@@ -488,12 +489,40 @@ def print_run_summary(cfg: DictConfig, s: dict[str, Any]) -> None:
 
 
 def report(overrides: list[str]) -> int:
-    """``vat report``: metrics of every run in the store (or of ``report.model``)."""
-    cfg = _compose(overrides)
-    return _report(cfg)
+    """``vat report``: metrics of the runs in the store, filtered, as tables, JSON, CSV, Markdown or LaTeX."""
+    rest, filters, fmt = _report_arguments(overrides)
+    cfg = _compose(rest)
+    return _report(cfg, filters, fmt)
 
 
-def _report(cfg: DictConfig) -> int:
+def _report_arguments(overrides: list[str]) -> tuple[list[str], dict[str, list[str]], str | None]:
+    """Split `vat report`'s own arguments off the Hydra overrides.
+
+    ``target=``, ``strategy=`` and ``direction=`` filter the rows (comma lists allowed, e.g.
+    ``target=security,power``), ``format=csv|markdown|latex`` picks a paper table; everything else
+    (``report.model=``, ``format=json``, ``store.path=``) goes to Hydra.
+    """
+    from runner.report import REPORT_FORMATS
+
+    rest: list[str] = []
+    filters: dict[str, list[str]] = {}
+    fmt = None
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key in ("target", "strategy", "direction"):
+            filters[key] = [v for v in value.split(",") if v]
+        elif sep and key == "format" and value not in ("table", "json"):
+            if value not in REPORT_FORMATS:
+                raise VatError(
+                    f"format={value} is not a report format; use one of {', '.join(REPORT_FORMATS)}", 2
+                )
+            fmt = value
+        else:
+            rest.append(o)
+    return rest, filters, fmt
+
+
+def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: str | None = None) -> int:
     from runner import report as rep
     from runner.store import open_store
 
@@ -501,14 +530,30 @@ def _report(cfg: DictConfig) -> int:
     values = index.value_ids
     params = {k: v for k, v in dict(cfg.metrics).items()}
     circle = {v.id: v.circle_index for v in index.values}
+    filters = dict(filters or {})
+    if cfg.report.model:
+        filters["model"] = [cfg.report.model]
     with open_store(cfg.store.path, read_only=True) as store:
-        rows = rep.build_rows(store, values, params, model=cfg.report.model, circle_index=circle)
-    fams = rep.families(rows)
-    if cfg.format.value == "json":
-        display.emit_json(_json_safe(rows))
+        every = rep.build_rows(store, values, params, model=cfg.report.model, circle_index=circle)
+        models = rep.stored_models(store)
+    rows = rep.filter_rows(every, filters)
+    fmt = fmt or cfg.format.value
+    if not rows and not models:  # an empty store is not an error: there is nothing yet
+        if fmt == "json":
+            display.emit_json(rep.report_json([], [], filters))
+        else:
+            display.warn(rep.no_rows_message(str(cfg.store.path), cfg.report.model, filters, every, models))
         return 0
-    if not rows:
-        display.warn(f"no completed runs in {cfg.store.path}; run `vat run` first")
+    if not rows:  # runs exist, but none matches what was asked: say what there is
+        raise VatError(rep.no_rows_message(str(cfg.store.path), cfg.report.model, filters, every, models), 1)
+    fams = rep.families(rows)
+    if fmt == "json":
+        display.emit_json(_json_safe(rep.report_json(rows, fams, filters)))
+        return 0
+    if fmt != "table":
+        import sys
+
+        sys.stdout.write(rep.paper_tables(rows, fams, fmt))
         return 0
     rep.print_tables(rows, fams, values)
     for caveat in sorted({r["caveat"] for r in rows if r["caveat"]}):

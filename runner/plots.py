@@ -92,9 +92,16 @@ def _legend_bar(x: float, y: float, height: float) -> tuple[str, list[str]]:
 
 
 def coupling_heatmap(
-    coupling: Sequence[Sequence[Any]] | Any, values: Sequence[str], title: str = "Coupling R"
+    coupling: Sequence[Sequence[Any]] | Any,
+    values: Sequence[str],
+    title: str = "Coupling R",
+    band: float | None = None,
 ) -> str:
-    """Heatmap of the coupling matrix R (in ``values`` order) on a diverging −1..1 scale, values printed."""
+    """Heatmap of the coupling matrix R (in ``values`` order) on a diverging −1..1 scale, values printed.
+
+    With ``band`` (the half-width of the null band, e.g. 1.96/√(n − 1)), off-diagonal cells with
+    |R| < band are within noise: drawn pale and hatched-free grey text, and a note says so.
+    """
     n = max(1, len(values))
     left, top = 120.0, 130.0
     cell = max(14.0, min(40.0, (SIZE - left - 60) / n))
@@ -117,10 +124,13 @@ def coupling_heatmap(
         for j in range(len(values)):
             x = left + j * cell
             r = _num(coupling[i][j])
+            muted = band is not None and i != j and r is not None and abs(r) < band
+            opacity = " fill-opacity='0.25'" if muted else ""
             body.append(
-                f"<rect x='{x:.1f}' y='{y:.1f}' width='{cell:.1f}' height='{cell:.1f}' fill='{diverging_colour(r)}' stroke='white'/>"
+                f"<rect x='{x:.1f}' y='{y:.1f}' width='{cell:.1f}' height='{cell:.1f}' fill='{diverging_colour(r)}'{opacity} stroke='white'"
+                + (" class='in-null-band'/>" if muted else "/>")
             )
-            ink = "white" if r is not None and abs(r) > 0.6 else "#222"
+            ink = "#9a9a9a" if muted else ("white" if r is not None and abs(r) > 0.6 else "#222")
             body.append(
                 _text(
                     x + cell / 2,
@@ -131,6 +141,18 @@ def coupling_heatmap(
                 )
             )
     defs, legend = _legend_bar(left + n * cell + 14, top, min(n * cell, 200.0))
+    if band is not None:
+        height += 24
+        body.append(
+            _text(
+                left,
+                top + n * cell + 18,
+                f"pale: |R| < {band:.2f}, inside the 95 % band of noise",
+                size=11,
+                anchor="start",
+                extra="fill='#666'",
+            )
+        )
     return _document(width, height, title, body + legend, defs)
 
 
@@ -145,17 +167,22 @@ def circumplex_radar(
     title: str = "VAT by value",
     circle_index: Mapping[str, int] | None = None,
     circle_size: int = 10,
+    null: Mapping[str, Any] | None = None,
+    hubs: Sequence[str] = (),
 ) -> str:
     """Radar of VAT(u) with each value at its Schwartz-circle angle, on a concentric grid.
 
     A value's position is ``circle_index[value]`` (default: its position in ``values``) out of
-    ``circle_size``; a missing VAT sits at the centre and its label says "n/a".
+    ``circle_size``; a missing VAT sits at the centre and its label says "n/a". ``null`` maps each value
+    to its null 95th percentile: drawn as a dashed grey ring, so a spoke beyond it beats noise; tested
+    ``hubs`` are labelled in bold.
     """
     index = circle_index if circle_index is not None else {v: i for i, v in enumerate(values)}
     placed = sorted((index[v], v) for v in values if v in index)
     cx, cy, radius = SIZE / 2, SIZE / 2 + 20, 150.0
     finite = [f for v in values if (f := _num(vat.get(v))) is not None]
-    scale = max(finite + [1e-9]) if finite else 1.0
+    ring = {v: f for v in values if (f := _num((null or {}).get(v))) is not None}
+    scale = max(finite + list(ring.values()) + [1e-9]) if finite or ring else 1.0
     body: list[str] = []
     for k in (1, 2, 3, 4):  # grid rings at quarters of the largest VAT
         body.append(
@@ -171,31 +198,67 @@ def circumplex_radar(
                 extra="fill='#888'",
             )
         )
-    points = []
+    points: list[tuple[float, float]] = []
+    ring_points: list[tuple[float, float]] = []
     for pos, v in placed:
         theta = 2 * math.pi * pos / circle_size
         ex, ey = _polar(cx, cy, radius, theta)
         body.append(f"<line x1='{cx:.1f}' y1='{cy:.1f}' x2='{ex:.1f}' y2='{ey:.1f}' stroke='#ddd'/>")
         lx, ly = _polar(cx, cy, radius + 22, theta)
         anchor = "middle" if abs(math.sin(theta)) < 0.3 else ("start" if math.sin(theta) > 0 else "end")
-        body.append(_text(lx, ly + 4, v, size=11, anchor=anchor))
+        bold = "font-weight='bold'" if v in hubs else ""
+        body.append(_text(lx, ly + 4, v, size=11, anchor=anchor, extra=bold))
         f = _num(vat.get(v))
         body.append(_text(lx, ly + 17, _fmt(f), size=9, anchor=anchor, extra="fill='#666'"))
         points.append(_polar(cx, cy, radius * (f or 0.0) / scale, theta))
+        if v in ring:
+            ring_points.append(_polar(cx, cy, radius * ring[v] / scale, theta))
+    if ring_points:
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in ring_points)
+        body.append(
+            f"<polygon class='null-ring' points='{coords}' fill='none' stroke='#777' stroke-width='1.5' stroke-dasharray='5 4'/>"
+        )
+        body.append(
+            _text(
+                SIZE / 2,
+                SIZE + 32,
+                "dashed: null 95th percentile of VAT(u) (columns permuted)",
+                size=11,
+                extra="fill='#666'",
+            )
+        )
     if points:
         coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         body.append(
             f"<polygon points='{coords}' fill='{_MAIN}' fill-opacity='0.3' stroke='{_MAIN}' stroke-width='2'/>"
         )
-    return _document(SIZE, SIZE + 40, title, body)
+    return _document(SIZE, SIZE + (48 if ring_points else 40), title, body)
 
 
-def gnd_bars(gnd: Mapping[str, Any], target: str, title: str = "Gain-normalized deviation") -> str:
-    """Horizontal bars of GND(w) around a zero line; the target highlighted; missing shown as "n/a"."""
+def gnd_bars(
+    gnd: Mapping[str, Any],
+    target: str,
+    title: str = "Gain-normalized deviation",
+    intervals: Mapping[str, Any] | None = None,
+    caveat: str | None = None,
+) -> str:
+    """Horizontal bars of GND(w) around a zero line; the target highlighted; missing shown as "n/a".
+
+    ``intervals`` maps a value to its [lo, hi] (drawn as a whisker); ``caveat`` is printed in red under
+    the bars (e.g. when the gain's interval spans 0 and GND cannot be read).
+    """
     items = list(gnd.items())
     left, right, top, bar = 130.0, SIZE - 60.0, 50.0, 26.0
     finite = [abs(f) for _, x in items if (f := _num(x)) is not None]
-    scale = max(finite + [1.0])
+    whiskers = {
+        v: (lo, hi)
+        for v, ci in (intervals or {}).items()
+        if ci and (lo := _num(ci[0])) is not None and (hi := _num(ci[1])) is not None
+    }
+    # 15 % headroom so the number printed past the longest bar or whisker stays clear of the labels
+    scale = 1.15 * max(
+        finite + [abs(e) for pair in whiskers.values() for e in pair] + [1.0 if not intervals else 1e-9]
+    )
     zero = (left + right) / 2
     half = (right - left) / 2
     body = [
@@ -216,13 +279,116 @@ def gnd_bars(gnd: Mapping[str, Any], target: str, title: str = "Gain-normalized 
         body.append(
             f"<rect x='{x0:.1f}' y='{y + 4:.1f}' width='{length:.1f}' height='{bar - 8:.1f}' fill='{colour}'/>"
         )
-        tx, anchor = (zero + length + 4, "start") if f >= 0 else (zero - length - 4, "end")
+        reach = length
+        if value in whiskers:
+            lo, hi = (zero + half * e / scale for e in whiskers[value])
+            mid = y + bar / 2
+            body.append(
+                f"<line class='interval' x1='{lo:.1f}' y1='{mid:.1f}' x2='{hi:.1f}' y2='{mid:.1f}' stroke='#222' stroke-width='1.5'/>"
+                f"<line x1='{lo:.1f}' y1='{mid - 5:.1f}' x2='{lo:.1f}' y2='{mid + 5:.1f}' stroke='#222'/>"
+                f"<line x1='{hi:.1f}' y1='{mid - 5:.1f}' x2='{hi:.1f}' y2='{mid + 5:.1f}' stroke='#222'/>"
+            )
+            reach = max(length, abs((hi if f >= 0 else lo) - zero))
+        tx, anchor = (zero + reach + 4, "start") if f >= 0 else (zero - reach - 4, "end")
         body.append(_text(tx, y + bar / 2 + 4, _fmt(f), size=10, anchor=anchor, extra=weight))
-    height = max(SIZE, top + len(items) * bar + 50)
-    body.append(
-        _text(zero, top + len(items) * bar + 24, f"target: {target} (GND = ±1 by definition)", size=11)
-    )
+    height = max(SIZE, top + len(items) * bar + (74 if caveat else 50))
+    note = f"target: {target}" + (" · whiskers: 95 % interval" if whiskers else " (GND = ±1 by definition)")
+    body.append(_text(zero, top + len(items) * bar + 24, note, size=11))
+    if caveat:
+        body.append(_text(zero, top + len(items) * bar + 44, caveat, size=11, extra="fill='#b2182b'"))
     return _document(SIZE, height, title, body)
+
+
+def shift_bars(
+    mean_shift: Mapping[str, Any],
+    intervals: Mapping[str, Any],
+    target: str,
+    title: str = "Mean shift by value",
+) -> str:
+    """Bars of the mean shift m(w) of every value with its 95 % bootstrap interval as a whisker."""
+    return gnd_bars(mean_shift, target, title, intervals=intervals)
+
+
+def gain_tax_chart(points: Sequence[Mapping[str, Any]], title: str, x_label: str, y_label: str) -> str:
+    """Scatter of each entry's tax (x) against its gain (y), each with its interval as error bars.
+
+    Each point is {label, x, x_ci: [lo, hi] | None, y, y_ci}; a point with a missing coordinate is
+    listed as "n/a" under the chart.
+    """
+    left, right, top, bottom = 70.0, SIZE + 120 - 30.0, 50.0, SIZE - 90.0
+    drawn = [p for p in points if _num(p.get("x")) is not None and _num(p.get("y")) is not None]
+
+    def span(key: str) -> list[float]:
+        out = []
+        for p in drawn:
+            out.append(float(p[key]))
+            ci = p.get(f"{key}_ci") or [None, None]
+            out += [f for f in (_num(ci[0]), _num(ci[1])) if f is not None]
+        return out or [0.0, 1.0]
+
+    xs, ys = span("x"), span("y")
+    x_lo, x_hi = min(xs + [0.0]), max(xs + [0.0]) + 0.05
+    y_lo, y_hi = min(ys + [0.0]) - 0.02, max(ys + [0.0]) + 0.02
+
+    def sx(t: float) -> float:
+        return left + (t - x_lo) / ((x_hi - x_lo) or 1.0) * (right - left)
+
+    def sy(g: float) -> float:
+        return bottom - (g - y_lo) / ((y_hi - y_lo) or 1.0) * (bottom - top)
+
+    body = [
+        f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#444'/>",
+        f"<line x1='{left}' y1='{bottom}' x2='{left}' y2='{top}' stroke='#444'/>",
+        f"<line x1='{left}' y1='{sy(0.0):.1f}' x2='{right}' y2='{sy(0.0):.1f}' stroke='#bbb' stroke-dasharray='3 3'/>",
+        f"<line x1='{sx(0.0):.1f}' y1='{bottom}' x2='{sx(0.0):.1f}' y2='{top}' stroke='#bbb' stroke-dasharray='3 3'/>",
+        _text((left + right) / 2, bottom + 38, x_label, size=12),
+        _text(
+            18,
+            (top + bottom) / 2,
+            y_label,
+            size=12,
+            extra=f"transform='rotate(-90 18 {(top + bottom) / 2:.1f})'",
+        ),
+    ]
+    for t in _ticks(x_lo, x_hi):
+        body.append(_text(sx(t), bottom + 16, f"{t:.2f}", size=10))
+    for g in _ticks(y_lo, y_hi):
+        body.append(_text(left - 6, sy(g) + 3, f"{g:.2f}", size=10, anchor="end"))
+    for p in drawn:
+        x, y = float(p["x"]), float(p["y"])
+        for key, horizontal in (("x_ci", True), ("y_ci", False)):
+            ci = p.get(key) or [None, None]
+            lo, hi = _num(ci[0]), _num(ci[1])
+            if lo is None or hi is None:
+                continue
+            if horizontal:
+                body.append(
+                    f"<line class='interval' x1='{sx(lo):.1f}' y1='{sy(y):.1f}' x2='{sx(hi):.1f}' y2='{sy(y):.1f}' stroke='{_MAIN}'/>"
+                )
+            else:
+                body.append(
+                    f"<line class='interval' x1='{sx(x):.1f}' y1='{sy(lo):.1f}' x2='{sx(x):.1f}' y2='{sy(hi):.1f}' stroke='{_MAIN}'/>"
+                )
+        body.append(f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='5' fill='{_MAIN}'/>")
+        body.append(_text(sx(x) + 8, sy(y) - 7, p.get("label", ""), size=11, anchor="start"))
+    missing = [str(p.get("label", "")) for p in points if p not in drawn]
+    if missing:
+        body.append(
+            _text(
+                left, SIZE - 40, f"{NA}: " + ", ".join(missing), size=11, anchor="start", extra="fill='#888'"
+            )
+        )
+    body.append(
+        _text(
+            left,
+            SIZE - 20,
+            "bars: 95 % intervals · lower tax and higher gain are better",
+            size=11,
+            anchor="start",
+            extra="fill='#666'",
+        )
+    )
+    return _document(SIZE + 120, SIZE, title, body)
 
 
 def _ticks(lo: float, hi: float) -> list[float]:

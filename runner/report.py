@@ -127,28 +127,189 @@ def _paired(pre: Any, post: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def families(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group rows that differ only in k or checkpoint step; compute family metrics for groups of ≥ 2."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    """Group rows that differ only in k or checkpoint step; compute family metrics for groups of ≥ 2.
+
+    A family holds one scene selection: rows of the same condition judged on different scene sets
+    (a ``max_scenes=2`` run next to the full release) go to different families, because their taxes
+    and hubs are not comparable. Within a family a label (``k=4``) appears once: a repeated run of the
+    same condition on the same scenes keeps the row listed last.
+    """
+    groups: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in rows:
         if r["k"] is not None or r["step"] is not None:
-            groups[(r["model"], r["family"], r["target"], r["direction"])].append(r)
+            key = (r["model"], r["family"], r["target"], r["direction"], selection_key(r))
+            groups[key][r["label"]] = r
     out = []
-    for (model, fam, target, direction), members in sorted(groups.items()):
-        if len(members) < 2:
+    for (model, fam, target, direction, _sel), by_label in sorted(groups.items(), key=lambda kv: kv[0][:4]):
+        if len(by_label) < 2:
             continue
-        members = sorted(members, key=lambda r: (r["k"] or 0, r["step"] or 0))
-        fam_metrics = metrics.family_metrics(members)
+        members = sorted(by_label.values(), key=lambda r: (r["k"] or 0, r["step"] or 0))
         out.append(
             {
                 "model": model,
                 "family": fam,
                 "target": target,
                 "direction": direction,
+                "n_scenes": members[0].get("n_scenes"),
+                "scene_selection": selection_key(members[0]),
                 "labels": [m["label"] for m in members],
-                **fam_metrics,
+                "run_ids": [m["run_id"] for m in members],
+                # hub persistence counts the rows' `hubs`: tested hubs in rows that carry a hub test,
+                # the descriptive top-k (chance, under no coupling) in rows from before it
+                "hub_basis": "tested" if all("hub_test" in m for m in members) else "top-k (untested)",
+                **metrics.family_metrics(members),
             }
         )
     return out
+
+
+def selection_key(row: dict[str, Any]) -> str:
+    """A short, stable name of the scene set a row was computed on (its count and a hash of its ids)."""
+    import hashlib
+
+    scenes = sorted(row.get("scenes") or [])
+    digest = hashlib.sha256("\n".join(scenes).encode()).hexdigest()[:8]
+    return f"{len(scenes)} scenes #{digest}"
+
+
+def family_members(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one family, in its label order."""
+    by_id = {r["run_id"]: r for r in rows}
+    picked = [by_id[i] for i in fam.get("run_ids", []) if i in by_id]
+    by_label = {r["label"]: r for r in picked}
+    return [by_label[label] for label in fam["labels"] if label in by_label]
+
+
+# ---------------------------------------------------------------- filters
+
+FILTER_KEYS = ("model", "strategy", "target", "direction")
+"""Row fields `vat report` filters on (``target=security strategy=fewshot_8 report.model=...``)."""
+
+
+def filter_rows(rows: Sequence[dict[str, Any]], filters: dict[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """The rows whose every filtered field is one of the allowed values (an empty filter allows all)."""
+    return [
+        r for r in rows if all(not allowed or str(r.get(key)) in allowed for key, allowed in filters.items())
+    ]
+
+
+def stored_models(store: Store) -> list[str]:
+    """Every model with a run in the store (for messages that say what is there)."""
+    if not store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'runs'"):
+        return []
+    return [m for (m,) in store.query("SELECT DISTINCT model FROM runs ORDER BY model")]
+
+
+def no_rows_message(
+    store_path: str,
+    model: str | None,
+    filters: dict[str, Sequence[str]],
+    rows: Sequence[dict[str, Any]],
+    models: Sequence[str],
+) -> str:
+    """Why `vat report` has nothing to show, in one sentence that names what the store does hold."""
+    if not models:
+        return f"no completed runs in {store_path}; run `vat run` first"
+    if model and model not in models:
+        return f"no run in {store_path} matches report.model={model}; the store holds runs of: {', '.join(models)}"
+    asked = " ".join(f"{k}={','.join(v)}" for k, v in filters.items() if v)
+    held = {k: sorted({str(r.get(k)) for r in rows}) for k, v in filters.items() if v}
+    listed = "; ".join(f"{k}: {', '.join(v)}" for k, v in held.items())
+    return f"no condition in {store_path} matches {asked}; the store holds {listed or 'no completed condition pairs'}"
+
+
+# ---------------------------------------------------------------- what is signal
+
+TAX_LABELS = {"nvat": "nVAT", "rho_rms": "rho_rms", "gini": "Gini"}
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) else None
+
+
+def null_of(row: dict[str, Any], key: str, value: str | None = None) -> dict[str, Any] | None:
+    """The permutation null {mean, q95, p} of a tax statistic (of VAT(``value``) when ``value`` is given)."""
+    null = row.get("null") or {}
+    entry = (null.get("vat") or {}).get(value) if value is not None else null.get(key)
+    return entry if isinstance(entry, dict) else None
+
+
+def within_noise(row: dict[str, Any], key: str) -> bool | None:
+    """True when the statistic cannot be told from its null, False when it can, None when unknown.
+
+    The row's own ``signal`` verdict wins; then a ``<key>_within_noise`` flag; then the null's p-value
+    against the alpha of the row's hub test (0.05 when none).
+    """
+    signal = row.get("signal") or {}
+    if isinstance(signal.get(key), bool):
+        return not signal[key]
+    if f"{key}_within_noise" in (row.get("flags") or []):
+        return True
+    null = null_of(row, key)
+    p = _finite((null or {}).get("p"))
+    if p is None:
+        return None
+    return p >= float((row.get("hub_test") or {}).get("alpha") or 0.05)
+
+
+def tax_text(row: dict[str, Any], key: str, digits: int = 2) -> str:
+    """A tax number with its null, its bias-corrected estimate and interval, and its verdict.
+
+    E.g. ``nVAT 0.52, null 0.47 (p 0.21), corrected +0.05 [0.00, 0.20] · within noise · needs ~180
+    scenes``. The ``<key>_ci`` interval belongs to the corrected estimate (METRICS.md §8), so it is
+    printed after it; a row without a null says so instead of showing a bare number.
+    """
+    text = f"{TAX_LABELS.get(key, key)} {_f(_finite(row.get(key)), digits, signed=False)}"
+    null = null_of(row, key)
+    if null is None:
+        return text + " (no null in this row)"
+    text += f", null {_f(null.get('mean'), digits, signed=False)} (p {_f(null.get('p'), 2, signed=False)})"
+    corrected = _finite(row.get(f"{key}_corrected"))
+    if corrected is not None:
+        text += f", corrected {corrected:+.{digits}f}"
+    ci = row.get(f"{key}_ci")
+    if ci and _finite(ci[0]) is not None and _finite(ci[1]) is not None:
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    if within_noise(row, key):
+        text += " · within noise"
+        needed = (row.get("scenes_needed") or {}).get(key)
+        if needed:
+            text += f" · needs ~{int(needed)} scenes"
+    return text
+
+
+def gain_spans_zero(row: dict[str, Any]) -> bool:
+    """True when the gain's interval contains 0: GND and amplification divide by a gain that may be 0."""
+    ci = row.get("gain_ci") or [None, None]
+    lo, hi = _finite(ci[0]), _finite(ci[1])
+    return lo is not None and hi is not None and lo <= 0.0 <= hi
+
+
+GAIN_CAVEAT = (
+    "the gain's 95 % interval spans 0, so GND and amplification (shift ÷ gain) are not interpretable"
+)
+
+
+def coupling_band(n_scenes: Any) -> float | None:
+    """Half-width of the null band of one coupling R[u, w] over n scenes: 1.96/√(n − 1).
+
+    Under no coupling a Spearman correlation over n scenes has sd ≈ 1/√(n − 1) (METRICS.md §5b), so
+    |R| below this is within the 95 % band of noise and plots mute it.
+    """
+    n = _finite(n_scenes)
+    return 1.96 / float(np.sqrt(n - 1)) if n is not None and n > 1 else None
+
+
+def tested_hubs(row: dict[str, Any]) -> str:
+    """The hubs as a report shows them.
+
+    The tested ones, 'none (tested)' when the test found none, or an old row's descriptive top-k
+    (labelled as untested).
+    """
+    hubs = list(row.get("hubs") or [])
+    if "hub_test" in row:
+        return ", ".join(hubs) if hubs else "none (tested)"
+    return (", ".join(hubs) + " (top-k, untested)") if hubs else "–"
 
 
 # ---------------------------------------------------------------- terminal tables
@@ -164,6 +325,12 @@ def _ci(ci: Any) -> str:
     if not ci or ci[0] is None:
         return ""
     return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def _signal_cell(row: dict[str, Any]) -> str:
+    """'signal', 'within noise', or 'no null' (a row from before the permutation null)."""
+    verdict = within_noise(row, "nvat")
+    return "no null" if verdict is None else ("within noise" if verdict else "signal")
 
 
 def print_tables(
@@ -183,10 +350,11 @@ def print_tables(
         "target",
         "dir",
         "gain [95% CI]",
-        "nVAT ± std",
-        "Gini",
+        "nVAT, null (p), corrected [95% CI]",
+        "tax",
+        "Gini, null (p)",
+        "±std (paper)",
         "hubs",
-        "circ.",
         "coverage",
         "flags",
     ):
@@ -199,62 +367,250 @@ def print_tables(
             r["target"],
             "+" if r["direction"] == "reinforce" else "−",
             f"{_f(r['gain'])} {_ci(r['gain_ci'])}",
-            f"{_f(r['nvat'], signed=False)} ± {_f(r['nvat_std'], signed=False)}",
-            _f(r["gini"], signed=False),
-            ", ".join(r["hubs"] or []),
-            _f(r["circumplex_consistency"], 2),
+            tax_text(r, "nvat").removeprefix("nVAT "),
+            _signal_cell(r),
+            tax_text(r, "gini").removeprefix("Gini "),
+            _f(r.get("nvat_std"), signed=False),
+            escape(tested_hubs(r)),
             f"{cov.get('parsed', 0)}/{cov.get('planned', 0)}",
             ", ".join(r["flags"]) or "",
         )
     out.print(summary)
     for r in rows:
-        detail = Table(
-            title=f"{escape(r['display_name'])} · {r['label']} · {r['target']} {r['direction']} "
-            f"· {r['n_scenes']} scenes",
-            title_justify="left",
-        )
-        for col in ("value", "mean shift [95% CI]", "GND", "VAT(u)", "amplification"):
-            detail.add_column(col, justify="right" if col != "value" else "left")
-        for v in values:
-            name = f"[bold]{v}[/bold] (target)" if v == r["target"] else v
-            detail.add_row(
-                name,
-                f"{_f(r['mean_shift'][v])} {_ci(r['mean_shift_ci'][v])}",
-                _f(r["gnd"][v], 2),
-                _f(r["vat"][v], 3, signed=False),
-                _f(r["amplification"][v], 2, signed=False),
-            )
-        out.print(detail)
+        _print_detail(r, values)
     for fam in fams:
-        members = [
-            r
-            for r in rows
-            if r["model"] == fam["model"]
-            and r["target"] == fam["target"]
-            and r["direction"] == fam["direction"]
-            and r["label"] in fam["labels"]
-        ]
-        t2 = Table(
-            title=f"Table 2 layout · {escape(fam['model'])} · {fam['target']} {fam['direction']}",
-            title_justify="left",
+        _print_family(rows, fam)
+
+
+def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
+    """Per-value detail of one row: shift with its interval, GND, VAT(u) against its null, amplification."""
+    from rich.table import Table
+
+    from runner.display import escape, out
+
+    caveat = gain_spans_zero(r)
+    detail = Table(
+        title=f"{escape(r['display_name'])} · {r['label']} · {r['target']} {r['direction']} "
+        f"· {r['n_scenes']} scenes · {rating_text(r)}",
+        title_justify="left",
+        caption=f"* {GAIN_CAVEAT}" if caveat else None,
+        caption_justify="left",
+    )
+    mark = "*" if caveat else ""
+    for col in (
+        "value",
+        "mean shift [95% CI]",
+        f"GND{mark}",
+        "VAT(u)",
+        "null q95 (p)",
+        f"amplification{mark}",
+    ):
+        detail.add_column(col, justify="right" if col != "value" else "left")
+    for v in values:
+        name = f"[bold]{v}[/bold] (target)" if v == r["target"] else v
+        null = null_of(r, "vat", v)
+        detail.add_row(
+            name,
+            f"{_f(r['mean_shift'][v])} {_ci(r['mean_shift_ci'][v])}",
+            _f(r["gnd"][v], 2),
+            _f(r["vat"][v], 3, signed=False),
+            f"{_f(null.get('q95'), 3, signed=False)} ({_f(null.get('p'), 2, signed=False)})" if null else "–",
+            _f(r["amplification"][v], 2, signed=False),
         )
-        t2.add_column("model × target")
-        for m in members:
-            t2.add_column(m["label"], justify="right")
-        for name, key in (("Gain", "gain"), ("nVAT", "nvat"), ("Gini", "gini"), ("±std", "nvat_std")):
-            t2.add_row(f"{fam['target']} · {name}", *[_f(m[key], 3, signed=key == "gain") for m in members])
-        t2.add_row("Pareto-efficient", *["yes" if fam["pareto"].get(m["label"]) else "no" for m in members])
-        out.print(t2)
-        persist = ", ".join(f"{v} {p:.2f}" for v, p in fam["hub_persistence"].items() if p > 0)
-        out.print(
-            f"hub persistence: {persist or '–'} · profile stability (Kendall τ_b): {_f(fam['profile_stability'], 2)}"
-        )
+    out.print(detail)
+
+
+def rating_text(row: dict[str, Any]) -> str:
+    """Which rating both conditions of the pair used, e.g. 'rating: expected (fallback 3 %)'."""
+    share = _finite(row.get("rating_fallback_share"))
+    return f"rating: {row.get('rating_source') or '–'}" + (
+        f" (fallback {share:.0%})" if share is not None else ""
+    )
+
+
+def _print_family(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> None:
+    """One family in the paper's Table-2 layout, with Pareto efficiency and hub persistence."""
+    from rich.table import Table
+
+    from runner.display import escape, out
+
+    members = family_members(rows, fam)
+    t2 = Table(
+        title=f"Table 2 layout · {escape(fam['model'])} · {fam['target']} {fam['direction']} · {fam['scene_selection']}",
+        title_justify="left",
+    )
+    t2.add_column("model × target")
+    for m in members:
+        t2.add_column(m["label"], justify="right")
+    for name, cell in _family_lines(fam):
+        t2.add_row(f"{fam['target']} · {name}", *[cell(m) for m in members])
+    out.print(t2)
+    out.print(
+        f"hub persistence ({fam['hub_basis']}): {persistence_text(fam)} · "
+        f"profile stability (Kendall τ_b): {_f(fam['profile_stability'], 2)}"
+    )
+
+
+def persistence_text(fam: dict[str, Any]) -> str:
+    """Hub persistence of a family as 'security 1.00, power 0.50' ('–' when no value was ever a hub)."""
+    return ", ".join(f"{v} {p:.2f}" for v, p in fam["hub_persistence"].items() if p > 0) or "–"
+
+
+def _family_lines(fam: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(row name, cell function) of a Table-2 layout; shared by the terminal, Markdown, LaTeX and CSV."""
+    return [
+        ("Gain", lambda m: _f(m["gain"], 3)),
+        ("nVAT", lambda m: _f(m["nvat"], 3, signed=False)),
+        ("nVAT null (p)", lambda m: _null_cell(m, "nvat")),
+        ("nVAT corrected", lambda m: _f(m.get("nvat_corrected"), 3)),
+        ("corrected 95% CI", lambda m: _ci(m.get("nvat_ci")) or "–"),
+        ("Gini", lambda m: _f(m["gini"], 3, signed=False)),
+        ("±std (paper)", lambda m: _f(m.get("nvat_std"), 3, signed=False)),
+        ("Pareto-efficient", lambda m: "yes" if fam["pareto"].get(m["label"]) else "no"),
+    ]
+
+
+def _null_cell(row: dict[str, Any], key: str) -> str:
+    null = null_of(row, key)
+    return f"{_f(null.get('mean'), 3, signed=False)} ({_f(null.get('p'), 2, signed=False)})" if null else "–"
+
+
+# ---------------------------------------------------------------- paper tables: csv, markdown, latex, json
+
+REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex")
+"""`vat report format=`: terminal tables, JSON, or tables a paper can paste."""
+
+SUMMARY_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("model", lambda r: r["display_name"]),
+    ("strategy", lambda r: r["label"] if r["step"] is not None else r["strategy"]),
+    ("target", lambda r: r["target"]),
+    ("direction", lambda r: r["direction"]),
+    ("scenes", lambda r: r["n_scenes"]),
+    ("gain", lambda r: _f(r["gain"], 3)),
+    ("gain 95% CI", lambda r: _ci(r["gain_ci"]) or "–"),
+    ("nVAT", lambda r: _f(r["nvat"], 3, signed=False)),
+    ("nVAT null (p)", lambda r: _null_cell(r, "nvat")),
+    ("nVAT corrected", lambda r: _f(r.get("nvat_corrected"), 3)),
+    ("corrected 95% CI", lambda r: _ci(r.get("nvat_ci")) or "–"),
+    ("tax", _signal_cell),
+    ("Gini", lambda r: _f(r["gini"], 3, signed=False)),
+    ("Gini null (p)", lambda r: _null_cell(r, "gini")),
+    ("nVAT ±std (paper)", lambda r: _f(r.get("nvat_std"), 3, signed=False)),
+    ("hubs", tested_hubs),
+    ("GND caveat", lambda r: "gain CI spans 0" if gain_spans_zero(r) else ""),
+)
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The summary as (header, cells): one line per condition pair."""
+    return [name for name, _ in SUMMARY_FIELDS], [[str(cell(r)) for _, cell in SUMMARY_FIELDS] for r in rows]
+
+
+def family_table(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One family in the Table-2 layout as (header, cells)."""
+    members = family_members(rows, fam)
+    header = ["model × target", *[m["label"] for m in members]]
+    return header, [
+        [f"{fam['target']} · {name}", *[cell(m) for m in members]] for name, cell in _family_lines(fam)
+    ]
+
+
+def family_title(fam: dict[str, Any]) -> str:
+    """The caption of a family table: model, condition and scene selection."""
+    return f"{fam['model']} · {fam['family']} · {fam['target']} {fam['direction']} · {fam['scene_selection']}"
+
+
+def render_table(header: Sequence[str], cells: Sequence[Sequence[str]], fmt: str, caption: str = "") -> str:
+    """One table as CSV, GitHub Markdown or a LaTeX ``tabular`` (booktabs), ready to paste."""
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(cells)
+        return buf.getvalue()
+    if fmt == "markdown":
+        lines = [f"**{_md(caption)}**", ""] if caption else []
+        lines.append("| " + " | ".join(_md(h) for h in header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in cells]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        spec = "l" + "r" * (len(header) - 1)
+        lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+        lines.append(" & ".join(_tex(h) for h in header) + " \\\\")
+        lines.append("\\midrule")
+        lines += [" & ".join(_tex(c) for c in row) + " \\\\" for row in cells]
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        if caption:
+            lines.append(f"\\caption{{{_tex(caption)}}}")
+        lines.append("\\end{table}")
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(REPORT_FORMATS)}")
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "–": "--",
+    "−": "$-$",
+    "·": r"$\cdot$",
+}
+
+
+def _tex(text: Any) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def paper_tables(rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], fmt: str) -> str:
+    """Every table of a report in one format: the summary, then each family.
+
+    CSV holds the summary only, since one CSV file holds one table; the families are in the JSON,
+    Markdown and LaTeX output.
+    """
+    header, cells = summary_table(rows)
+    parts = [render_table(header, cells, fmt, "VAT summary (one row per condition pair)")]
+    if fmt != "csv":
+        for fam in fams:
+            caption = f"Table 2 layout · {family_title(fam)} · hub persistence ({fam['hub_basis']}): {persistence_text(fam)}"
+            parts.append(render_table(*family_table(rows, fam), fmt, caption))
+    return "\n".join(parts)
+
+
+def report_json(
+    rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], filters: dict[str, Sequence[str]]
+) -> dict[str, Any]:
+    """`vat report format=json`: rows, families and the filters that selected them.
+
+    Every row is METRICS.md §7's dict; every family carries its Pareto flags and hub persistence.
+    """
+    return {
+        "filters": {k: list(v) for k, v in filters.items() if v},
+        "rows": list(rows),
+        "families": list(fams),
+    }
 
 
 def write_plots(
     rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
 ) -> list[Path]:
-    """Write the SVG plots of each row (heatmap, radar, GND) and each family (Pareto) into ``folder``."""
+    """Write the SVG plots of each row (:func:`row_plots`) and each family (Pareto) into ``folder``."""
     from runner import plots
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -262,11 +618,7 @@ def write_plots(
     for r in rows:
         stem = f"{_slug(r['model'])}__{r['strategy']}{'' if r['step'] is None else '_' + str(r['step'])}__{r['target']}_{r['direction']}"
         title = f"{r['display_name']} · {r['label']} · {r['target']} {r['direction']}"
-        for name, svg in (
-            ("coupling", plots.coupling_heatmap(r["coupling"], list(values), f"Coupling R · {title}")),
-            ("radar", plots.circumplex_radar(r["vat"], list(values), f"VAT(u) on the circle · {title}")),
-            ("gnd", plots.gnd_bars(r["gnd"], r["target"], f"GND · {title}")),
-        ):
+        for name, svg in row_plots(r, values, title).items():
             path = folder / f"{stem}__{name}.svg"
             path.write_text(svg)
             written.append(path)
@@ -278,20 +630,60 @@ def write_plots(
                 "nvat": r["nvat"],
                 "efficient": fam["pareto"].get(r["label"], False),
             }
-            for r in rows
-            if r["model"] == fam["model"]
-            and r["target"] == fam["target"]
-            and r["direction"] == fam["direction"]
-            and r["label"] in fam["labels"]
+            for r in family_members(rows, fam)
         ]
+        selection = _slug(fam["scene_selection"].replace(" scenes #", "sc-"))
         path = (
-            folder / f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__pareto.svg"
+            folder
+            / f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__{selection}__pareto.svg"
         )
-        path.write_text(
-            plots.pareto_plot(pts, f"Gain vs nVAT · {fam['model']} · {fam['target']} {fam['direction']}")
-        )
+        path.write_text(plots.pareto_plot(pts, f"Gain vs nVAT · {family_title(fam)}"))
         written.append(path)
     return written
+
+
+def row_plots(
+    row: dict[str, Any], values: Sequence[str], title: str, circle_index: dict[str, int] | None = None
+) -> dict[str, str]:
+    """The four figures of one row, each drawn against its noise.
+
+    Coupling (cells inside the null band muted), VAT(u) radar (null ring), mean shifts (95 %
+    intervals) and GND (a caveat when the gain's interval spans 0). Shared by `vat report
+    report.plots=true` and the site's entry pages.
+    """
+    from runner import plots
+
+    values = list(values)
+    null_ring = {v: (null_of(row, "vat", v) or {}).get("q95") for v in values}
+    hubs = (row.get("hubs") or []) if "hub_test" in row else []  # only tested hubs are drawn bold
+    return {
+        "coupling": plots.coupling_heatmap(
+            row.get("coupling") or [[None] * len(values)] * len(values),
+            values,
+            f"Coupling R · {title}",
+            band=coupling_band(row.get("n_scenes")),
+        ),
+        "radar": plots.circumplex_radar(
+            row.get("vat") or {},
+            values,
+            f"VAT(u) on the circle · {title}",
+            circle_index=circle_index,
+            null=null_ring if any(x is not None for x in null_ring.values()) else None,
+            hubs=hubs,
+        ),
+        "shift": plots.shift_bars(
+            row.get("mean_shift") or {},
+            row.get("mean_shift_ci") or {},
+            row["target"],
+            f"Mean shift · {title}",
+        ),
+        "gnd": plots.gnd_bars(
+            row.get("gnd") or {},
+            row["target"],
+            f"GND · {title}",
+            caveat="gain's 95 % interval spans 0: GND is not interpretable" if gain_spans_zero(row) else None,
+        ),
+    }
 
 
 def _slug(text: str) -> str:

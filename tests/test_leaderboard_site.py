@@ -216,9 +216,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 
 def _nvat_column(browser: Browser) -> list[float | None]:
     cells = browser.js(
-        "[...document.querySelectorAll('#board-body td[data-col=nvat]')].map(td => td.textContent)"
+        "[...document.querySelectorAll('#board-body td[data-col=nvat]')].map(td => td.firstChild.textContent)"
     )
-    return [float(c.split("±")[0]) if c.strip()[0].isdigit() else None for c in cells]
+    return [None if c.strip() == "–" else float(c) for c in cells]
 
 
 # ---------------------------------------------------------------- in the browser
@@ -238,9 +238,9 @@ def test_table_renders(browser, site):
         "Strategy",
         "Target",
         "Direction",
-        "Gain ± 95% CI",
-        "nVAT ± std",
-        "Gini",
+        "Gain [95% CI]",
+        "nVAT corrected [95% CI]",
+        "Gini corrected [95% CI]",
         "Hubs",
         "Coverage",
         "Status",
@@ -300,17 +300,23 @@ def test_entry_page_shows_its_plots(browser, site):
         "title: s.querySelector('title').textContent, rects: s.querySelectorAll('rect').length, "
         "polys: s.querySelectorAll('polygon').length}))"
     )
-    assert len(plots) == 6
+    assert len(plots) == 8
     assert all(p["w"] > 200 and p["h"] > 200 for p in plots), plots
     titles = [p["title"] for p in plots]
     assert (
         sum(t.startswith("Coupling R") for t in titles) == 2
         and sum(t.startswith("VAT(u)") for t in titles) == 2
     )
-    assert sum(t.startswith("GND") for t in titles) == 2
+    assert (
+        sum(t.startswith("GND") for t in titles) == 2 and sum(t.startswith("Mean shift") for t in titles) == 2
+    )
     heatmap = next(p for p in plots if p["title"].startswith("Coupling R"))
     assert heatmap["rects"] >= 100  # a 10 × 10 matrix
-    assert next(p for p in plots if p["title"].startswith("VAT(u)"))["polys"] == 1
+    rows = [r for r in site["doc"]["rows"] if r["entry"] == "test__mock-a"]
+    rings = (
+        1 if all((r.get("null") or {}).get("vat") for r in rows) else 0
+    )  # the null ring, once rows carry it
+    assert next(p for p in plots if p["title"].startswith("VAT(u)"))["polys"] == 1 + rings
     assert browser.js("document.querySelector('.badge').textContent") == "verified"
     assert browser.exceptions() == []
 
@@ -340,6 +346,84 @@ def test_contributed_strings_show_as_text_and_run_nothing(browser, site):
     browser.goto(site["index"])
     names = browser.js("[...document.querySelectorAll('#board-body .entry-cell a')].map(a => a.textContent)")
     assert EVIL_NAME in names and SOLO_NAME in names
+
+
+@needs_chromium
+def test_the_models_board_is_the_default_view(browser, site):
+    """Issue 21.4: the site ranked conditions (80 rows for 5 entries), not models."""
+    browser.goto(site["index"])
+    assert browser.js("document.getElementById('models-view').hidden") is False
+    assert browser.js("document.getElementById('conditions-view').hidden") is True
+    board = site["doc"]["board"]
+    entries = browser.js("[...document.querySelectorAll('#models-body tr')].map(tr => tr.dataset.entry)")
+    assert entries == [b["entry"] for b in board] and len(entries) == len(site["doc"]["entries"]) == 3
+    headers = browser.js("[...document.querySelectorAll('#models-head th')].map(th => th.textContent)")
+    assert headers[:4] == ["Rank", "Entry", "Tax [95% CI]", "Gain [95% CI]"]
+    ranks = browser.js(
+        "[...document.querySelectorAll('#models-body td[data-col=rank]')].map(td => td.textContent)"
+    )
+    for b, text in zip(board, ranks, strict=True):
+        if b["ranked"]:
+            assert text.startswith(
+                str(b["rank_lo"]) if b["rank_lo"] == b["rank_hi"] else f"{b['rank_lo']}–{b['rank_hi']}"
+            )
+        else:
+            assert text.startswith("–")
+    link = browser.js("document.querySelector('#models-body .entry-cell a').getAttribute('href')")
+    assert re.fullmatch(r"entries/[a-z0-9_.-]+\.html", link)  # condition detail one click away
+    assert browser.js("document.querySelector('figure.chart svg title').textContent").startswith(
+        "Gain against tax"
+    )
+    assert browser.exceptions() == []
+
+
+@needs_chromium
+def test_view_filters_and_sort_are_kept_in_the_url(browser, site):
+    """Issue 21.4: filters were not kept in the URL (a view could not be shared)."""
+    browser.goto(site["index"])
+    browser.js("document.getElementById('tab-conditions').click()")
+    browser.js(
+        "const s = document.getElementById('f-target'); s.value = 'power'; s.dispatchEvent(new Event('change'))"
+    )
+    browser.js("document.querySelector('th[data-key=nvat] button').click()")
+    shared = browser.js("location.hash")
+    assert "view=conditions" in shared and "target=power" in shared and "sort=nvat" in shared
+    browser.goto("about:blank")
+    browser.goto(site["index"] + shared)
+    assert browser.js("document.getElementById('conditions-view').hidden") is False
+    assert browser.js("document.getElementById('f-target').value") == "power"
+    targets = browser.js(
+        "[...document.querySelectorAll('#board-body td[data-col=target]')].map(td => td.textContent)"
+    )
+    assert targets == ["power", "power"]
+    assert browser.js("document.querySelector('th[data-key=nvat]').getAttribute('aria-sort')") == "ascending"
+    assert browser.exceptions() == []
+
+
+@needs_chromium
+def test_phone_layout_keeps_the_entry_column_in_view(browser, site):
+    """Issue 21.4: at 400 px the table was 1,203 px wide in a 335 px box and the entry column scrolled away."""
+    browser.call(
+        "Emulation.setDeviceMetricsOverride", width=400, height=900, deviceScaleFactor=1, mobile=True
+    )
+    try:
+        for view, table in (("models", "models"), ("conditions", "leaderboard")):
+            browser.goto("about:blank")  # a fragment-only change would not load the page again
+            browser.goto(site["index"] + f"#view={view}")
+            assert browser.js("document.documentElement.scrollWidth") <= 400, (
+                view
+            )  # the page does not overflow
+            wrap = f"document.getElementById('{table}').parentElement"
+            assert browser.js(f"{wrap}.getBoundingClientRect().right") <= 400
+            left = browser.js(f"{wrap}.getBoundingClientRect().left")
+            browser.js(f"{wrap}.scrollLeft = 400")
+            assert browser.js(f"{wrap}.scrollLeft") > 0, view  # the numbers do scroll sideways …
+            cell = browser.js(
+                f"document.querySelector('#{table} td.entry-cell').getBoundingClientRect().left"
+            )
+            assert cell >= left - 1 and cell < left + 80, (view, cell, left)  # … and the entry stays in view
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
 
 
 # ---------------------------------------------------------------- the files
@@ -406,6 +490,91 @@ def test_data_files_and_downloads(site):
     ]
     scenes = (out / "scenes.html").read_text()
     assert all(f"<code>{p}</code>" in scenes for p in _pins())
+
+
+def test_downloads_hold_what_the_page_says(site):
+    """Issue 21.4: the CSV promised per-value shifts, GND, VAT(u) and coupling; only the JSON had them."""
+    out: Path = site["out"]
+    doc = site["doc"]
+    values = doc["values"]
+    with (out / "data" / "leaderboard.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    by_run = {r["run_id"]: r for r in rows}
+    for r in doc["rows"]:
+        line = by_run[r["run_id"]]
+        for v in values:
+            assert float(line[f"shift_{v}"]) == pytest.approx(r["mean_shift"][v])
+            assert float(line[f"vat_{v}"]) == pytest.approx(r["vat"][v])
+            gnd = r["gnd"][v]
+            assert (line[f"gnd_{v}"] == "") if gnd is None else float(line[f"gnd_{v}"]) == pytest.approx(gnd)
+            assert float(line[f"shift_ci_low_{v}"]) == pytest.approx(r["mean_shift_ci"][v][0])
+        u, w = values[0], values[5]
+        assert float(line[f"coupling_{u}__{w}"]) == pytest.approx(r["coupling"][0][5])
+    assert sum(1 for c in rows[0] if c.startswith("coupling_")) == len(values) * (len(values) - 1) // 2
+    table = pq.read_table(out / "data" / "leaderboard.parquet")
+    assert table.schema.field(f"shift_{values[0]}").type == "double" and table.num_rows == len(rows)
+    with (out / "data" / "board.csv").open() as fh:
+        board = list(csv.DictReader(fh))
+    assert [b["entry"] for b in board] == [b["entry"] for b in doc["board"]]
+    page = (out / "index.html").read_text()
+    assert "board.csv" in page and "coupling_&lt;u&gt;__&lt;w&gt;" in page
+
+
+def _board_row(
+    entry: str, target: str, nvat: float, corrected: float | None, status: str = "checked"
+) -> dict:
+    row = {
+        "entry": entry,
+        "status": status,
+        "strategy": "fewshot_4",
+        "step": None,
+        "target": target,
+        "direction": "reinforce",
+        "anchor": f"{entry}-{target}-{status}",
+        "gain": 0.2,
+        "gain_ci": [0.1, 0.3],
+        "nvat": nvat,
+        "coverage": {"parsed": 9, "planned": 10},
+    }
+    if corrected is not None:  # the interval belongs to the corrected estimate (METRICS.md §8)
+        row["nvat_corrected"], row["nvat_ci"] = corrected, [corrected - 0.1, corrected + 0.1]
+        row["signal"] = {"nvat": corrected > 0.15}
+    return row
+
+
+def test_rank_bounds_by_hand():
+    from runner.leaderboard.site import rank_bounds
+
+    assert rank_bounds([[0.0, 1.0], [0.5, 1.5], [2.0, 3.0], None]) == [(1, 3), (1, 3), (3, 4), (1, 4)]
+    assert rank_bounds([[0.0, 0.1], [0.2, 0.3]]) == [(1, 1), (2, 2)]
+
+
+def test_model_board_by_hand():
+    from runner.leaderboard.site import model_board
+
+    rows = [
+        _board_row("a", "security", 0.6, 0.1),
+        _board_row("a", "power", 0.7, 0.2),
+        _board_row("a", "power", 0.9, 0.9, status="local"),  # a worse status of the same entry: ignored
+        _board_row("b", "security", 0.9, 0.5),
+        _board_row("b", "power", 0.9, 0.5),
+        {**_board_row("flat", "security", 0.5, 0.0), "gain": 0.0, "gain_ci": [-0.1, 0.1]},
+        _board_row("old", "security", 0.3, None),
+    ]
+    board = model_board(rows, release_conditions=2)
+    assert [b["entry"] for b in board] == ["a", "b", "flat", "old"]
+    a = board[0]
+    # corrected taxes 0.1 and 0.2 with intervals of half-width 0.1 → mean 0.15 ± 1.96·√(2·(0.1/1.96)²)/2
+    assert a["tax"] == pytest.approx(0.15) and a["tax_basis"] == "nvat_corrected"
+    assert a["tax_ci"] == pytest.approx([0.15 - 0.1 / 2**0.5, 0.15 + 0.1 / 2**0.5])
+    assert a["gain"] == pytest.approx(0.2) and a["gain_ci"] == pytest.approx(
+        [0.2 - 0.1 / 2**0.5, 0.2 + 0.1 / 2**0.5]
+    )
+    assert a["conditions"] == 2 and a["status"] == "checked" and a["signal_share"] == 0.5
+    assert a["coverage_share"] == pytest.approx(0.9)
+    assert (a["rank_lo"], a["rank_hi"], board[1]["rank_lo"], board[1]["rank_hi"]) == (1, 1, 2, 2)
+    assert board[2]["ranked"] is False and "includes 0" in board[2]["unranked_because"]
+    assert board[3]["ranked"] is False and "no permutation null" in board[3]["unranked_because"]
 
 
 def test_script_json_escapes_everything_that_could_end_a_script():

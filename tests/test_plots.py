@@ -137,3 +137,55 @@ def test_everything_escaped() -> None:
         assert title(root) == EVIL
         assert root.find(f".//{SVG}script") is None
         assert EVIL in texts(root)
+
+
+def test_heatmap_mutes_couplings_inside_the_null_band() -> None:
+    coupling = [[1.0, 0.2, -0.5], [0.2, 1.0, 0.05], [-0.5, 0.05, 1.0]]
+    root = parse(plots.coupling_heatmap(coupling, ["a", "b", "c"], "R", band=0.3))
+    muted = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "in-null-band"]
+    assert len(muted) == 4  # 0.2 and 0.05, each twice; the diagonal and ±0.5 stay strong
+    assert all(r.get("fill-opacity") == "0.25" for r in muted)
+    assert any("inside the 95 % band of noise" in t for t in texts(root))
+    plain = parse(plots.coupling_heatmap(coupling, ["a", "b", "c"], "R"))
+    assert not [r for r in plain.iter(f"{SVG}rect") if r.get("class") == "in-null-band"]
+
+
+def test_radar_draws_the_null_ring_and_bold_hubs() -> None:
+    vat = {v: 0.5 for v in SCHWARTZ}
+    null = {v: 0.25 for v in SCHWARTZ}
+    root = parse(plots.circumplex_radar(vat, SCHWARTZ, "VAT", null=null, hubs=["security"]))
+    (ring,) = [p for p in root.iter(f"{SVG}polygon") if p.get("class") == "null-ring"]
+    # the ring sits at half the VAT polygon's radius: the top vertex (self_direction) at cy − 75
+    top = ring.get("points", "").split()[0].split(",")
+    assert float(top[0]) == pytest.approx(240.0) and float(top[1]) == pytest.approx(260.0 - 75.0)
+    bold = [t.text for t in root.iter(f"{SVG}text") if t.get("font-weight") == "bold"]
+    assert "security" in bold and "power" not in bold
+
+
+def test_shift_bars_draw_intervals() -> None:
+    root = parse(plots.shift_bars({"A": 0.2, "B": -0.1}, {"A": [0.1, 0.3], "B": [-0.2, 0.05]}, "A", "shift"))
+    lines = [ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "interval"]
+    assert len(lines) == 2
+    # B's whisker crosses the zero line: one end left of it, one right
+    zero = float(next(root.iter(f"{SVG}line")).get("x1", "0"))
+    b = lines[1]
+    assert float(b.get("x1", "0")) < zero < float(b.get("x2", "0"))
+
+
+def test_gnd_caveat_is_printed() -> None:
+    root = parse(plots.gnd_bars({"A": 1.0, "B": 16.0}, "A", "GND", caveat="gain spans 0"))
+    assert "gain spans 0" in texts(root)
+
+
+def test_gain_tax_chart() -> None:
+    pts = [
+        {"label": "one", "x": 0.1, "x_ci": [0.0, 0.2], "y": 0.3, "y_ci": [0.2, 0.4]},
+        {"label": EVIL, "x": 0.2, "x_ci": None, "y": 0.1, "y_ci": [0.0, 0.2]},
+        {"label": "gone", "x": None, "y": 0.1},
+    ]
+    svg = plots.gain_tax_chart(pts, "chart", "tax", "gain")
+    root = parse(svg)
+    assert len(root.findall(f"{SVG}circle")) == 2
+    assert len([ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "interval"]) == 3
+    assert any("gone" in t and "n/a" in t for t in texts(root))
+    assert "<script>" not in svg

@@ -48,9 +48,19 @@ SUMMARY_COLUMNS = (
     "gain_ci_low",
     "gain_ci_high",
     "nvat",
+    "nvat_ci_low",
+    "nvat_ci_high",
+    "nvat_corrected",
+    "nvat_null_mean",
+    "nvat_null_p",
+    "nvat_signal",
     "nvat_std",
     "gini",
+    "gini_ci_low",
+    "gini_ci_high",
+    "gini_null_mean",
     "hubs",
+    "hubs_tested",
     "parsed",
     "planned",
     "n_scenes",
@@ -60,6 +70,15 @@ SUMMARY_COLUMNS = (
     "run_id",
     "flags",
 )
+"""The fixed columns of the conditions CSV; :func:`csv_columns` adds the per-value ones."""
+_SUMMARY_TYPES = {
+    **{
+        c: "num"
+        for c in SUMMARY_COLUMNS
+        if c.startswith(("gain", "nvat", "gini")) and c not in ("nvat_signal",)
+    },
+    **{c: "int" for c in ("parsed", "planned", "n_scenes")},
+}
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"'`]+$")
 
 
@@ -278,6 +297,148 @@ def collect(
     return data
 
 
+# ---------------------------------------------------------------- the model-level board
+
+Z95 = 1.959964
+"""Normal quantile of a 95 % interval: turns a per-condition interval into a standard error."""
+STATUS_ORDER = {"verified": 0, "checked": 1, "local": 2}
+
+
+def condition_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two rows the same condition: strategy, checkpoint step, target, direction."""
+    return (row["strategy"], row.get("step"), row["target"], row["direction"])
+
+
+def _tax_of(row: dict[str, Any]) -> tuple[float | None, list[float] | None, str]:
+    """The tax a board ranks on for one row: the bias-corrected nVAT with its interval.
+
+    ``nvat_ci`` is the interval of the corrected estimate (METRICS.md §8). Rows from before the null
+    have only the raw nVAT and no interval: their basis says so.
+    """
+    raw, corrected, ci = _num(row.get("nvat")), _num(row.get("nvat_corrected")), row.get("nvat_ci")
+    has_ci = bool(ci) and _num(ci[0]) is not None and _num(ci[1]) is not None
+    if corrected is not None:
+        return corrected, ([ci[0], ci[1]] if has_ci else None), "nvat_corrected"
+    return raw, None, "nvat"
+
+
+def _mean_with_interval(
+    points: Sequence[tuple[float | None, Sequence[Any] | None]],
+) -> tuple[float | None, list[float] | None]:
+    """Mean of per-condition estimates and a 95 % interval propagated from theirs.
+
+    Each condition's standard error is its interval width / (2 · 1.96); the mean's is
+    √(Σ se²) / n, treating conditions as independent (they are separate interventions, but they
+    share scenes, so this is a lower bound when their errors correlate; the release notes say so).
+    No interval when any condition lacks one.
+    """
+    vals = [v for v, _ in points if v is not None]
+    if not vals or len(vals) != len(points):
+        return None, None
+    mean = sum(vals) / len(vals)
+    ses = [
+        (ci[1] - ci[0]) / (2 * Z95)
+        for _, ci in points
+        if ci and _num(ci[0]) is not None and _num(ci[1]) is not None
+    ]
+    if len(ses) != len(points):
+        return mean, None
+    half = Z95 * (sum(se * se for se in ses) ** 0.5) / len(ses)
+    return mean, [mean - half, mean + half]
+
+
+def rank_bounds(intervals: Sequence[list[float] | None]) -> list[tuple[int, int]]:
+    """Rank ranges as LMArena shows them, lower is better.
+
+    Entry i ranks at best 1 + the number of entries whose whole interval lies below i's, at worst
+    n − the number whose whole interval lies above. An entry without an interval can be anywhere
+    (1..n) and bounds no other entry.
+    """
+    n = len(intervals)
+    out = []
+    for ci in intervals:
+        if ci is None:
+            out.append((1, n))
+            continue
+        better = sum(1 for o in intervals if o is not None and o[1] < ci[0])
+        worse = sum(1 for o in intervals if o is not None and o[0] > ci[1])
+        out.append((1 + better, n - worse))
+    return out
+
+
+def model_board(rows: Sequence[dict[str, Any]], release_conditions: int) -> list[dict[str, Any]]:
+    """One line per entry, ranked by its mean bias-corrected tax over the release's conditions.
+
+    Per entry: the rows of its best status only (verified, else checked, else local), one per
+    condition; ``tax`` is the mean bias-corrected nVAT with a propagated 95 % interval, ``gain`` the
+    mean directed gain likewise. An entry whose gain interval includes 0 moved nothing detectably, so
+    its low tax means nothing: it is listed after the ranked entries, unranked, as is an entry with
+    only the raw nVAT when others have the corrected one (one basis per board). Rank bounds come from
+    the tax intervals of the ranked entries (:func:`rank_bounds`); ties within uncertainty share a range.
+    """
+    by_entry: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: STATUS_ORDER.get(r["status"], 3)):
+        best = by_entry.setdefault(r["entry"], {})
+        first = next(iter(best.values()), None)
+        if first is not None and first["status"] != r["status"]:
+            continue  # a worse status of an entry that has better rows
+        best.setdefault(condition_key(r), r)
+    lines = []
+    for entry, conds in by_entry.items():
+        members = list(conds.values())
+        taxes = [_tax_of(r) for r in members]
+        tax, tax_ci = _mean_with_interval([(t, ci) for t, ci, _ in taxes])
+        gain, gain_ci = _mean_with_interval([(_num(r.get("gain")), r.get("gain_ci")) for r in members])
+        signal = [
+            r["signal"]["nvat"] for r in members if isinstance((r.get("signal") or {}).get("nvat"), bool)
+        ]
+        planned = sum(int((r.get("coverage") or {}).get("planned") or 0) for r in members)
+        parsed = sum(int((r.get("coverage") or {}).get("parsed") or 0) for r in members)
+        lines.append(
+            {
+                "entry": entry,
+                "status": members[0]["status"],
+                "conditions": len(members),
+                "release_conditions": release_conditions,
+                "tax": tax,
+                "tax_ci": tax_ci,
+                "tax_basis": "nvat_corrected" if all(b == "nvat_corrected" for *_, b in taxes) else "nvat",
+                "gain": gain,
+                "gain_ci": gain_ci,
+                "effect": gain_ci is not None and gain_ci[0] > 0,
+                "signal_share": sum(signal) / len(signal) if signal else None,
+                "coverage_share": parsed / planned if planned else None,
+                "anchors": [r["anchor"] for r in members],
+            }
+        )
+    # one basis per board: once any entry has the bias-corrected tax, raw nVATs (rows from before the
+    # null) are not comparable with it and stay unranked
+    basis = "nvat_corrected" if any(ln["tax_basis"] == "nvat_corrected" for ln in lines) else "nvat"
+    for ln in lines:
+        ln["unranked_because"] = (
+            "its gain's interval includes 0 (no detectable effect)"
+            if not ln["effect"]
+            else (
+                "it has no permutation null (rebuild from a newer store)"
+                if ln["tax_basis"] != basis
+                else None
+            )
+        )
+    order = lambda ln: (_sort_num(ln["tax"]), ln["entry"])  # noqa: E731
+    ranked = sorted((ln for ln in lines if ln["unranked_because"] is None), key=order)
+    unranked = sorted((ln for ln in lines if ln["unranked_because"] is not None), key=order)
+    for line, (lo, hi) in zip(ranked, rank_bounds([ln["tax_ci"] for ln in ranked]), strict=True):
+        line.update(rank_lo=lo, rank_hi=hi, ranked=True)
+    for line in unranked:
+        line.update(rank_lo=None, rank_hi=None, ranked=False)
+    return ranked + unranked
+
+
+def _sort_num(x: Any) -> float:
+    v = _num(x)
+    return float("inf") if v is None else v
+
+
 # ---------------------------------------------------------------- the data document
 
 
@@ -311,7 +472,7 @@ def data_document(data: SiteData) -> dict[str, Any]:
                     "gain_ci",
                     "nvat",
                     "nvat_std",
-                    "nvat_interval",
+                    "nvat_subsample_interval",
                     "gini",
                     "hubs",
                     "coverage",
@@ -333,6 +494,21 @@ def data_document(data: SiteData) -> dict[str, Any]:
                     "condition",
                     "replay",
                     "bundle",
+                    "mean_shift_ci",
+                    "nvat_ci",
+                    "nvat_corrected",
+                    "rho_rms_ci",
+                    "rho_rms_corrected",
+                    "gini_ci",
+                    "gini_corrected",
+                    "interval_method",
+                    "null",
+                    "signal",
+                    "scenes_needed",
+                    "hub_test",
+                    "hubs_top_k",
+                    "rating_source",
+                    "rating_fallback_share",
                 )
             }
         )
@@ -354,17 +530,76 @@ def data_document(data: SiteData) -> dict[str, Any]:
             "values": data.values,
             "entries": data.entries,
             "rows": rows,
+            "board": model_board(rows, len(rel.strategy_ids) * len(rel.targets)),
         }
     )
 
 
-def write_downloads(doc: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """Write data/leaderboard.{json,js,csv,parquet}; return their paths."""
+def csv_columns(values: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, type) of every column of the conditions CSV and Parquet.
+
+    The summary, the tax with its interval and null, then per value its mean shift with interval,
+    GND, VAT(u) with its null 95th percentile, and every coupling R[u, w] (u before w in the value
+    order).
+    """
+    cols = [(c, _SUMMARY_TYPES.get(c, "str")) for c in SUMMARY_COLUMNS]
+    for v in values:
+        cols += [(f"shift_{v}", "num"), (f"shift_ci_low_{v}", "num"), (f"shift_ci_high_{v}", "num")]
+        cols += [(f"gnd_{v}", "num"), (f"vat_{v}", "num"), (f"vat_null_q95_{v}", "num")]
+    cols += [(f"coupling_{u}__{w}", "num") for i, u in enumerate(values) for w in values[i + 1 :]]
+    return cols
+
+
+BOARD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("rank_lo", "int"),
+    ("rank_hi", "int"),
+    ("entry", "str"),
+    ("display_name", "str"),
+    ("model", "str"),
+    ("tax", "num"),
+    ("tax_ci_low", "num"),
+    ("tax_ci_high", "num"),
+    ("tax_basis", "str"),
+    ("gain", "num"),
+    ("gain_ci_low", "num"),
+    ("gain_ci_high", "num"),
+    ("effect", "str"),
+    ("conditions", "int"),
+    ("release_conditions", "int"),
+    ("signal_share", "num"),
+    ("coverage_share", "num"),
+    ("status", "str"),
+)
+"""The model board download (data/board.csv): one line per entry, what the Models view shows."""
+
+
+def _arrow_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    return {"num": pa.float64(), "int": pa.int64()}.get(kind, pa.string())
+
+
+def _write_table(path: Path, columns: Sequence[tuple[str, str]], flat: list[dict[str, Any]]) -> None:
+    """One CSV (or Parquet, by suffix) with exactly these columns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if path.suffix == ".parquet":
+        schema = pa.schema([(c, _arrow_type(k)) for c, k in columns])
+        pq.write_table(pa.Table.from_pylist(flat, schema=schema), path)
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[c for c, _ in columns], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def write_downloads(doc: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """Write data/leaderboard.{json,js,csv,parquet} and data/board.csv; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {k: folder / f"leaderboard.{k}" for k in ("json", "js", "csv", "parquet")}
+    paths["board"] = folder / "board.csv"
     paths["json"].write_text(
         json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
     )
@@ -375,34 +610,27 @@ def write_downloads(doc: dict[str, Any], folder: Path) -> dict[str, Path]:
         "window.VAT_LEADERBOARD = " + script_json(doc) + ";\n",
         encoding="utf-8",
     )
-    flat = [_flat(r, doc["entries"]) for r in doc["rows"]]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(flat)
-    paths["csv"].write_text(buf.getvalue(), encoding="utf-8")
-    schema = pa.schema(
-        [
-            (
-                c,
-                pa.float64()
-                if c in ("gain", "gain_ci_low", "gain_ci_high", "nvat", "nvat_std", "gini")
-                else pa.int64()
-                if c in ("parsed", "planned", "n_scenes")
-                else pa.string(),
-            )
-            for c in SUMMARY_COLUMNS
-        ]
+    columns = csv_columns(doc["values"])
+    flat = [_flat(r, doc["entries"], doc["values"]) for r in doc["rows"]]
+    _write_table(paths["csv"], columns, flat)
+    _write_table(paths["parquet"], columns, flat)
+    _write_table(
+        paths["board"], BOARD_COLUMNS, [_board_flat(b, doc["entries"]) for b in doc.get("board", [])]
     )
-    pq.write_table(pa.Table.from_pylist(flat, schema=schema), paths["parquet"])
     return paths
 
 
-def _flat(r: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
-    ci = r.get("gain_ci") or [None, None]
+def _pair(ci: Any) -> list[Any]:
+    return list(ci) if isinstance(ci, list | tuple) and len(ci) == 2 else [None, None]
+
+
+def _flat(r: dict[str, Any], entries: dict[str, Any], values: Sequence[str] = ()) -> dict[str, Any]:
+    ci = _pair(r.get("gain_ci"))
+    nci = _pair(r.get("nvat_ci"))
     cov = r.get("coverage") or {}
     e = entries.get(r["entry"], {})
-    return {
+    null = r.get("null") or {}
+    flat = {
         "entry": r["entry"],
         "display_name": _cell(e.get("display_name")),
         "model": _cell(e.get("model")),
@@ -413,9 +641,19 @@ def _flat(r: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
         "gain_ci_low": ci[0],
         "gain_ci_high": ci[1],
         "nvat": r.get("nvat"),
+        "nvat_ci_low": nci[0],
+        "nvat_ci_high": nci[1],
+        "nvat_corrected": r.get("nvat_corrected"),
+        "nvat_null_mean": (null.get("nvat") or {}).get("mean"),
+        "nvat_null_p": (null.get("nvat") or {}).get("p"),
+        "nvat_signal": _bool_text((r.get("signal") or {}).get("nvat")),
         "nvat_std": r.get("nvat_std"),
         "gini": r.get("gini"),
+        "gini_ci_low": _pair(r.get("gini_ci"))[0],
+        "gini_ci_high": _pair(r.get("gini_ci"))[1],
+        "gini_null_mean": (null.get("gini") or {}).get("mean"),
         "hubs": " ".join(r.get("hubs") or []),
+        "hubs_tested": _bool_text("hub_test" in r and r.get("hub_test") is not None),
         "parsed": cov.get("parsed"),
         "planned": cov.get("planned"),
         "n_scenes": r.get("n_scenes"),
@@ -424,6 +662,45 @@ def _flat(r: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
         "release": r.get("release"),
         "run_id": r.get("run_id"),
         "flags": " ".join(r.get("flags") or []),
+    }
+    shift, shift_ci = r.get("mean_shift") or {}, r.get("mean_shift_ci") or {}
+    gnd, vat, vat_null = r.get("gnd") or {}, r.get("vat") or {}, null.get("vat") or {}
+    for v in values:
+        lo, hi = _pair(shift_ci.get(v))
+        flat.update(
+            {
+                f"shift_{v}": shift.get(v),
+                f"shift_ci_low_{v}": lo,
+                f"shift_ci_high_{v}": hi,
+                f"gnd_{v}": gnd.get(v),
+                f"vat_{v}": vat.get(v),
+                f"vat_null_q95_{v}": (vat_null.get(v) or {}).get("q95"),
+            }
+        )
+    coupling = r.get("coupling") or []
+    for i, u in enumerate(values):
+        for j in range(i + 1, len(values)):
+            cell = coupling[i][j] if i < len(coupling) and j < len(coupling[i]) else None
+            flat[f"coupling_{u}__{values[j]}"] = _num(cell)
+    return flat
+
+
+def _bool_text(x: Any) -> str | None:
+    return None if not isinstance(x, bool) else ("yes" if x else "no")
+
+
+def _board_flat(b: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
+    e = entries.get(b["entry"], {})
+    tci, gci = _pair(b.get("tax_ci")), _pair(b.get("gain_ci"))
+    return {
+        **{k: b.get(k) for k, _ in BOARD_COLUMNS},
+        "display_name": _cell(e.get("display_name")),
+        "model": _cell(e.get("model")),
+        "tax_ci_low": tci[0],
+        "tax_ci_high": tci[1],
+        "gain_ci_low": gci[0],
+        "gain_ci_high": gci[1],
+        "effect": _bool_text(b.get("effect")),
     }
 
 
@@ -494,12 +771,42 @@ def index_page(doc: dict[str, Any]) -> str:
             f"{len(doc['release']['targets'])} targets"
         ),
         caveats=_caveats(doc),
+        chart=gain_tax_chart(doc),
         empty=""
         if doc["rows"]
         else '<p class="empty">No results yet: run <code>make demo</code> or add verified bundles.</p>',
     )
     scripts = '<script src="data/leaderboard.js"></script><script src="assets/app.js"></script>'
     return _page(f"VAT Bench leaderboard · {doc['release']['id']}", body, "", "board", doc, scripts)
+
+
+def gain_tax_chart(doc: dict[str, Any]) -> str:
+    """The Models view's chart: each entry's mean gain against its tax, both with their intervals."""
+    from runner import plots
+
+    board = doc.get("board", [])
+    corrected = any(b.get("tax_basis") == "nvat_corrected" for b in board)
+    basis = "nvat_corrected" if corrected else "nvat"
+    x_label = (
+        "tax: bias-corrected nVAT, mean over conditions" if corrected else "tax: nVAT, mean over conditions"
+    )
+    name = lambda b: doc["entries"].get(b["entry"], {}).get("display_name", b["entry"])  # noqa: E731
+    # one scale: entries with only the raw nVAT are not drawn next to corrected ones, they are listed
+    points = [
+        {
+            "label": name(b),
+            "x": b.get("tax"),
+            "x_ci": b.get("tax_ci"),
+            "y": b.get("gain"),
+            "y_ci": b.get("gain_ci"),
+        }
+        for b in board
+        if b.get("tax_basis") == basis
+    ]
+    points += [
+        {"label": f"{name(b)} (no null)", "x": None, "y": None} for b in board if b.get("tax_basis") != basis
+    ]
+    return plots.gain_tax_chart(points, "Gain against tax, one point per entry", x_label, "gain (directed)")
 
 
 def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
@@ -523,45 +830,33 @@ def _badge(status: str) -> str:
 def _condition_section(
     row: dict[str, Any], values: list[str], circle: dict[str, int], display_name: str
 ) -> str:
-    from runner import plots
+    from runner.report import GAIN_CAVEAT, gain_spans_zero, rating_text, row_plots, tax_text, tested_hubs
 
     title = f"{display_name} · {row['condition']}"
-    svgs = [
-        (
-            "Coupling heatmap",
-            plots.coupling_heatmap(
-                row.get("coupling") or [[None] * len(values)] * len(values),
-                values,
-                f"Coupling R · {row['condition']}",
-            ),
-        ),
-        (
-            "Circumplex radar of VAT(u)",
-            plots.circumplex_radar(
-                row.get("vat") or {},
-                values,
-                f"VAT(u) on the circle · {row['condition']}",
-                circle_index=circle,
-            ),
-        ),
-        (
-            "Gain-normalized deviation",
-            plots.gnd_bars(row.get("gnd") or {}, row["target"], f"GND · {row['condition']}"),
-        ),
-    ]
+    labels = {
+        "coupling": "Coupling heatmap (pale cells: inside the null band)",
+        "radar": "Circumplex radar of VAT(u) with its null ring",
+        "shift": "Mean shift per value with 95 % intervals",
+        "gnd": "Gain-normalized deviation",
+    }
+    svgs = [(labels[k], svg) for k, svg in row_plots(row, values, row["condition"], circle).items()]
     ci = row.get("gain_ci") or [None, None]
     facts = [
         ("gain", f"{_fmt(row.get('gain'), signed=True)} [{_fmt(ci[0], 2, True)}, {_fmt(ci[1], 2, True)}]"),
-        ("nVAT", f"{_fmt(row.get('nvat'))} ± {_fmt(row.get('nvat_std'))}"),
-        ("Gini", _fmt(row.get("gini"))),
-        ("hubs", ", ".join(row.get("hubs") or []) or "–"),
+        ("nVAT", tax_text(row, "nvat").removeprefix("nVAT ")),
+        ("Gini", tax_text(row, "gini").removeprefix("Gini ")),
+        ("± std (paper's 80 % subsample sd, not a CI)", _fmt(row.get("nvat_std"))),
+        ("hubs", tested_hubs(row)),
         ("scenes", str(row.get("n_scenes") or "–")),
         (
             "coverage",
             f"{(row.get('coverage') or {}).get('parsed', 0)}/{(row.get('coverage') or {}).get('planned', 0)} parsed",
         ),
+        ("rating", rating_text(row).removeprefix("rating: ")),
         ("run", row.get("run_id") or "–"),
     ]
+    if gain_spans_zero(row):
+        facts.append(("caveat", GAIN_CAVEAT))
     if row.get("flags"):
         facts.append(("flags", ", ".join(row["flags"])))
     if row.get("replay"):
@@ -592,6 +887,31 @@ def _per_value_table(row: dict[str, Any], values: list[str]) -> str:
     return f'<details class="per-value"><summary>Per-value numbers</summary><table class="numbers">{head}{"".join(body)}</table></details>'
 
 
+def board_text(line: dict[str, Any], ranked_count: int) -> str:
+    """One entry's place on the board in words: rank range, tax and gain with their intervals."""
+    if line.get("ranked"):
+        lo, hi = line["rank_lo"], line["rank_hi"]
+        rank = f"rank {lo}" if lo == hi else f"rank {lo}–{hi} (tied within uncertainty)"
+        rank += f" of {ranked_count}"
+    else:
+        rank = f"not ranked: {line.get('unranked_because') or 'no tax'}"
+    tci, gci = line.get("tax_ci") or [None, None], line.get("gain_ci") or [None, None]
+    return (
+        f"{rank} · tax {_fmt(line.get('tax'), signed=True)} [{_fmt(tci[0], 2, True)}, {_fmt(tci[1], 2, True)}]"
+        f" · gain {_fmt(line.get('gain'), signed=True)} [{_fmt(gci[0], 2, True)}, {_fmt(gci[1], 2, True)}]"
+        f" · {line['conditions']} of {line['release_conditions']} release conditions"
+    )
+
+
+def _board_line(doc: dict[str, Any], entry_id: str) -> str:
+    board = doc.get("board") or []
+    line = next((b for b in board if b["entry"] == entry_id), None)
+    if line is None:
+        return ""
+    ranked = sum(1 for b in board if b.get("ranked"))
+    return f'<p class="board-line"><strong>On the board:</strong> {esc(board_text(line, ranked))}</p>'
+
+
 def entry_page(
     entry: dict[str, Any], rows: list[dict[str, Any]], doc: dict[str, Any], circle: dict[str, int]
 ) -> str:
@@ -615,7 +935,7 @@ def entry_page(
     body = (
         f'<p class="crumbs"><a href="../index.html">← Leaderboard</a></p>'
         f'<h1 class="entry-name">{esc(entry["display_name"])}</h1>{desc}'
-        f'<dl class="entry-facts">{fact_html}</dl>{_caveats(doc, [entry["id"]])}'
+        f'<dl class="entry-facts">{fact_html}</dl>{_board_line(doc, entry["id"])}{_caveats(doc, [entry["id"]])}'
         f'<nav class="toc" aria-label="Conditions"><h2>Conditions</h2><ul>{toc or "<li>none</li>"}</ul></nav>{sections}'
     )
     return _page(f"{entry['display_name']} · VAT Bench", body, "../", "board", doc)
