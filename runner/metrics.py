@@ -868,6 +868,9 @@ def tax_calibration(
             "(squared scale for nVAT and rho_rms; Gini down to 0 when the nVAT interval reaches 0)"
         ),
         "vat_p": permutation_p(vat_obs, null_vat),
+        # Population coupling for `scenes_needed`: sign(r)·sqrt(max(corrected r², 0)) per pair.
+        "rho_corrected": np.sign(r) * np.sqrt(np.maximum(corrected_pairs(r, null_r2, null_d), 0.0))
+        + np.eye(n_values),
     }
 
 
@@ -892,29 +895,71 @@ def hub_test(
     }
 
 
+def _pair_covariance(rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair correlations ρ_p (K,) and n·Cov(r̂_p, r̂_q) (K, K) of a correlation matrix (Pearson–Filon).
+
+    For pairs p = (i, j), q = (k, l) of a Gaussian: n·Cov = ½ρ_ij ρ_kl (ρ_ik² + ρ_il² + ρ_jk² + ρ_jl²)
+    + ρ_ik ρ_jl + ρ_il ρ_jk − ρ_ij ρ_ik ρ_il − ρ_ij ρ_jk ρ_jl − ρ_ik ρ_jk ρ_kl − ρ_il ρ_jl ρ_kl, which
+    gives Var(r̂) = (1 − ρ²)²/n on the diagonal.
+    """
+    iu, iw = np.triu_indices(len(rho), k=1)
+    i, j = iu[:, None], iw[:, None]
+    k, m = iu[None, :], iw[None, :]
+    rij, rkl = rho[i, j], rho[k, m]
+    rik, ril, rjk, rjl = rho[i, k], rho[i, m], rho[j, k], rho[j, m]
+    cov = (
+        0.5 * rij * rkl * (rik**2 + ril**2 + rjk**2 + rjl**2)
+        + rik * rjl
+        + ril * rjk
+        - rij * rik * ril
+        - rij * rjk * rjl
+        - rik * rjk * rkl
+        - ril * rjl * rkl
+    )
+    return rho[iu, iw], cov
+
+
 def scenes_needed_for_tax(
-    nvat: float | None, n_values: int, alpha: float = 0.05, power: float = 0.8, cap: int = 100_000
+    coupling: np.ndarray | float | None,
+    n_values: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    cap: int = 100_000,
 ) -> int | None:
     """Scenes needed for the permutation test of nVAT at level ``alpha`` to reject with ``power``.
 
-    Model (Fisher: a rank correlation over n scenes is ≈ N(ρ, 1/(n − 1))): (n − 1)·Σ_{pairs} r̂² is
-    non-central χ² with K = V(V − 1)/2 degrees of freedom and non-centrality λ = (n − 1)·V·nVAT²/2
-    (Σ_{u≠w} ρ² = V·nVAT²); the null's 1 − α quantile is Wilson–Hilferty's, the power Patnaik's
-    approximation of the non-central χ² by a scaled central one. rho_rms = nVAT/sqrt(V − 1) is tested by
-    the same n. None when ``nvat`` is missing or ≤ 0, or no n ≤ ``cap`` suffices.
+    ``coupling`` is the population coupling matrix (V × V; a report row passes its bias-corrected one),
+    or a number: an nVAT spread evenly over every pair (ρ = nVAT/sqrt(V − 1)). The test statistic
+    S = Σ_{pairs} r̂² (∝ nVAT², rho_rms²: one test for both) is treated as normal with
+    E[S] = Σ ρ_p² + Σ Var(r̂_p) and Var(S) = 2·tr(C²) + 4·ρᵀCρ, C the Pearson–Filon covariance of the
+    pair estimates (:func:`_pair_covariance`, ∝ 1/n); the null's 1 − α quantile is the Wilson–Hilferty
+    quantile of χ²_K/(n − 1), K = V(V − 1)/2. None when no coupling is left or no n ≤ ``cap`` suffices.
     """
-    if nvat is None or not math.isfinite(nvat) or nvat <= 0 or n_values < 2:
+    if coupling is None or n_values < 2:
         return None
-    k = n_values * (n_values - 1) / 2.0
+    if np.ndim(coupling) == 0:
+        x = float(coupling)
+        if not math.isfinite(x) or x <= 0:
+            return None
+        rho = np.full((n_values, n_values), min(x / math.sqrt(n_values - 1), 0.99))
+        np.fill_diagonal(rho, 1.0)
+    else:
+        rho = np.asarray(coupling, dtype=float)
+    if not np.isfinite(rho).all():
+        return None
+    rp, c1 = _pair_covariance(rho)
+    signal = float(rp @ rp)
+    if signal <= 1e-9:
+        return None
+    k = len(rp)
     z_a, z_power = _NORMAL.inv_cdf(1 - alpha), _NORMAL.inv_cdf(power)
-    crit = k * (1 - 2 / (9 * k) + z_a * math.sqrt(2 / (9 * k))) ** 3  # Wilson–Hilferty χ²_K quantile
+    crit = k * (1 - 2 / (9 * k) + z_a * math.sqrt(2 / (9 * k))) ** 3  # χ²_K quantile (Wilson–Hilferty)
+    trace, trace2, quad = float(np.trace(c1)), float((c1 * c1).sum()), float(rp @ c1 @ rp)
 
     def enough(n: int) -> bool:
-        lam = (n - 1) * n_values * nvat * nvat / 2.0
-        # Patnaik: non-central χ²_K(λ) ≈ c·χ²_h, c = (K + 2λ)/(K + λ), h = (K + λ)²/(K + 2λ).
-        c, h = (k + 2 * lam) / (k + lam), (k + lam) ** 2 / (k + 2 * lam)
-        z = ((crit / c / h) ** (1 / 3) - (1 - 2 / (9 * h))) / math.sqrt(2 / (9 * h))
-        return z <= -z_power
+        mean = signal + trace / n
+        sd = math.sqrt(max(2 * trace2 / n**2 + 4 * quad / n, 1e-300))
+        return (mean - crit / (n - 1)) / sd >= z_power
 
     lo, hi = 5, cap  # power grows with n: bisect for the smallest n that is enough
     if not enough(hi):
