@@ -35,8 +35,14 @@ Checks (all must pass for exit code 0):
 - *top hub*: the report's first hub must be the top hub of at least one simulated dataset of this
   size (when any value is planted-coupled).
 
+- *instrument* (``instrument=fast`` by default, ``full``, ``off``): over fresh simulated datasets at
+  the shipped sizes (:func:`instrument_study`), the report's calibrated tax (METRICS.md §8) must cover
+  the planted nVAT, rho_rms and Gini in ≥ 90 % of datasets, its corrected nVAT² must average 0 where
+  nothing is coupled, its tested hubs must name an uncoupled value in ≤ 5 % of datasets, and a planted
+  hub must be found in ≥ 80 % at the larger size — each a 1 % binomial test of the frequency.
+
 Chance alone fails a profile's checks with probability about 0.1 % per mean-shift family and per range
-check, plus the 1 % of the taxed-value test where some off-target value is uncoupled: about 3 % for the
+check, 1 % per instrument check, plus the 1 % of the taxed-value test where some off-target value is uncoupled: about 3 % for the
 three shipped profiles together. The simulated data change only when scenes (or their ids) change —
 the judge's noise is drawn from item and condition identities, not from prompt wording.
 """
