@@ -921,6 +921,25 @@ def tax_calibration(
     }
 
 
+def _settle_corrected(cal: dict[str, Any], signal: Mapping[str, bool]) -> None:
+    """Make the shown corrected estimates readable: Gini only with a tax, every interval holding its point.
+
+    Gini is a property of a tax that exists: with no coupling every population VAT(u) is 0 and the
+    Gini is 0 by convention (METRICS §4), while the Gini of noisy corrected VATs (most clipped to 0) is
+    large (≈ 0.6 with nothing coupled). So the corrected Gini is reported as 0 unless nVAT itself beats
+    its null; its expectation with no coupling is then ≈ α·0.6 ≈ 0.03 (measured in tests). The signed
+    root of a corrected square can be negative (observed coupling below its null mean) while the
+    interval of a non-negative parameter is clipped at 0: the lower end is stretched to the point so a
+    reader never sees an estimate outside its own interval. Both changes only widen intervals.
+    """
+    if not signal.get("nvat", False) and math.isfinite(cal["gini_corrected"]):
+        cal["gini_corrected"] = 0.0
+    for k in ("nvat", "rho_rms", "gini"):
+        point, ci = cal[f"{k}_corrected"], cal[f"{k}_ci"]
+        if math.isfinite(point) and all(math.isfinite(x) for x in ci):
+            cal[f"{k}_ci"] = [min(ci[0], point), max(ci[1], point)]
+
+
 def hub_test(
     vat_p: np.ndarray, values: Sequence[str], t: int, alpha: float, method: str
 ) -> tuple[list[str], dict[str, Any]]:
@@ -1089,6 +1108,7 @@ def vat_metrics(
     tax_p = {k: null[k]["p"] for k in TAX_STATS}
     signal = {k: bool(math.isfinite(x) and x < p["alpha"]) for k, x in tax_p.items()}
     flags += [f"{k}_within_noise" for k in TAX_STATS if not signal[k]]
+    _settle_corrected(cal, signal)
     with np.errstate(invalid="ignore", divide="ignore"):
         profile = vat / tax["nvat"] if tax["nvat"] > 0 else np.full(len(values), np.nan)
     needed = scenes_needed_for_tax(cal["nvat_corrected"], len(values), p["alpha"], p["power"], p["power_cap"])
