@@ -8,6 +8,7 @@ shared by every strategy and target of a model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -180,8 +181,10 @@ def _condition_requests(
     hasher = _KeyHasher(model, params, _messages(system, steering, "")[:-1])
     for scene in scenes:
         for action in scene.actions:
-            messages = _messages(system, steering, user_message(prompt, scene.text, action.text))
-            for sample, key in enumerate(hasher.keys(messages[-1], samples)):
+            item = steering.for_item(scene.id, action.id)  # itself unless demonstrations vary per item
+            messages = _messages(system, item, user_message(prompt, scene.text, action.text))
+            keyer = hasher if item is steering else _KeyHasher(model, params, messages[:-1])
+            for sample, key in enumerate(keyer.keys(messages[-1], samples)):
                 yield Request(
                     key=key,
                     condition=condition,
@@ -248,6 +251,7 @@ def compile_plan(index: SpecIndex, cfg: DictConfig) -> Plan:
         target=cfg.target,
         direction=direction,
         checkpoints=checkpoints,
+        train_scenes=tuple(cfg.selection.get("train_scenes") or ()),
     )
     steering = steer(strategy, ctx)
     scenes = select_scenes(index, cfg.selection)
@@ -256,7 +260,7 @@ def compile_plan(index: SpecIndex, cfg: DictConfig) -> Plan:
     requests = list(_condition_requests("pre", index, cfg, scenes, Steering(), model, api_base, None))
     posts = steering.post_models or ((None, model, api_base),)
     for step, post_model, post_base in posts:
-        post_steering = Steering(steering.system_suffix, steering.demonstrations)
+        post_steering = dataclasses.replace(steering, post_models=())
         requests += _condition_requests(
             "post", index, cfg, scenes, post_steering, post_model, post_base or api_base, step
         )

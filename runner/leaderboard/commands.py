@@ -255,7 +255,8 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat leaderboard release-scenes [split=test]``: the pins a new release would list.
 
     Prints a YAML block to paste into ``leaderboard/releases/<r>.yaml``: the value system, the prompt,
-    every scene of ``split`` and every strategy a release can score, each as ``id@version``.
+    every scene of ``split``, every train scene (the demonstrations' pool) and every strategy a release
+    can score, each as ``id@version``.
     """
     from runner.leaderboard.entries import release_pins
     from runner.load import DEFAULT_PROMPT, DEFAULT_VALUE_SYSTEM, load_index
@@ -272,6 +273,7 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
         "value_system": tag("values", DEFAULT_VALUE_SYSTEM),
         "prompt": tag("prompts", DEFAULT_PROMPT),
         "scenes": release_pins(index, mine.get("split", "test")),
+        "train_scenes": release_pins(index, "train"),
         "strategies": [
             tag("strategies", s.id)
             for s in index.strategies.values()
@@ -281,8 +283,9 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
     if fmt == "json":
         display.emit_json(pins)
         return 0
-    lines = [f"value_system: {pins['value_system']}", f"prompt: {pins['prompt']}", "scenes:"]
-    lines += [f"  - {p}" for p in pins["scenes"]] + ["strategies:"] + [f"  - {p}" for p in pins["strategies"]]
+    lines = [f"value_system: {pins['value_system']}", f"prompt: {pins['prompt']}"]
+    for key in ("scenes", "train_scenes", "strategies"):
+        lines += [f"{key}:", *(f"  - {p}" for p in pins[key])]
     display.out.print("\n".join(lines), markup=False, highlight=False)
     return 0
 
@@ -339,9 +342,16 @@ def build_from_config(
         spec_dir=str(cfg.spec_dir),
     )
     report_skipped(data)
+    n_bundles = len({r.get("bundle") for r in data.rows if r["source"] == "bundle"})
+    if data.skipped and not n_bundles:
+        # A board that silently lost every submission looks like an empty release: refuse to publish it.
+        raise VatError(
+            f"every bundle was left out of the site ({len(data.skipped)} failed verification; first: "
+            f"{data.skipped[0]}); fix or remove them, or check that spec/ and leaderboard/ are the release's",
+            1,
+        )
     index_html = build_site(data, out)
     if fmt != "json":
-        n_bundles = len({r.get("bundle") for r in data.rows if r["source"] == "bundle"})
         display.note(
             f"site: {len(data.rows)} rows from {n_bundles} bundle(s) and the store, {len(data.entries)} entries, "
             f"built in {time.perf_counter() - start:.1f} s"
