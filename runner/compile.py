@@ -158,9 +158,28 @@ def select_scenes(index: SpecIndex, selection: DictConfig | dict[str, Any]) -> l
 def _messages(system: str, steering: Steering, user: str) -> tuple[Message, ...]:
     return (
         {"role": "system", "content": system},
-        *steering.demonstrations,
+        *steering.demonstrations_for(user),
         {"role": "user", "content": user},
     )
+
+
+class _ItemHasher:
+    """:class:`_KeyHasher` for steering whose demonstrations are ordered per item (no shared head)."""
+
+    def __init__(self, model: str, params: dict[str, Any], system: str, steering: Steering) -> None:
+        self._model, self._params, self._system, self._steering = model, params, system, steering
+
+    def keys(self, last: Message, samples: int) -> list[str]:
+        """Keys of samples 0..samples-1 of this item's messages (its own demonstrations, then ``last``)."""
+        head = _messages(self._system, self._steering, last["content"])[:-1]
+        return _KeyHasher(self._model, self._params, head).keys(last, samples)
+
+
+def _hasher(model: str, params: dict[str, Any], system: str, steering: Steering) -> _KeyHasher | _ItemHasher:
+    """The key hasher of one condition: a shared head unless the demonstrations vary per item."""
+    if steering.order is not None:
+        return _ItemHasher(model, params, system, steering)
+    return _KeyHasher(model, params, _messages(system, steering, "")[:-1])
 
 
 def _condition_requests(
@@ -178,13 +197,11 @@ def _condition_requests(
     system = prompt.system.strip() + (f"\n\n{steering.system_suffix}" if steering.system_suffix else "")
     params = gen_params(cfg.model)
     samples = int(cfg.model.samples)
-    hasher = _KeyHasher(model, params, _messages(system, steering, "")[:-1])
+    hasher = _hasher(model, params, system, steering)
     for scene in scenes:
         for action in scene.actions:
-            item = steering.for_item(scene.id, action.id)  # itself unless demonstrations vary per item
-            messages = _messages(system, item, user_message(prompt, scene.text, action.text))
-            keyer = hasher if item is steering else _KeyHasher(model, params, messages[:-1])
-            for sample, key in enumerate(keyer.keys(messages[-1], samples)):
+            messages = _messages(system, steering, user_message(prompt, scene.text, action.text))
+            for sample, key in enumerate(hasher.keys(messages[-1], samples)):
                 yield Request(
                     key=key,
                     condition=condition,

@@ -27,14 +27,16 @@ class Steering:
     demonstrations: tuple[Message, ...] = ()
     post_models: tuple[tuple[int | None, str, str | None], ...] = ()
     """(training step, model string, api_base) per checkpoint; empty = the run's own model."""
-    per_item: Callable[[str, str], tuple[Message, ...]] | None = None
-    """When set, the demonstrations of one item (scene id, action id), replacing ``demonstrations``."""
+    order: Callable[[str], tuple[int, ...]] | None = None
+    """When set, which demonstration pairs (user, assistant) one item sees, in order, given its user
+    message; ``demonstrations`` then holds the candidate pairs. None: all of them, as listed."""
 
-    def for_item(self, scene_id: str, action_id: str) -> Steering:
-        """The steering of one item: ``self`` unless the demonstrations are ordered per item."""
-        if self.per_item is None:
-            return self
-        return Steering(self.system_suffix, self.per_item(scene_id, action_id), self.post_models)
+    def demonstrations_for(self, user: str) -> tuple[Message, ...]:
+        """The demonstrations shown before the item whose user message is ``user``."""
+        if self.order is None:
+            return self.demonstrations
+        pairs = [self.demonstrations[i : i + 2] for i in range(0, len(self.demonstrations), 2)]
+        return tuple(m for i in self.order(user) for m in pairs[i])
 
 
 @dataclass(frozen=True)
@@ -172,23 +174,31 @@ def _fewshot(strategy: Strategy, ctx: Context) -> Steering:
     pools = _pools(strategy, ctx, seed)
     if order == "shuffle":
         chosen = _choose(strategy, ctx, pools, {"express": (k + 1) // 2, "suppress": (k + 1) // 2})
-        item_seed = f"{seed}:{strategy.id}:{ctx.target}:{ctx.direction}"
-        return Steering(per_item=functools.partial(_shuffled, chosen, good, k, item_seed))
-    need = {"express": (k + 1) // 2, "suppress": k // 2}
-    chosen = _choose(strategy, ctx, pools, need)
+        polarities = [p for p in ("express", "suppress") for _ in chosen[p]]
+        demos = tuple(m for p in ("express", "suppress") for text in chosen[p] for m in _pair(text, good[p]))
+        seed_text = f"{seed}:{strategy.id}:{ctx.target}:{ctx.direction}"
+        return Steering(demonstrations=demos, order=functools.partial(_item_order, polarities, k, seed_text))
+    chosen = _choose(strategy, ctx, pools, {"express": (k + 1) // 2, "suppress": k // 2})
+    return Steering(demonstrations=_alternating(chosen, good))
+
+
+def _alternating(chosen: dict[str, list[str]], good: dict[str, str]) -> tuple[Message, ...]:
+    """express, suppress, express, ...: the version-1 order, one for every request of a run."""
     demos: list[Message] = []
-    for i in range(max(need.values())):
+    for i in range(max(len(texts) for texts in chosen.values())):
         for polarity in ("express", "suppress"):
             if i < len(chosen[polarity]):
                 demos += _pair(chosen[polarity][i], good[polarity])
-    return Steering(demonstrations=tuple(demos))
+    return tuple(demos)
 
 
-def _shuffled(
-    chosen: dict[str, list[str]], good: dict[str, str], k: int, seed: str, scene_id: str, action_id: str
-) -> tuple[Message, ...]:
-    """The demonstrations of one item: balanced polarities in an order drawn from a hash of the item."""
-    item = f"{seed}:{scene_id}:{action_id}"
+def _item_order(polarities: list[str], k: int, seed: str, user: str) -> tuple[int, ...]:
+    """Which k of the candidate pairs one item sees, in order: balanced polarities, order drawn from a hash.
+
+    ``polarities[i]`` is the polarity of candidate pair i ((k+1)//2 of each). The item is its user
+    message, so every question gets its own draw, the same on every machine.
+    """
+    item = hashlib.sha256(f"{seed}:{user}".encode()).hexdigest()
 
     def draw(tag: str) -> str:
         return hashlib.sha256(f"{item}:{tag}".encode()).hexdigest()
@@ -196,10 +206,13 @@ def _shuffled(
     # Odd k: one polarity has one demonstration more; a seeded coin per item says which.
     extra = "express" if int(draw("majority")[:8], 16) % 2 == 0 else "suppress"
     counts = {p: k // 2 + (1 if k % 2 and p == extra else 0) for p in ("express", "suppress")}
-    picked = [(p, text) for p in ("express", "suppress") for text in chosen[p][: counts[p]]]
-    # A hash-ranked permutation: the same on every machine and Python version (random.shuffle is not promised to be).
-    picked.sort(key=lambda pt: draw(f"order:{pt[0]}:{pt[1]}"))
-    return tuple(m for p, text in picked for m in _pair(text, good[p]))
+    picked = [
+        i
+        for p in ("express", "suppress")
+        for i in [j for j, q in enumerate(polarities) if q == p][: counts[p]]
+    ]
+    # A hash-ranked permutation: the same everywhere (random.shuffle's algorithm is not promised to stay).
+    return tuple(sorted(picked, key=lambda i: draw(f"order:{i}")))
 
 
 @register("system_prompt")

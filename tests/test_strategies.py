@@ -80,15 +80,17 @@ def test_shuffle_is_deterministic_and_keeps_the_shared_pre_condition(index):
 
 def test_last_label_over_many_seeds_is_a_fair_coin(index):
     """Simulation: over 400 seeds, one item's last label is '5' about half the time, for odd k too."""
-    from runner.strategies import Context, steer
+    from runner.strategies import Context, steer, user_message
 
     base = index.strategies["fewshot_2_balanced"]
     ctx = Context(index=index, prompt=index.prompts["judgment"], target="power", direction=-1)
+    scene = index.scenes_in("test")[0]
+    item = user_message(ctx.prompt, scene.text, scene.actions[0].text)
     for k in (3, 4):
         last, majority = 0, 0
         for seed in range(400):
             strategy = base.model_copy(update={"params": {**base.params, "k": k, "seed": seed}})
-            demos = steer(strategy, ctx).for_item("us-politics", "power-express").demonstrations
+            demos = steer(strategy, ctx).demonstrations_for(item)
             ratings = [m["content"] for m in demos if m["role"] == "assistant"]
             counts = Counter(ratings)
             assert len(ratings) == k and abs(counts["5"] - counts["1"]) == k % 2
