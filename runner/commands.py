@@ -26,12 +26,12 @@ def validate(
 ) -> int:
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
     from runner.leaderboard.entries import leaderboard_problems
-    from runner.load import collect, write_lock
+    from runner.load import collect, unreviewed_problems, write_lock
     from runner.quality import quality_problems
 
     index, problems = collect(spec_dir, check_lock=not update_lock)
     if index is not None:
-        problems = sorted(set(problems) | set(quality_problems(index)))
+        problems = sorted(set(problems) | set(quality_problems(index)) | set(unreviewed_problems(index)))
     board = set(leaderboard_problems(index))  # entries and releases
     n_spec = len(set(problems) - board)
     problems = sorted(set(problems) | board)
