@@ -116,8 +116,11 @@ class _KeyHasher:
     The result is byte-for-byte :func:`request_key` (tests/test_compile.py checks both agree).
     """
 
-    def __init__(self, model: str, params: dict[str, Any], head: tuple[Message, ...]) -> None:
-        opening = '{"messages":[' + "".join(_canonical(m) + "," for m in head)
+    def __init__(
+        self, model: str, params: dict[str, Any], head: tuple[Message, ...], opening: str | None = None
+    ) -> None:
+        # ``opening``: the canonical text of the head, when the caller has it already (_ItemHasher).
+        opening = opening or '{"messages":[' + "".join(_canonical(m) + "," for m in head)
         self._state = hashlib.sha256(opening.encode("utf-8"))
         self._tail = f'],"model":{_canonical(model)},"params":{_canonical(params)},"sample":'
         self._end = f',"v":{KEY_VERSION}}}'
@@ -167,12 +170,18 @@ class _ItemHasher:
     """:class:`_KeyHasher` for steering whose demonstrations are ordered per item (no shared head)."""
 
     def __init__(self, model: str, params: dict[str, Any], system: str, steering: Steering) -> None:
-        self._model, self._params, self._system, self._steering = model, params, system, steering
+        if steering.order is None:
+            raise ValueError("_ItemHasher is for steering with a per-item order; use _KeyHasher")
+        self._model, self._params, self._order = model, params, steering.order
+        # Each message's canonical JSON once; an item's opening is then a join in its own order.
+        self._opening = '{"messages":[' + _canonical({"role": "system", "content": system}) + ","
+        demos = [_canonical(m) + "," for m in steering.demonstrations]
+        self._pairs = ["".join(demos[i : i + 2]) for i in range(0, len(demos), 2)]
 
     def keys(self, last: Message, samples: int) -> list[str]:
         """Keys of samples 0..samples-1 of this item's messages (its own demonstrations, then ``last``)."""
-        head = _messages(self._system, self._steering, last["content"])[:-1]
-        return _KeyHasher(self._model, self._params, head).keys(last, samples)
+        opening = self._opening + "".join(self._pairs[i] for i in self._order(last["content"]))
+        return _KeyHasher(self._model, self._params, (), opening).keys(last, samples)
 
 
 def _hasher(model: str, params: dict[str, Any], system: str, steering: Steering) -> _KeyHasher | _ItemHasher:

@@ -109,3 +109,14 @@ def test_unknown_order_is_a_clear_error(index):
     ctx = Context(index=index, prompt=index.prompts["judgment"], target="power", direction=1)
     with pytest.raises(VatError, match="params.order='random' is unknown; use one of alternate, shuffle"):
         steer(strategy, ctx)
+
+
+def test_per_item_keys_are_the_key_recipe_of_each_requests_messages(index):
+    """The per-item hasher's shortcut gives exactly request_key of the messages each request carries."""
+    from runner.compile import gen_params, request_key
+    from runner.config import compose
+
+    plan = _plan(index, "fewshot_2_balanced")
+    params = gen_params(compose(["model.name=mock/a"]).model)
+    for r in _posts(plan)[::37]:
+        assert r.key == request_key(r.model, params, r.messages, r.sample)
