@@ -7,8 +7,9 @@ Each entry is also a Hydra ``model`` option under its own id (``vat run model=op
 registered in Hydra's ConfigStore by :func:`register_entries`; the hand-written ``conf/model/*.yaml``
 options keep working beside them (entry ids contain ``__``, which those names never do).
 
-A **release** fixes what a leaderboard scores: pinned scenes (``id@version``), pinned strategies,
-targets with directions, metric parameters and the text the site shows. Releases are frozen: when a
+A **release** fixes what a leaderboard scores: pinned test scenes (``id@version``), the pinned train
+scenes few-shot demonstrations are drawn from, pinned strategies, prompt and value system, targets with
+directions, metric parameters and the text the site shows; a scene added later changes none of it. Releases are frozen: when a
 pinned scene changes version, the release can no longer be compiled from this spec tree, and
 ``vat validate`` says so (publish a new release and mark the old one ``status: archived``).
 
@@ -23,6 +24,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -422,7 +424,7 @@ def release_problems(release: Release, index: Any, path: str, file: Path | None 
     return out
 
 
-def _split_problems(release: Release, index: Any, path: str, line: Any) -> list[Problem]:
+def _split_problems(release: Release, index: Any, path: str, line: Callable[..., int]) -> list[Problem]:
     """Test pins are test scenes, train pins train scenes, and few-shot strategies have train pins."""
     out = []
     for field, ids, split in (
@@ -444,8 +446,7 @@ def _split_problems(release: Release, index: Any, path: str, line: Any) -> list[
     fewshot = [
         s
         for s in release.strategy_ids
-        if getattr(index.strategies.get(s), "kind", None) is not None
-        and index.strategies[s].kind.value == "fewshot"
+        if s in index.strategies and index.strategies[s].kind.value == "fewshot"
     ]
     if fewshot and not release.train_scenes:
         out.append(
