@@ -32,7 +32,7 @@ examples:
 
 config keys (override any with key=value; `vat plan --cfg job` prints them all):
   model=smollm2|openai_gpt4o_mini|anthropic_claude_haiku|vllm   model.name=<any LiteLLM model string>
-  strategy=baseline|fewshot_2|fewshot_4|fewshot_8|system_prompt|checkpoint
+  strategy=baseline|fewshot_2|fewshot_4|fewshot_8|fewshot_<2|4|8>_balanced|system_prompt|checkpoint
   target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N
   store.path=results/vat.duckdb  execution.concurrency=8  execution.max_retries=4  execution.timeout_s=60
   execution.workers=N (processes; default one per core for remote models)  execution.mode=online|batch

@@ -119,6 +119,14 @@ def test_release_scenes_prints_the_test_split(vat):
         "system_prompt",
     }
     assert not any(p.startswith(("baseline@", "checkpoint@")) for p in pins["strategies"])
+    # The train split too: a new release pins the demonstrations' pool (train scenes only).
+    from runner.load import load_index
+
+    index = load_index(ROOT / "spec", check_lock=False)
+    assert pins["train_scenes"] == E.release_pins(index, "train") and pins["train_scenes"]
+    assert not set(pins["train_scenes"]) & set(pins["scenes"])
+    table = vat("leaderboard", "release-scenes")
+    assert "\ntrain_scenes:\n  - " in table.out and "\nstrategies:\n  - " in table.out
 
 
 # ---------------------------------------------------------------- bundles
