@@ -279,25 +279,42 @@ def id_matches_path(kind: str, doc: _Doc, ydoc: YamlDoc) -> list[Problem]:
     if kind != "scenarios":
         if doc.id == path.stem:
             return []
-        fix = f"rename the file to {path.with_name(doc.id + path.suffix)} or set `id: {path.stem}`"
-    else:
-        scene: Scene = doc  # type: ignore[assignment]
-        expected = f"{path.parent.name}-{path.stem}"
-        cell = path.parent.name == scene.country and re.fullmatch(
-            rf"{re.escape(scene.topic)}(-[0-9]+)?", path.stem
+        problem = f"id {doc.id!r} disagrees with the file's path; rename the file to {doc.id}{path.suffix} or set `id: {path.stem}`"
+        return [Problem(ydoc.path, ydoc.line_of(("id",)), "id", problem)]
+    scene: Scene = doc  # type: ignore[assignment]
+    folder, stem = path.parent.name, path.stem
+    out = []
+    if folder != scene.country:
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("country",)),
+                "country",
+                f"country {scene.country!r} but the file is under {folder}/; move it to spec/scenarios/"
+                f"{scene.country}/ or set `country: {folder}`",
+            )
         )
-        if doc.id == expected and cell:
-            return []
-        want = f"{scene.country}/{doc.id.removeprefix(scene.country + '-')}{path.suffix}"
-        fix = (
-            f"a scene lives at spec/scenarios/<country>/<topic>[-n].yaml with id <country>-<topic>[-n]: "
-            f"set `id: {expected}` and make country/topic agree with the path, or move the file to {want}"
+    if not re.fullmatch(rf"{re.escape(scene.topic)}(-[0-9]+)?", stem):
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("topic",)),
+                "topic",
+                f"topic {scene.topic!r} but the file is {path.name}; name it {scene.topic}.yaml "
+                f"(or {scene.topic}-<n>.yaml for another scene of the cell)",
+            )
         )
-    return [
-        Problem(
-            ydoc.path, ydoc.line_of(("id",)), "id", f"id {doc.id!r} disagrees with the file's path; {fix}"
+    if doc.id != f"{folder}-{stem}":
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("id",)),
+                "id",
+                f"id {doc.id!r} disagrees with the file's path; set `id: {folder}-{stem}` "
+                "(a scene at spec/scenarios/<country>/<topic>[-n].yaml has id <country>-<topic>[-n])",
+            )
         )
-    ]
+    return out
 
 
 def unreviewed_problems(index: SpecIndex) -> list[Problem]:

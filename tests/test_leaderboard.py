@@ -398,8 +398,8 @@ def _new_train_scene(spec: Path, target: str = "security") -> str:
     )
     source = train[0]
     doc = yaml.safe_load((ROOT / index.files[f"scenarios/{source.id}"]).read_text())
-    for n in range(2, 10_000):
-        new_id = f"{source.id}-x{n}"
+    for n in range(100, 100_000):
+        new_id = f"{source.id}-{n}"
         ranks = [
             hashlib.sha256(f"0:{new_id}:{a.id}".encode()).hexdigest()
             for a in source.actions
@@ -408,7 +408,7 @@ def _new_train_scene(spec: Path, target: str = "security") -> str:
         if min(ranks) < best:
             break
     doc["id"] = new_id
-    path = spec / "scenarios" / source.country / f"{source.topic}-x{n}.yaml"
+    path = spec / "scenarios" / source.country / f"{source.topic}-{n}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return new_id
 
@@ -419,7 +419,19 @@ def test_adding_a_train_scene_keeps_an_existing_bundle_valid(vat, board_env, spe
     from runner.load import load_index
 
     new_id = _new_train_scene(spec_copy)
+    # ... and a second test scene in a cell (what the dataset's growth adds): not pinned, so not judged.
+    import yaml
+
+    test_scene = next(s for s in load_index(spec_copy, check_lock=False).scenes_in("test"))
+    doc = yaml.safe_load(
+        (ROOT / "spec" / "scenarios" / test_scene.country / f"{test_scene.topic}.yaml").read_text()
+    )
+    doc["id"] = f"{test_scene.id}-99"
+    (spec_copy / "scenarios" / test_scene.country / f"{test_scene.topic}-99.yaml").write_text(
+        yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    )
     index = load_index(spec_copy, check_lock=False)
+    assert index.scenes[f"{test_scene.id}-99"].split.value == "test"
     assert index.scenes[new_id].split.value == "train"
     manifest = json.loads((board_env["folder"] / "manifest.json").read_text())
     # The failure this guards against: without pinned train scenes the new scene changes the requests.

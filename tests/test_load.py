@@ -197,8 +197,7 @@ def test_an_id_that_disagrees_with_its_path_is_a_problem(spec_copy):
     problems = _problems(spec_copy)
     shown = f"spec/scenarios/{f.parent.name}/{f.name}"
     assert any(
-        p.startswith(f"{shown}:1: id: id '{good}-old' disagrees with the file's path")
-        and f"set `id: {good}`" in p
+        p.startswith(f"{shown}:1: id: id '{good}-old' disagrees with the file's path; set `id: {good}`")
         for p in problems
     ), problems
     assert any(
@@ -209,7 +208,7 @@ def test_an_id_that_disagrees_with_its_path_is_a_problem(spec_copy):
     ), problems
 
 
-def test_a_scene_in_the_wrong_country_folder_is_a_problem(spec_copy):
+def test_a_scene_in_the_wrong_folder_or_file_is_a_problem(spec_copy):
     f = _scene_file(spec_copy)
     doc = yaml.safe_load(f.read_text())
     other = next(
@@ -219,11 +218,20 @@ def test_a_scene_in_the_wrong_country_folder_is_a_problem(spec_copy):
     doc["id"] = f"{other.name}-{doc['topic']}-7"  # the id follows the path, the country does not
     f.unlink()
     moved.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    problems = _problems(spec_copy)
-    assert any(
-        p.startswith(f"spec/scenarios/{other.name}/{moved.name}:") and "disagrees with the file's path" in p
-        for p in problems
-    ), problems
+    renamed = f.parent / "misc.yaml"
+    second = yaml.safe_load(sorted(f.parent.glob("*.yaml"))[0].read_text())
+    sorted(f.parent.glob("*.yaml"))[0].unlink()
+    second["id"] = f"{f.parent.name}-misc"
+    renamed.write_text(yaml.safe_dump(second, sort_keys=False, allow_unicode=True))
+    problems = " | ".join(_problems(spec_copy))
+    assert (
+        f"spec/scenarios/{other.name}/{moved.name}:3: country: country '{f.parent.name}' but the file is under "
+        f"{other.name}/; move it to spec/scenarios/{f.parent.name}/ or set `country: {other.name}`"
+    ) in problems, problems
+    assert (
+        f"spec/scenarios/{f.parent.name}/misc.yaml:4: topic: topic '{second['topic']}' but the file is misc.yaml; "
+        f"name it {second['topic']}.yaml"
+    ) in problems, problems
 
 
 def test_validate_fails_a_draft_that_still_lists_its_review_notes(vat, spec_copy, tmp_path, monkeypatch):
