@@ -8,6 +8,7 @@ shared by every strategy and target of a model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -115,8 +116,11 @@ class _KeyHasher:
     The result is byte-for-byte :func:`request_key` (tests/test_compile.py checks both agree).
     """
 
-    def __init__(self, model: str, params: dict[str, Any], head: tuple[Message, ...]) -> None:
-        opening = '{"messages":[' + "".join(_canonical(m) + "," for m in head)
+    def __init__(
+        self, model: str, params: dict[str, Any], head: tuple[Message, ...], opening: str | None = None
+    ) -> None:
+        # ``opening``: the canonical text of the head, when the caller has it already (_ItemHasher).
+        opening = opening or '{"messages":[' + "".join(_canonical(m) + "," for m in head)
         self._state = hashlib.sha256(opening.encode("utf-8"))
         self._tail = f'],"model":{_canonical(model)},"params":{_canonical(params)},"sample":'
         self._end = f',"v":{KEY_VERSION}}}'
@@ -157,9 +161,34 @@ def select_scenes(index: SpecIndex, selection: DictConfig | dict[str, Any]) -> l
 def _messages(system: str, steering: Steering, user: str) -> tuple[Message, ...]:
     return (
         {"role": "system", "content": system},
-        *steering.demonstrations,
+        *steering.demonstrations_for(user),
         {"role": "user", "content": user},
     )
+
+
+class _ItemHasher:
+    """:class:`_KeyHasher` for steering whose demonstrations are ordered per item (no shared head)."""
+
+    def __init__(self, model: str, params: dict[str, Any], system: str, steering: Steering) -> None:
+        if steering.order is None:
+            raise ValueError("_ItemHasher is for steering with a per-item order; use _KeyHasher")
+        self._model, self._params, self._order = model, params, steering.order
+        # Each message's canonical JSON once; an item's opening is then a join in its own order.
+        self._opening = '{"messages":[' + _canonical({"role": "system", "content": system}) + ","
+        demos = [_canonical(m) + "," for m in steering.demonstrations]
+        self._pairs = ["".join(demos[i : i + 2]) for i in range(0, len(demos), 2)]
+
+    def keys(self, last: Message, samples: int) -> list[str]:
+        """Keys of samples 0..samples-1 of this item's messages (its own demonstrations, then ``last``)."""
+        opening = self._opening + "".join(self._pairs[i] for i in self._order(last["content"]))
+        return _KeyHasher(self._model, self._params, (), opening).keys(last, samples)
+
+
+def _hasher(model: str, params: dict[str, Any], system: str, steering: Steering) -> _KeyHasher | _ItemHasher:
+    """The key hasher of one condition: a shared head unless the demonstrations vary per item."""
+    if steering.order is not None:
+        return _ItemHasher(model, params, system, steering)
+    return _KeyHasher(model, params, _messages(system, steering, "")[:-1])
 
 
 def _condition_requests(
@@ -177,7 +206,7 @@ def _condition_requests(
     system = prompt.system.strip() + (f"\n\n{steering.system_suffix}" if steering.system_suffix else "")
     params = gen_params(cfg.model)
     samples = int(cfg.model.samples)
-    hasher = _KeyHasher(model, params, _messages(system, steering, "")[:-1])
+    hasher = _hasher(model, params, system, steering)
     for scene in scenes:
         for action in scene.actions:
             messages = _messages(system, steering, user_message(prompt, scene.text, action.text))
@@ -248,6 +277,7 @@ def compile_plan(index: SpecIndex, cfg: DictConfig) -> Plan:
         target=cfg.target,
         direction=direction,
         checkpoints=checkpoints,
+        train_scenes=tuple(cfg.selection.get("train_scenes") or ()),
     )
     steering = steer(strategy, ctx)
     scenes = select_scenes(index, cfg.selection)
@@ -256,7 +286,7 @@ def compile_plan(index: SpecIndex, cfg: DictConfig) -> Plan:
     requests = list(_condition_requests("pre", index, cfg, scenes, Steering(), model, api_base, None))
     posts = steering.post_models or ((None, model, api_base),)
     for step, post_model, post_base in posts:
-        post_steering = Steering(steering.system_suffix, steering.demonstrations)
+        post_steering = dataclasses.replace(steering, post_models=())
         requests += _condition_requests(
             "post", index, cfg, scenes, post_steering, post_model, post_base or api_base, step
         )

@@ -70,6 +70,8 @@ class SelectionConf:
     countries: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     scenes: list[str] = field(default_factory=list)
+    train_scenes: list[str] = field(default_factory=list)
+    """Few-shot demonstrations come only from these train scenes (a release pins them); empty: every one."""
 
 
 @dataclass

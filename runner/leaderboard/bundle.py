@@ -110,6 +110,7 @@ def release_config(entry: Entry, release: Release, overrides: Sequence[str] = ()
     prompt = release.prompt.split("@")[0]
     cfg = compose([f"model={entry.id}", "selection.split=all", f"prompt={prompt}", *overrides])
     cfg.selection.scenes = release.scene_ids
+    cfg.selection.train_scenes = release.train_scene_ids  # demonstrations from the pinned train scenes only
     cfg.selection.max_scenes = None
     for key, value in release.metrics.items():
         cfg.metrics[key] = value
@@ -286,7 +287,7 @@ def _versions() -> dict[str, str | None]:
 def spec_hashes(rp: ReleasePlan) -> dict[str, dict[str, Any]]:
     """``kind/id`` → {version, hash} of every spec document the release uses."""
     keys = [f"values/{rp.release.value_system.split('@')[0]}", f"prompts/{rp.release.prompt.split('@')[0]}"]
-    keys += [f"scenarios/{s}" for s in rp.release.scene_ids] + [
+    keys += [f"scenarios/{s}" for s in rp.release.scene_ids + rp.release.train_scene_ids] + [
         f"strategies/{s}" for s in rp.release.strategy_ids
     ]
     return {k: {"version": rp.index.hashes[k][0], "hash": rp.index.hashes[k][1]} for k in keys}
