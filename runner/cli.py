@@ -48,6 +48,7 @@ examples:
   vat verify sub.tar.gz replay=20               recompute, check, and re-ask the provider 20 times
   vat leaderboard build out=results/site        static site from leaderboard/submissions/ and the store
   vat leaderboard release-scenes                the id@version pins of the current test and train splits
+  vat leaderboard freeze release=v0.1           copy what a release pins into leaderboard/releases/<r>/spec/
 """
 
 CONFIG_VERBS = {"plan", "run", "report", "demo", "validate-metrics", "power"}
@@ -141,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         (
             "leaderboard",
-            "leaderboard run|plan|build|release-scenes: judge or price a release, build the static site",
+            "leaderboard run|plan|build|release-scenes|freeze: judge or price a release, build the static site",
         ),
     ):
         sp = sub.add_parser(

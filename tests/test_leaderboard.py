@@ -456,3 +456,46 @@ def test_a_build_that_drops_every_bundle_fails(vat, board_env, tmp_path, monkeyp
     assert result.code == 1, result.err
     assert "every bundle was left out of the site (1 failed verification; first: a:" in result.err
     assert not (tmp_path / "site" / "index.html").exists()
+
+
+def test_a_frozen_release_survives_new_versions_of_its_scenes(tmp_path, monkeypatch):
+    """v0.1 is frozen (leaderboard/releases/v0.1/spec/): a pinned scene bumped in spec/ with a new action
+    leaves the release valid and its 13,940 request keys unchanged; without the snapshot it would not."""
+    import hashlib
+    import shutil
+
+    from runner.leaderboard.bundle import compile_release
+    from runner.load import load_index
+
+    spec = tmp_path / "spec"
+    shutil.copytree(ROOT / "spec", spec)
+    scene = spec / "scenarios" / "au" / "health.yaml"
+    text = scene.read_text(encoding="utf-8")
+    assert "\nversion: 1\n" in text
+    scene.write_text(text.replace("\nversion: 1\n", "\nversion: 2\n", 1), encoding="utf-8")
+    index = load_index(spec, check_lock=False)
+    assert index.hashes["scenarios/au-health"][0] == 2
+
+    board = ROOT / "leaderboard"
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    release = E.get_release("v0.1", board)
+    assert E.release_problems(release, index, "v0.1.yaml"), "the bump must break an unfrozen release"
+    assert E.release_problems(release, E.release_index(release, index, board), "v0.1.yaml") == []
+    assert not [p for p in E.leaderboard_problems(index, board) if "v0.1" in str(p)]
+    rp = compile_release(E.get_entry("openai__gpt-4o-mini", board), release, index=None)
+    keys = sorted({k for *_, k in rp.membership()})
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert digest == "8416dbe8975e37c03622898c7a81793a17cccd039bdcf062c739769e44434a7b"
+
+
+def test_freeze_refuses_to_overwrite_and_is_all_or_nothing(tmp_path):
+    board = tmp_path / "lb"
+    shutil.copytree(
+        ROOT / "leaderboard" / "releases", board / "releases", ignore=shutil.ignore_patterns("spec")
+    )
+    release = E.get_release("v0.1", ROOT / "leaderboard")
+    snap, count = E.freeze(release, ROOT / "spec", board)
+    assert snap == board / "releases" / "v0.1" / "spec" and count > 132
+    assert not (board / "releases" / "v0.1" / "spec.partial").exists()
+    with pytest.raises(ValueError, match="never changes"):
+        E.freeze(release, ROOT / "spec", board)

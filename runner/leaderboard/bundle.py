@@ -40,7 +40,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.compile import Plan, Request, compile_plan, gen_params, request_key
 from runner.errors import VatError
-from runner.leaderboard.entries import Entry, Release, doc_sha256, file_sha256, release_problems
+from runner.leaderboard.entries import (
+    Entry,
+    Release,
+    doc_sha256,
+    file_sha256,
+    release_problems,
+    snapshot_dir,
+)
 from runner.parse import expected_rating, parse_rating
 from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the store's columns (messages joined in)
 
@@ -111,6 +118,9 @@ def release_config(entry: Entry, release: Release, overrides: Sequence[str] = ()
     cfg = compose([f"model={entry.id}", "selection.split=all", f"prompt={prompt}", *overrides])
     cfg.selection.scenes = release.scene_ids
     cfg.selection.train_scenes = release.train_scene_ids  # demonstrations from the pinned train scenes only
+    snap = snapshot_dir(release.id)
+    if snap.is_dir():  # a frozen release compiles from its own copy of what it pins, not from spec/
+        cfg.spec_dir = str(snap)
     cfg.selection.max_scenes = None
     for key, value in release.metrics.items():
         cfg.metrics[key] = value

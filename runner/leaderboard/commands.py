@@ -1,4 +1,4 @@
-"""The verbs ``vat bundle``, ``vat verify`` and ``vat leaderboard {run,plan,build,release-scenes}``.
+"""The verbs ``vat bundle``, ``vat verify`` and ``vat leaderboard {run,plan,build,release-scenes,freeze}``.
 
 Each takes ``key=value`` arguments: its own keys (``entry=``, ``release=``, ``out=``, ``replay=`` ...)
 and, for everything else, Hydra overrides of the run config (``store.path=``, ``execution.*``,
@@ -18,7 +18,7 @@ from runner.errors import VatError
 USAGE = {
     "bundle": "vat bundle entry=<entry id> [release=<release id>] [out=<folder or .tar.gz>] [store.path=...]",
     "verify": "vat verify <bundle folder or .tar.gz> [replay=N] [seed=0] [min_agreement=0.9]",
-    "leaderboard": "vat leaderboard run|plan|build|release-scenes [key=value ...]",
+    "leaderboard": "vat leaderboard run|plan|build|release-scenes|freeze [key=value ...]",
 }
 
 
@@ -203,7 +203,13 @@ def leaderboard(tokens: Sequence[str], fmt: str = "table") -> int:
     if not tokens or "=" in tokens[0]:
         raise VatError(f"give a subcommand; usage: {USAGE['leaderboard']}", 2)
     sub, rest = tokens[0], list(tokens[1:])
-    handlers = {"run": run_release, "plan": plan_release, "build": build, "release-scenes": release_scenes}
+    handlers = {
+        "run": run_release,
+        "plan": plan_release,
+        "build": build,
+        "release-scenes": release_scenes,
+        "freeze": freeze_release,
+    }
     if sub not in handlers:
         raise VatError(f"unknown subcommand {sub!r}; usage: {USAGE['leaderboard']}", 2)
     return handlers[sub](rest, fmt)
@@ -391,6 +397,30 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
     for key in ("scenes", "train_scenes", "strategies"):
         lines += [f"{key}:", *(f"  - {p}" for p in pins[key])]
     display.out.print("\n".join(lines), markup=False, highlight=False)
+    return 0
+
+
+def freeze_release(tokens: Sequence[str], fmt: str = "table") -> int:
+    """``vat leaderboard freeze release=<r> [spec_dir=spec]``: copy what a release pins into its snapshot.
+
+    After this, ``leaderboard/releases/<r>/spec/`` is what the release is checked, compiled and verified
+    against, so later versions of its scenes in ``spec/`` never invalidate its submissions.
+    """
+    from runner.leaderboard.entries import freeze, get_release
+
+    _, mine, overrides = split_args(tokens, {"release", "spec_dir"}, "leaderboard")
+    if overrides or "release" not in mine:
+        raise VatError("usage: vat leaderboard freeze release=<id> [spec_dir=spec]", 2)
+    release = get_release(mine["release"])
+    try:
+        snap, count = freeze(release, Path(mine.get("spec_dir", "spec")))
+    except ValueError as exc:
+        raise VatError(str(exc), 1) from exc
+    if fmt == "json":
+        display.emit_json({"release": release.id, "snapshot": str(snap), "files": count})
+    else:
+        shown = snap.relative_to(Path.cwd()) if snap.is_relative_to(Path.cwd()) else snap
+        display.out.print(f"froze {release.id}: {count} file(s) in {shown}", markup=False, highlight=False)
     return 0
 
 

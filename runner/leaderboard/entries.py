@@ -491,8 +491,73 @@ def leaderboard_problems(index: Any | None, root: Path | None = None) -> list[Pr
     if index is not None:
         for rel in releases.values():
             file = root / "releases" / f"{rel.id}.yaml"
-            problems += release_problems(rel, index, _shown(file, root.parent), file)
+            problems += release_problems(
+                rel, release_index(rel, index, root), _shown(file, root.parent), file
+            )
     return problems
+
+
+def snapshot_dir(release_id: str, root: Path | None = None) -> Path:
+    """Where a release's frozen spec lives: ``leaderboard/releases/<release>/spec/`` (see :func:`freeze`)."""
+    return (root or leaderboard_dir()) / "releases" / release_id / "spec"
+
+
+def release_index(release: Release, index: Any, root: Path | None = None) -> Any:
+    """The spec index a release is checked and compiled against: its frozen snapshot when it has one.
+
+    A release pins ``id@version``; once a pinned scene gets a new version in ``spec/`` the old content is
+    gone from the tree, so a frozen release keeps a copy of what it pins. Without a snapshot the current
+    ``index`` is used (a release that was never frozen must still resolve in ``spec/``).
+    """
+    snap = snapshot_dir(release.id, root)
+    if not snap.is_dir():
+        return index
+    from runner.load import load_index
+
+    return load_index(snap, check_lock=False)
+
+
+def freeze(release: Release, spec_root: Path, root: Path | None = None) -> tuple[Path, int]:
+    """Copy every document ``release`` pins from ``spec_root`` into its snapshot; return (folder, files).
+
+    Values, prompts, strategies, schemas, the country list and the lock are copied whole (small, and
+    the compiler reads them); scenes only where pinned (test and train). Refuses to overwrite an
+    existing snapshot (a frozen release never changes) and to freeze pins that do not resolve.
+    """
+    import shutil
+
+    from runner.load import load_index
+
+    snap = snapshot_dir(release.id, root)
+    if snap.exists():
+        raise ValueError(
+            f"{_shown(snap, (root or leaderboard_dir()).parent)} exists: a frozen release never changes"
+        )
+    index = load_index(spec_root, check_lock=False)
+    problems = release_problems(release, index, f"leaderboard/releases/{release.id}.yaml")
+    if problems:
+        raise ValueError(f"{problems[0]}; freeze a release only while spec/ holds what it pins")
+    tmp = snap.with_name("spec.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    count = 0
+    for item in sorted(spec_root.iterdir()):
+        if item.name == "scenarios":
+            continue
+        if item.is_dir():
+            shutil.copytree(item, tmp / item.name)
+            count += sum(1 for f in (tmp / item.name).rglob("*") if f.is_file())
+        else:
+            tmp.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item, tmp / item.name)
+            count += 1
+    for sid in [*release.scene_ids, *release.train_scene_ids]:
+        country, rest = sid.split("-", 1)
+        rel = Path("scenarios") / country / f"{rest}.yaml"
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(spec_root / rel, tmp / rel)
+        count += 1
+    tmp.rename(snap)  # all or nothing: a half-copied snapshot is never seen under the final name
+    return snap, count
 
 
 def release_pins(index: Any, split: str = "test") -> list[str]:
