@@ -46,6 +46,14 @@ class Request:
     sample: int = 0
     step: int | None = None
     """Checkpoint training step (post requests of the checkpoint strategy)."""
+    asked_value: str | None = None
+    """The value the question names (None: the question names none, the ``judgment`` prompt)."""
+    asked_micro_value: str | None = None
+    """The micro-value the question names (None when it names a whole value, or none)."""
+    variant: str = "base"
+    """The question wording's id in its prompt spec ("base", "para1", ..., "reversed")."""
+    scale_reversed: bool = False
+    """Whether the answer scale was shown reversed (1 = strongly agree); ratings stay as displayed."""
 
 
 @dataclass(frozen=True)
