@@ -276,10 +276,14 @@ def test_value_elicitation_keeps_the_action_question_in_demonstrations(index):
 
 def test_an_elicitation_that_does_not_fit_the_prompt_fails_clearly(index):
     with pytest.raises(
-        VatError, match="prompt=judgment: that prompt names no value; use a value-naming prompt"
+        VatError,
+        match="prompt=judgment names no value, but elicitation.ask=value needs one that names a value, such as judgment_micro",
     ):
         compile_plan(index, compose([*ONE_SCENE, "elicitation=value", "prompt=judgment"]))
-    with pytest.raises(VatError, match="that prompt names value; use a prompt that names no value"):
+    with pytest.raises(
+        VatError,
+        match="prompt=judgment_micro names a value in its question, but elicitation.ask=action needs one that names none",
+    ):
         compile_plan(index, compose([*ONE_SCENE, "prompt=judgment_micro"]))
     with pytest.raises(
         VatError,
