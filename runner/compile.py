@@ -230,6 +230,12 @@ def asked_values(index: SpecIndex, prompt: Prompt, ask: str, micro_values: str, 
     if ask == "value":
         return [Asked(v.id, None, v.name, v.definition) for v in values]
     named = {a.micro_value for a in scene.actions if a.micro_value}
+    if micro_values == "scene" and not named:
+        raise VatError(
+            f"scene {scene.id} names no micro-value on its actions, so elicitation.micro_values=scene asks "
+            "nothing there; use elicitation.micro_values=all or elicitation=value",
+            2,
+        )
     gloss = prompt.micro_value_gloss or "{value_definition}"
     return [
         Asked(

@@ -308,3 +308,30 @@ def test_the_elicitation_is_recorded_in_the_run(index):
         "variant": "para1",
     }
     assert plan.run.config["prompt"] == "judgment_micro"
+
+
+def test_micro_values_of_the_scene_need_actions_that_name_them(index):
+    from dataclasses import replace
+
+    scene_id = compile_plan(index, compose(ONE_SCENE)).run.scene_ids[0]
+    scene = index.scenes[scene_id]
+    bare = scene.model_copy(
+        update={"actions": [a.model_copy(update={"micro_value": None}) for a in scene.actions]}
+    )
+    stripped = replace(index, scenes={**index.scenes, scene_id: bare})
+    with pytest.raises(VatError, match=f"scene {scene_id} names no micro-value.*micro_values=all"):
+        compile_plan(stripped, compose([*ONE_SCENE, "elicitation=micro_value"]))
+    assert len(compile_plan(stripped, compose([*ONE_SCENE, "elicitation=value"])).requests) == 400
+
+
+def test_a_variant_cannot_redefine_base(tmp_path):
+    import shutil
+
+    from runner.errors import VatError as Err
+
+    spec = tmp_path / "spec"
+    shutil.copytree("spec", spec)
+    path = spec / "prompts" / "judgment_micro.yaml"
+    path.write_text(path.read_text().replace("  para1:\n", "  base:\n", 1))
+    with pytest.raises(Err, match=r"judgment_micro.yaml:\d+: variants.*'base' is the prompt's own text"):
+        load_index(spec)
