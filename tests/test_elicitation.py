@@ -111,6 +111,6 @@ def test_each_option_runs_on_the_embedded_model(vat, tmp_path: Path, option: str
     assert res.code in (0, 3), res.err  # 3: some answers unparseable, which a 135M model gives
     out = json.loads(res.out)
     n = 40 if option.startswith("action") else 400
-    assert out["requests"] == n and out["failed"] == 0
+    assert out["requests"] == n // 2 and out["failed"] == 0  # baseline: post asks pre's questions
     rows = _check_store(store, overrides, n)
     assert all(r[5] is not None for r in rows)  # every request has a stored answer
