@@ -11,9 +11,12 @@ simulated checkpoint with the intervention built in).
 
 How a request is answered
 -------------------------
-The judge reads the request like a person would: the last user message must be the judgment prompt
-rendered for one (scene, action) of the spec index (looked up exactly; the index is the one passed to
-:func:`configure`, else ``$VAT_SPEC_DIR`` or ``spec/``). The intervention is read from the prompt:
+The judge reads the request like a person would: the last user message must be a judgment prompt of
+the spec index, in one of its wordings (variants), rendered for one (scene, action) — looked up exactly,
+or for a prompt that names a value, matched against its template to recover the scene, the action and
+the value or micro-value asked about (the index is the one passed to :func:`configure`, else
+``$VAT_SPEC_DIR`` or ``spec/``). The wording tells whether the scale is shown reversed; demonstrated
+digits are then read as 6 − d. The intervention is read from the prompt:
 
 - few-shot demonstrations (user/assistant pairs before the item): each demonstration is looked up; the
   target t is the value most of them belong to, the direction d = sign(Σ σ_i·(r_i − 3)) over their
