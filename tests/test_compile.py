@@ -335,3 +335,21 @@ def test_a_variant_cannot_redefine_base(tmp_path):
     path.write_text(path.read_text().replace("  para1:\n", "  base:\n", 1))
     with pytest.raises(Err, match=r"judgment_micro.yaml:\d+: variants.*'base' is the prompt's own text"):
         load_index(spec)
+
+
+def test_a_balanced_strategy_on_a_reversed_scale_keeps_its_per_item_order(index):
+    """The reversed scale rewrites the demonstrated digits (6 − d) and must keep the per-item order: a
+    balanced strategy shows k demonstrations, one polarity each half, in an order that varies by item."""
+    import json
+
+    base = ("strategy=fewshot_4_balanced", "prompt=judgment_controls", "selection.max_scenes=2")
+    for variant in ("base", "reversed"):
+        plan = plan_for(index, *base, f"elicitation.variant={variant}")
+        orders = set()
+        for req in [q for q in plan.requests if q.condition == "post"]:
+            msgs = json.loads(req.messages) if isinstance(req.messages, str) else req.messages
+            shown = tuple(m["content"] for m in msgs if m["role"] == "assistant")
+            assert len(shown) == 4 and sorted(shown) == ["1", "1", "5", "5"], (variant, shown)
+            assert req.scale_reversed == (variant == "reversed")
+            orders.add(shown)
+        assert len(orders) > 1, f"{variant}: every item shows its demonstrations in the same order"
