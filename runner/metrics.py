@@ -1,17 +1,19 @@
 """VAT metrics: pure functions on numpy arrays, exactly as ``METRICS.md``.
 
-Two layers. :func:`evidence`, :func:`expected_rating` and :func:`value_states` turn judgments into value
-states E[scene, value] (§2). :func:`vat_metrics` turns a paired pre/post pair of value-state arrays into
+Two layers. :func:`evidence` and :func:`value_states` turn judgments into value states E[scene, value]
+(§2; the expected rating r̂ is :func:`runner.parse.expected_rating`). :func:`vat_metrics` turns a paired pre/post pair of value-state arrays into
 one report row (§3–§5, §7); :func:`family_metrics` summarises several rows (§5). No I/O, no pandas, and
 no scipy (it is a test-only dependency): ranks, Spearman and Kendall τ_b are implemented here.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -31,11 +33,18 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,
     "min_scenes": 5,
     "circle_size": 10,
+    "null_b": 1000,
+    "alpha": 0.05,
+    "hub_alpha": 0.05,
+    "hub_method": "holm",
+    "power": 0.8,
+    "power_cap": 100_000,
 }
 """Every tunable choice of METRICS.md with its default; :func:`vat_metrics` echoes the ones it used."""
 
 # Upper bound on elements of one batched temporary; bounds memory of bootstrap and stability batches.
 _CHUNK_ELEMENTS = 2_000_000
+_NORMAL = NormalDist()
 
 # ---------------------------------------------------------------------------------------------------
 # §2  Judgments → value states
@@ -53,23 +62,6 @@ def evidence(
     r = np.asarray(ratings, dtype=float)
     sigma = np.asarray(polarity_sign, dtype=float)
     return sigma * (r - 3.0) / 2.0
-
-
-def expected_rating(top_logprobs: Mapping[str, float]) -> float | None:
-    """Return the expected rating r̂ = Σ k·p(k) / Σ p(k) over the tokens "1".."5" of top logprobs.
-
-    Logprobs are natural logarithms. Tokens are compared after stripping whitespace, so " 4" and "4"
-    both count for 4 (their probabilities add). Returns None when no rating token has probability.
-    """
-    mass = np.zeros(5)
-    for token, logprob in top_logprobs.items():
-        key = str(token).strip()
-        if key in {"1", "2", "3", "4", "5"} and logprob is not None and not math.isnan(logprob):
-            mass[int(key) - 1] += math.exp(logprob)
-    total = float(mass.sum())
-    if total <= 0.0:
-        return None
-    return float(np.dot(np.arange(1, 6), mass) / total)
 
 
 def value_states(
@@ -253,6 +245,8 @@ def coupling_matrix(
     d = np.asarray(delta, dtype=float)
     r = _coupling_batch(d[None], min_scenes)[0]
     flags: list[str] = []
+    if d.shape[0] == 0:
+        return r, ["too_few_scenes"]
     finite = np.isfinite(d)
     with np.errstate(invalid="ignore"):
         lo = np.where(finite, d, np.inf).min(axis=0)
@@ -391,18 +385,20 @@ def _interval(samples: np.ndarray, level: float) -> np.ndarray:
         return np.nanquantile(samples, [alpha, 1.0 - alpha], axis=0)
 
 
-def bootstrap_mean_shifts(delta: np.ndarray, b: int, seed: int) -> np.ndarray:
-    """Paired bootstrap over scenes: mean shift of every value in each of ``b`` resamples, shape (b, V).
+def bootstrap_mean_shifts(
+    delta: np.ndarray, b: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Paired bootstrap over scenes (or whole clusters): mean shift of every value in ``b`` resamples, (b, V).
 
-    All index sets are drawn at once with ``numpy.random.default_rng(seed)``; the means come from fancy
-    indexing, in chunks only to bound memory.
+    All index sets are drawn at once (:func:`bootstrap_index`, ``numpy.random.default_rng(seed)``); the
+    means come from fancy indexing, in chunks only to bound memory.
     """
     n, n_values = delta.shape
     if n == 0:
         return np.full((b, n_values), np.nan)
-    idx = np.random.default_rng(seed).integers(0, n, size=(b, n))
-    step = max(1, _CHUNK_ELEMENTS // max(1, n * n_values))
-    return np.concatenate([_nanmean(delta[idx[lo : lo + step]], axis=1) for lo in range(0, b, step)])
+    idx = bootstrap_index(n, b, seed, groups)
+    padded = np.vstack([delta, np.full((1, n_values), np.nan)])  # index −1 (cluster padding) = missing
+    return np.concatenate([_nanmean(padded[idx[sl]], axis=1) for sl in _chunks(b, idx.shape[1] * n_values)])
 
 
 def subsample_nvat(delta: np.ndarray, b: int, frac: float, seed: int, min_scenes: int) -> np.ndarray:
@@ -468,6 +464,466 @@ def _gain_block(m: np.ndarray, mean_abs: np.ndarray, t: int, d: int, eps: float)
     }
 
 
+# ---------------------------------------------------------------------------------------------------
+# §8  Calibration: permutation null, bias-corrected tax, intervals, hubs by test, scenes needed
+# ---------------------------------------------------------------------------------------------------
+
+TAX_STATS = ("nvat", "rho_rms", "gini")
+"""The system tax statistics that carry a null, a corrected estimate and an interval."""
+
+HUB_METHODS = ("holm", "bh")
+
+
+def _signed_sqrt(x: np.ndarray | float) -> np.ndarray:
+    """sign(x)·sqrt(|x|): shows a squared-scale estimate that may be negative on the original scale."""
+    a = np.asarray(x, dtype=float)
+    return np.sign(a) * np.sqrt(np.abs(a))
+
+
+def _cluster_blocks(groups: np.ndarray) -> list[np.ndarray]:
+    """Row indices of the clusters, one (clusters × size) array per cluster size, rows in original order."""
+    order = np.argsort(groups, kind="stable")
+    ids, starts, sizes = np.unique(groups[order], return_index=True, return_counts=True)
+    blocks = []
+    for size in np.unique(sizes):
+        firsts = starts[sizes == size]
+        blocks.append(order[firsts[:, None] + np.arange(size)[None, :]])
+    return blocks
+
+
+def permutation_index(
+    n: int, n_values: int, b: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Row indices idx[b, v, i]: in permutation b, row i of column v is the data's row idx[b, v, i].
+
+    Shape (b, V, n). Each column is permuted independently. With ``groups`` (a cluster id per row)
+    whole clusters are permuted among clusters of the same size, each keeping its internal row order,
+    so within-cluster dependence survives and only the pairing across clusters is broken. Without
+    groups the result is cached (every row of a report shares n, B and the seed), so do not modify it.
+    """
+    if groups is None:
+        return _row_permutations(n, n_values, b, seed)
+    rng = np.random.default_rng(seed)
+    idx = np.empty((b, n_values, n), dtype=np.int32)
+    for block in _cluster_blocks(np.asarray(groups)):
+        k, size = block.shape
+        perm = rng.permuted(np.broadcast_to(np.arange(k), (b, n_values, k)), axis=-1)
+        idx[:, :, block.ravel()] = block[perm].reshape(b, n_values, k * size)  # cluster perm[c] → c
+    return idx
+
+
+@functools.lru_cache(maxsize=4)
+def _row_permutations(n: int, n_values: int, b: int, seed: int) -> np.ndarray:
+    """Independent row permutations of every column (see :func:`permutation_index`), read-only."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int32), (b, n_values, n)), axis=-1)
+    idx.flags.writeable = False
+    return idx
+
+
+def bootstrap_index(n: int, b: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of ``b`` bootstrap resamples, shape (b, m); −1 pads a resample shorter than m.
+
+    Rows are drawn with replacement; with ``groups`` whole clusters are drawn (as many as there are),
+    so a resample has as many rows as the data only when the clusters have equal sizes.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.integers(0, n, size=(b, n))
+    blocks = [row for block in _cluster_blocks(np.asarray(groups)) for row in block.tolist()]
+    picks = rng.integers(0, len(blocks), size=(b, len(blocks)))
+    sizes = np.array([len(r) for r in blocks])
+    m = int(sizes.max()) * len(blocks)
+    idx = np.full((b, m), -1, dtype=np.int64)
+    flat = np.full((len(blocks), int(sizes.max())), -1, dtype=np.int64)
+    for c, r in enumerate(blocks):
+        flat[c, : len(r)] = r
+    idx[:] = flat[picks].reshape(b, m)  # unequal sizes leave −1 padding: the caller's missing row
+    return idx
+
+
+def _unit_ranks(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column ranks among each column's finite entries, transposed to (V, n), and the finite mask.
+
+    Complete data: centred and scaled to unit norm (a constant column is all 0), so a correlation is
+    a dot product. With missing cells: the raw ranks with 0 at missing positions, for
+    :func:`_masked_corr`.
+    """
+    mask = np.isfinite(delta)
+    ranks = average_ranks(delta, axis=0)
+    if mask.all():
+        c = ranks - (delta.shape[0] + 1) / 2.0
+        norm = np.sqrt((c * c).sum(axis=0))
+        return np.where(norm > 0, c / np.where(norm > 0, norm, 1.0), 0.0).T.copy(), mask.T
+    return np.where(mask, ranks, 0.0).T.copy(), mask.T
+
+
+def _masked_corr(
+    xa: np.ndarray, ma: np.ndarray, xb: np.ndarray, mb: np.ndarray, min_scenes: int
+) -> np.ndarray:
+    """Pearson correlation of every row u of xa with every row w of xb over the positions both have.
+
+    Inputs (…, V, n), zero where the mask is False; returns (…, V, V). A pair with fewer than
+    ``min_scenes`` common positions is NaN; a pair constant on its common positions is 0. Six batched
+    matmuls compute every pair's sums at once (no per-pair re-ranking: see METRICS.md §8).
+    """
+    ma, mb = ma.astype(float), mb.astype(float)
+
+    def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.matmul(a, np.swapaxes(b, -1, -2))
+
+    sums = (mm(ma, mb), mm(xa, mb), mm(ma, xb), mm(xa * xa, mb), mm(ma, xb * xb), mm(xa, xb))
+    return _corr_from_sums(*sums, min_scenes)
+
+
+def _corr_from_sums(
+    count: np.ndarray,
+    sa: np.ndarray,
+    sb: np.ndarray,
+    saa: np.ndarray,
+    sbb: np.ndarray,
+    sab: np.ndarray,
+    min_scenes: int,
+) -> np.ndarray:
+    """Pearson r from pairwise sums (n, Σa, Σb, Σa², Σb², Σab); NaN below ``min_scenes``, 0 if constant."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.where(count > 0, count, 1.0)
+        cov = sab - sa * sb / k
+        va = np.maximum(saa - sa * sa / k, 0.0)
+        vb = np.maximum(sbb - sb * sb / k, 0.0)
+        den = np.sqrt(va * vb)
+        scale = np.sqrt(np.maximum(saa, 0.0) * np.maximum(sbb, 0.0))
+        r = np.where(den > 1e-10 * np.maximum(scale, 1e-300), cov / np.where(den > 0, den, 1.0), 0.0)
+    return np.where(count >= min_scenes, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def _jackknife_couplings(delta: np.ndarray, groups: np.ndarray | None, min_scenes: int) -> np.ndarray:
+    """Coupling matrices leaving out one scene (or one whole cluster) at a time, shape (G, V, V).
+
+    The correlation of the original column ranks over the remaining rows, from the full sums minus each
+    left-out part's sums (no re-ranking), so all G replicates cost one pass over the data.
+    """
+    x, mask = _unit_ranks(delta)
+    n_values, n = x.shape
+    m = mask.astype(float)
+    parts = [(m, m), (x, m), (m, x), (x * x, m), (m, x * x), (x, x)]
+    if groups is None:
+        held = [np.einsum("un,wn->nuw", a, b) for a, b in parts]  # each row's own contribution
+    else:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        onehot = np.zeros((n, int(g.max()) + 1 if n else 0))
+        onehot[np.arange(n), g] = 1.0
+        held = [np.einsum("un,wn,ng->guw", a, b, onehot) for a, b in parts]
+    total = [a @ b.T for a, b in parts]
+    r = _corr_from_sums(*(t[None] - h for t, h in zip(total, held, strict=True)), min_scenes)
+    keep = (mask.sum(axis=1)[None, :] - (held[0][:, np.arange(n_values), np.arange(n_values)])) >= min_scenes
+    r[:, np.arange(n_values), np.arange(n_values)] = np.where(keep, 1.0, np.nan)
+    return r
+
+
+def _squared_tax(r: np.ndarray) -> dict[str, np.ndarray]:
+    """VAT(u)², nVAT², rho_rms² and Gini of a batch of coupling matrices (..., V, V)."""
+    n = r.shape[-1]
+    off = r - np.eye(n)
+    vat2 = (off * off).sum(axis=-1)
+    total = vat2.sum(axis=-1)
+    return {
+        "vat2": vat2,
+        "nvat2": total / n,
+        "rho_rms2": total / (n * (n - 1)) if n > 1 else np.full_like(total, np.nan),
+        "gini": gini_batch(np.sqrt(vat2)),
+    }
+
+
+def gini_batch(x: np.ndarray) -> np.ndarray:
+    """:func:`gini` of every row of ``x`` (…, n): 0 where the row sums to 0, NaN where a row has a NaN."""
+    a = np.asarray(x, dtype=float)
+    total = a.sum(axis=-1)
+    diff = np.abs(a[..., :, None] - a[..., None, :]).sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(total > 0, diff / (2.0 * a.shape[-1] * np.where(total > 0, total, 1.0)), 0.0)
+    return np.where(np.isfinite(a).all(axis=-1), g, np.nan)
+
+
+def _chunks(b: int, per_item: int) -> list[slice]:
+    """Slices of range(b) whose temporaries of ``per_item`` elements each stay under the chunk bound."""
+    step = max(1, _CHUNK_ELEMENTS // max(1, per_item))
+    return [slice(lo, min(b, lo + step)) for lo in range(0, b, step)]
+
+
+def _set_diagonal(r: np.ndarray, mask: np.ndarray, min_scenes: int) -> np.ndarray:
+    """Diagonal 1 where a column has ≥ ``min_scenes`` entries (NaN otherwise), in place; returns ``r``."""
+    cols = np.arange(r.shape[-1])
+    r[..., cols, cols] = np.where(mask.sum(axis=-1) >= min_scenes, 1.0, np.nan)
+    return r
+
+
+def _observed_coupling(delta: np.ndarray, min_scenes: int) -> np.ndarray:
+    """The coupling matrix the null is matched to: Spearman when complete, else :func:`_masked_corr`."""
+    x, mask = _unit_ranks(delta)
+    if mask.all():
+        return _coupling_batch(delta[None], min_scenes)[0]
+    return _set_diagonal(_masked_corr(x, mask, x, mask, min_scenes), mask, min_scenes)
+
+
+def _null_couplings(delta: np.ndarray, idx: np.ndarray, min_scenes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coupling matrices of the permuted data: (joint, conditional), each (b, V, V).
+
+    joint[b]: every column permuted (the null of nVAT, rho_rms, Gini). conditional[b, u, :]: column u
+    permuted against the others as observed (the null of VAT(u): "u is independent of the rest", valid
+    whatever the coupling among the others). A permutation keeps a column's ranks, so the data are
+    ranked once and each permuted column is a gather of its ranks.
+    """
+    b, n_values, n = idx.shape
+    x, mask = _unit_ranks(delta)
+    offset = (np.arange(n_values, dtype=np.int64) * n)[:, None]
+    joint, cond = [], []
+    for sl in _chunks(b, n * n_values):
+        flat = idx[sl] + offset  # (chunk, V, n) into the (V·n) flattened ranks
+        xp = np.take(x.ravel(), flat)
+        if mask.all():
+            joint.append(np.matmul(xp, np.swapaxes(xp, 1, 2)))
+            cond.append(np.matmul(xp, x.T))
+        else:
+            mp = np.take(mask.ravel(), flat)
+            joint.append(_masked_corr(xp, mp, xp, mp, min_scenes))
+            cond.append(_masked_corr(xp, mp, x[None], mask[None], min_scenes))
+    rj, rc = np.concatenate(joint), np.concatenate(cond)
+    if mask.all():
+        rj, rc = np.clip(rj, -1.0, 1.0), np.clip(rc, -1.0, 1.0)
+        if n < min_scenes:
+            rj[:], rc[:] = np.nan, np.nan
+    return _set_diagonal(rj, mask, min_scenes), _set_diagonal(rc, mask, min_scenes)
+
+
+def permutation_p(observed: np.ndarray | float, null: np.ndarray) -> np.ndarray:
+    """The permutation p-value (1 + #{null ≥ observed}) / (1 + B) along axis 0 of ``null``; NaN where observed is NaN.
+
+    The +1 counts the observed data as one of the permutations, so p is never 0 and the test is exact.
+    A relative tolerance of 1e-9 counts a null value equal to the observed one up to rounding as ≥.
+    """
+    obs = np.asarray(observed, dtype=float)
+    null = np.asarray(null, dtype=float)
+    tol = 1e-9 * np.maximum(1.0, np.abs(obs))
+    ge = (np.where(np.isfinite(null), null, -np.inf) >= obs - tol).sum(axis=0)
+    b = np.isfinite(null).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.isfinite(obs) & (b > 0), (1.0 + ge) / (1.0 + b), np.nan)
+
+
+def holm(p: np.ndarray | Sequence[float], alpha: float) -> np.ndarray:
+    """Holm's step-down rejections at family-wise level ``alpha``; NaN p-values are never rejected.
+
+    Sort the m finite p-values ascending; reject p_(1..k) where k is the last index with
+    p_(j) ≤ α/(m − j + 1) for every j ≤ k.
+    """
+    p = np.asarray(p, dtype=float)
+    ok = np.flatnonzero(np.isfinite(p))
+    reject = np.zeros(p.shape, dtype=bool)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    for j, i in enumerate(order):
+        if p[i] > alpha / (m - j):
+            break
+        reject[i] = True
+    return reject
+
+
+def benjamini_hochberg(p: np.ndarray | Sequence[float], alpha: float) -> np.ndarray:
+    """Benjamini–Hochberg rejections at false-discovery rate ``alpha``; NaN p-values are never rejected.
+
+    Reject the k smallest p-values, k the largest j with p_(j) ≤ j·α/m.
+    """
+    p = np.asarray(p, dtype=float)
+    ok = np.flatnonzero(np.isfinite(p))
+    reject = np.zeros(p.shape, dtype=bool)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    below = np.flatnonzero(p[order] <= alpha * np.arange(1, m + 1) / max(m, 1))
+    if below.size:
+        reject[order[: below[-1] + 1]] = True
+    return reject
+
+
+def _summary(observed: float, null: np.ndarray) -> dict[str, float]:
+    """Null mean, null 95th percentile and permutation p-value of one statistic."""
+    finite = null[np.isfinite(null)]
+    if finite.size == 0:
+        return {"mean": math.nan, "q95": math.nan, "p": math.nan}
+    return {
+        "mean": float(finite.mean()),
+        "q95": float(np.quantile(finite, 0.95)),
+        "p": float(permutation_p(observed, null)),
+    }
+
+
+def corrected_pairs(r: np.ndarray, null_r2: np.ndarray, null_d: np.ndarray) -> np.ndarray:
+    """Bias-corrected squared couplings c = r² − N·(1 − r²)²/D per pair (diagonal 0), batched.
+
+    N = E_null[r²] and D = E_null[(1 − r²)²] are the pair's permutation-null moments. Under no
+    coupling E[c] = N − N·D/D = 0 exactly (the data are exchangeable with their permutations); with
+    coupling ρ, E[r̂²] ≈ ρ² + (1 − ρ²)²/(n − 1) and N/D ≈ 1/(n − 1), so c removes the first-order bias
+    where subtracting N alone would over-correct strong couplings.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = r * r - null_r2 * (1.0 - r * r) ** 2 / null_d
+    eye = np.eye(r.shape[-1], dtype=bool)
+    return np.where(eye, 0.0, c)
+
+
+def _corrected_tax(c: np.ndarray) -> dict[str, np.ndarray]:
+    """Squared-scale nVAT², rho_rms², VAT(u)² and the Gini of the corrected VATs from corrected pairs."""
+    n = c.shape[-1]
+    vat2 = c.sum(axis=-1)
+    total = vat2.sum(axis=-1)
+    return {
+        "vat2": vat2,
+        "nvat2": total / n,
+        "rho_rms2": total / (n * (n - 1)) if n > 1 else np.full_like(total, np.nan),
+        "gini": gini_batch(np.sqrt(np.maximum(vat2, 0.0))),
+    }
+
+
+def _jackknife_interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:
+    """Normal-theory interval θ̂ ± t·se_jack, se_jack² = (G − 1)/G · Σ (θ_(−g) − θ̄)², t on G − 1 df."""
+    rep = replicates[np.isfinite(replicates)]
+    g = rep.size
+    if g < 3 or not math.isfinite(estimate):
+        return [math.nan, math.nan]
+    se = math.sqrt((g - 1) / g * float(((rep - rep.mean()) ** 2).sum()))
+    half = _t_quantile(1.0 - (1.0 - level) / 2.0, g - 1) * se
+    return [estimate - half, estimate + half]
+
+
+def _t_quantile(q: float, df: int) -> float:
+    """Student-t quantile by the Cornish–Fisher expansion in 1/df (error < 1e-3 for df ≥ 5; numpy only)."""
+    z = _NORMAL.inv_cdf(q)
+    g1 = (z**3 + z) / 4.0
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96.0
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384.0
+    return z + g1 / df + g2 / df**2 + g3 / df**3
+
+
+def tax_calibration(
+    delta: np.ndarray, r: np.ndarray, p: Mapping[str, Any], groups: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Null, bias-corrected estimates and intervals of the tax statistics of one shift array (METRICS §8).
+
+    ``delta`` (scenes × values, NaN = missing) and its coupling matrix ``r``; ``p`` the metric
+    parameters; ``groups`` an optional cluster id per row. Returns the row fields ``null``,
+    ``*_corrected``, ``vat_corrected``, ``*_ci``, ``interval_method`` and the raw p-values of VAT(u)
+    (for the hub test).
+    """
+    n, n_values = delta.shape
+    min_scenes = p["min_scenes"]
+    # The test statistic must be the one the null is drawn for: with missing cells that is the
+    # rank-once masked correlation, which differs from the displayed pairwise Spearman only slightly.
+    r = r if bool(np.isfinite(delta).all()) else _observed_coupling(delta, min_scenes)
+    obs = {k: v[0] for k, v in _squared_tax(r[None]).items()}
+    idx = permutation_index(n, n_values, p["null_b"], p["seed"], groups)
+    joint, cond = _null_couplings(delta, idx, min_scenes)
+    nj = _squared_tax(joint)
+    null_r2, null_d = _nanmean(joint * joint, axis=0), _nanmean((1.0 - joint * joint) ** 2, axis=0)
+    est = _corrected_tax(corrected_pairs(r, null_r2, null_d)[None])
+    jk = _corrected_tax(corrected_pairs(_jackknife_couplings(delta, groups, min_scenes), null_r2, null_d))
+    level = p["ci_level"]
+    ci: dict[str, list[float]] = {}
+    for k in ("nvat", "rho_rms"):
+        lo, hi = _jackknife_interval(float(est[f"{k}2"][0]), jk[f"{k}2"], level)
+        # Squared scale → the statistic's scale; the population value is ≥ 0, so the ends are clipped.
+        ci[k] = [max(0.0, float(_signed_sqrt(x))) if math.isfinite(x) else math.nan for x in (lo, hi)]
+    g_lo, g_hi = _jackknife_interval(float(est["gini"][0]), jk["gini"], level)
+    # Zero coupling inside the nVAT interval makes Gini 0 (Σ VAT = 0) a plausible value too: the Gini
+    # interval is then widened down to 0 (the projection of the coupling's confidence set).
+    if math.isfinite(g_lo) and ci["nvat"][0] <= 0.0:
+        g_lo = 0.0
+    ci["gini"] = [min(max(x, 0.0), 1.0) if math.isfinite(x) else math.nan for x in (g_lo, g_hi)]
+
+    cond_off = cond - np.eye(n_values)
+    null_vat = np.sqrt((cond_off * cond_off).sum(axis=-1))  # (b, V): VAT(u) with only u permuted
+    vat_obs = np.sqrt(obs["vat2"])
+    unit = "whole clusters (of equal size)" if groups is not None else "scenes"
+    null = {
+        "b": int(p["null_b"]),
+        "seed": int(p["seed"]),
+        "method": f"column-wise permutation of {unit}; VAT(u): column u against the others as observed",
+        "nvat": _summary(float(np.sqrt(obs["nvat2"])), np.sqrt(nj["nvat2"])),
+        "rho_rms": _summary(float(np.sqrt(obs["rho_rms2"])), np.sqrt(nj["rho_rms2"])),
+        "gini": _summary(float(obs["gini"]), nj["gini"]),
+        "vat": [_summary(float(vat_obs[u]), null_vat[:, u]) for u in range(n_values)],
+    }
+    left_out = "cluster" if groups is not None else "scene"
+    return {
+        "null": null,
+        "nvat_corrected": float(_signed_sqrt(est["nvat2"][0])),
+        "rho_rms_corrected": float(_signed_sqrt(est["rho_rms2"][0])),
+        "gini_corrected": float(est["gini"][0]),
+        "vat_corrected": _signed_sqrt(est["vat2"][0]),
+        "nvat_ci": ci["nvat"],
+        "rho_rms_ci": ci["rho_rms"],
+        "gini_ci": ci["gini"],
+        "interval_method": (
+            f"delete-one-{left_out} jackknife, t interval around the null-corrected estimate "
+            "(squared scale for nVAT and rho_rms; Gini down to 0 when the nVAT interval reaches 0)"
+        ),
+        "vat_p": permutation_p(vat_obs, null_vat),
+    }
+
+
+def hub_test(
+    vat_p: np.ndarray, values: Sequence[str], t: int, alpha: float, method: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Tested hubs: off-target values whose VAT(u) beats its null after Holm or BH over the off-target values.
+
+    Returns (hubs ordered by p-value then ``values`` order, the row's ``hub_test`` field).
+    """
+    if method not in HUB_METHODS:
+        raise ValueError(f"hub_method must be one of {HUB_METHODS}, not {method!r}")
+    off = [u for u in range(len(values)) if u != t]
+    p_off = np.asarray(vat_p, dtype=float)[off]
+    reject = (holm if method == "holm" else benjamini_hochberg)(p_off, alpha)
+    chosen = sorted((float(p_off[j]), j) for j in range(len(off)) if reject[j])
+    hubs = [values[off[j]] for _, j in chosen]
+    return hubs, {
+        "method": method,
+        "alpha": alpha,
+        "p": {values[u]: float(p_off[j]) for j, u in enumerate(off)},
+    }
+
+
+def scenes_needed_for_tax(
+    nvat: float | None, n_values: int, alpha: float = 0.05, power: float = 0.8, cap: int = 100_000
+) -> int | None:
+    """Scenes needed for the permutation test of nVAT at level ``alpha`` to reject with ``power``.
+
+    Model (Fisher: a rank correlation over n scenes is ≈ N(ρ, 1/(n − 1))): (n − 1)·Σ_{pairs} r̂² is
+    non-central χ² with K = V(V − 1)/2 degrees of freedom and non-centrality λ = (n − 1)·V·nVAT²/2
+    (Σ_{u≠w} ρ² = V·nVAT²); the null's 1 − α quantile is Wilson–Hilferty's, the power Patnaik's
+    approximation of the non-central χ² by a scaled central one. rho_rms = nVAT/sqrt(V − 1) is tested by
+    the same n. None when ``nvat`` is missing or ≤ 0, or no n ≤ ``cap`` suffices.
+    """
+    if nvat is None or not math.isfinite(nvat) or nvat <= 0 or n_values < 2:
+        return None
+    k = n_values * (n_values - 1) / 2.0
+    z_a, z_power = _NORMAL.inv_cdf(1 - alpha), _NORMAL.inv_cdf(power)
+    crit = k * (1 - 2 / (9 * k) + z_a * math.sqrt(2 / (9 * k))) ** 3  # Wilson–Hilferty χ²_K quantile
+
+    def enough(n: int) -> bool:
+        lam = (n - 1) * n_values * nvat * nvat / 2.0
+        # Patnaik: non-central χ²_K(λ) ≈ c·χ²_h, c = (K + 2λ)/(K + λ), h = (K + λ)²/(K + 2λ).
+        c, h = (k + 2 * lam) / (k + lam), (k + lam) ** 2 / (k + 2 * lam)
+        z = ((crit / c / h) ** (1 / 3) - (1 - 2 / (9 * h))) / math.sqrt(2 / (9 * h))
+        return z <= -z_power
+
+    lo, hi = 5, cap  # power grows with n: bisect for the smallest n that is enough
+    if not enough(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi
+
+
 def vat_metrics(
     e_pre: np.ndarray,
     e_post: np.ndarray,
@@ -475,13 +931,16 @@ def vat_metrics(
     target: str,
     direction: Direction,
     circle_index: Mapping[str, int] | None = None,
+    groups: np.ndarray | Sequence[int] | None = None,
     **params: Any,
 ) -> dict[str, Any]:
-    """Every metric of one condition pair (METRICS §3–§5), as one JSON-serialisable report row (§7).
+    """Every metric of one condition pair (METRICS §3–§5, §8), as one JSON-serialisable report row (§7).
 
-    ``e_pre`` and ``e_post`` are (scenes × values) value states with NaN for missing, paired by row;
+    ``e_pre`` and ``e_post`` are (samples × values) value states with NaN for missing, paired by row;
     ``values`` the ordered value ids; ``target`` a value id; ``direction`` +1/−1 or
-    "reinforce"/"suppress". ``params`` override :data:`DEFAULT_PARAMS`. NaN is returned as None.
+    "reinforce"/"suppress". ``groups`` (one int cluster id per row, e.g. the scene of a scene–action
+    sample) makes the bootstraps resample and the permutation null permute whole clusters; None treats
+    rows as independent. ``params`` override :data:`DEFAULT_PARAMS`. NaN is returned as None.
     """
     p = _params(params)
     d = _direction(direction)
@@ -492,20 +951,29 @@ def vat_metrics(
         raise ValueError(f"e_pre {pre.shape} and e_post {post.shape} must both be (scenes, {len(values)})")
     if target not in values:
         raise ValueError(f"target {target!r} is not one of the values {values}")
+    if p["hub_method"] not in HUB_METHODS:
+        raise ValueError(f"hub_method must be one of {HUB_METHODS}, not {p['hub_method']!r}")
+    g = None if groups is None else np.asarray(groups, dtype=np.int64)
+    if g is not None and g.shape != (len(pre),):
+        raise ValueError(f"groups has shape {g.shape}; it needs one cluster id per row ({len(pre)},)")
     t = values.index(target)
 
     delta_all = post - pre
     finite_all = np.isfinite(delta_all)
     # A scene with no finite shift carries no information; dropping it leaves every statistic unchanged.
-    delta = delta_all[finite_all.any(axis=1)]
+    keep = finite_all.any(axis=1)
+    delta = delta_all[keep]
+    g = None if g is None else g[keep]
     counts = np.isfinite(delta).sum(axis=0)
     flags = [f"missing_values:{v}" for v, c in zip(values, counts, strict=True) if c < len(delta_all)]
+    if len(delta) == 0:
+        flags.append("no_scenes")
 
     m = _nanmean(delta, axis=0)
     gain = _gain_block(m, _nanmean(np.abs(delta), axis=0), t, d, p["epsilon"])
     if not gain["gain_ok"]:
         flags.append("gain_too_small")
-    boot = bootstrap_mean_shifts(delta, p["bootstrap_b"], p["seed"])
+    boot = bootstrap_mean_shifts(delta, p["bootstrap_b"], p["seed"], g)
     shift_ci = _interval(boot, p["ci_level"])  # (2, V)
     gain_ci = np.sort(d * shift_ci[:, t])  # suppressing flips the interval's ends
 
@@ -513,45 +981,62 @@ def vat_metrics(
     flags += coupling_flags
     vat = vat_from_coupling(r)
     tax = {k: float(x) for k, x in system_tax(r).items()}
-    hubs, hubs_above = _hubs(vat, values, t, p["hub_k"], p["hub_lambda"])
+    cal = tax_calibration(delta, r, p, g)
+    hubs, hub_field = hub_test(cal.pop("vat_p"), values, t, p["hub_alpha"], p["hub_method"])
+    hubs_top, hubs_above = _hubs(vat, values, t, p["hub_k"], p["hub_lambda"])
     conc, conc_dir = concentration(vat, values, circle_index, p["circle_size"])
     stab = subsample_nvat(delta, p["stability_b"], p["subsample_frac"], p["seed"], p["min_scenes"])
     stab = stab[np.isfinite(stab)]
 
-    def by_value(x: np.ndarray) -> dict[str, Any]:
-        return dict(zip(values, x.tolist(), strict=True))
+    def by_value(x: np.ndarray | list) -> dict[str, Any]:
+        return dict(zip(values, list(x), strict=True))
 
+    null = {**cal.pop("null")}
+    null["vat"] = by_value(null["vat"])
+    tax_p = {k: null[k]["p"] for k in TAX_STATS}
+    signal = {k: bool(math.isfinite(x) and x < p["alpha"]) for k, x in tax_p.items()}
+    flags += [f"{k}_within_noise" for k in TAX_STATS if not signal[k]]
     with np.errstate(invalid="ignore", divide="ignore"):
         profile = vat / tax["nvat"] if tax["nvat"] > 0 else np.full(len(values), np.nan)
+    needed = scenes_needed_for_tax(cal["nvat_corrected"], len(values), p["alpha"], p["power"], p["power_cap"])
     row: dict[str, Any] = {
         "target": target,
         "direction": d,
         "gain": gain["gain"],
         "gain_raw": gain["gain_raw"],
         "gain_ci": gain_ci,
-        "mean_shift": by_value(m),
-        "mean_shift_ci": by_value(shift_ci.T),
-        "gnd": by_value(gain["gnd"]),
+        "mean_shift": by_value(m.tolist()),
+        "mean_shift_ci": by_value(shift_ci.T.tolist()),
+        "gnd": by_value(gain["gnd"].tolist()),
         "ot_abs": gain["ot_abs"],
         "ot_signed": gain["ot_signed"],
         "ot_l2": gain["ot_l2"],
         "coupling": r,
-        "vat": by_value(vat),
-        "vat_profile": by_value(profile),
+        "vat": by_value(vat.tolist()),
+        "vat_profile": by_value(profile.tolist()),
         **tax,
         "gini": gini(vat),
+        "null": null,
+        **{k: cal[k] for k in ("nvat_corrected", "rho_rms_corrected", "gini_corrected")},
+        "vat_corrected": by_value(cal["vat_corrected"].tolist()),
+        **{k: cal[k] for k in ("nvat_ci", "rho_rms_ci", "gini_ci", "interval_method")},
+        "signal": signal,
+        "scenes_needed": {"nvat": needed},
         "hubs": hubs,
+        "hubs_top_k": hubs_top,
         "hubs_above_mean": hubs_above,
-        "amplification": by_value(gain["amplification"]),
+        "hub_test": hub_field,
+        "amplification": by_value(gain["amplification"].tolist()),
         "nvat_std": float(stab.std(ddof=1)) if stab.size > 1 else math.nan,
-        "nvat_interval": _interval(stab, p["ci_level"]) if stab.size > 1 else [math.nan, math.nan],
+        "nvat_subsample_interval": _interval(stab, p["ci_level"]) if stab.size > 1 else [math.nan, math.nan],
         "circumplex_consistency": circumplex_consistency(
             gain["gnd"], values, target, circle_index, p["circle_size"]
         ),
         "concentration": conc,
         "concentration_direction_deg": conc_dir,
         "n_scenes": len(delta),
-        "n_scenes_by_value": by_value(counts),
+        "n_groups": None if g is None else int(len(np.unique(g))),
+        "n_scenes_by_value": by_value(counts.tolist()),
         "flags": list(dict.fromkeys(flags)),
         "params": {**p, "circle_index": dict(circle_index) if circle_index is not None else None},
     }

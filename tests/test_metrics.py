@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from runner import metrics as M
+from runner.parse import expected_rating
 
 SCHWARTZ = [
     "self_direction",
@@ -28,9 +29,13 @@ SCHWARTZ = [
 ABC = ["A", "B", "C"]
 E_PRE = np.array([[-0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
 E_POST = np.array([[0.5, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, -0.5], [1.0, -0.5, 1.0]])
-FAST = {"bootstrap_b": 200, "stability_b": 50}
+FAST = {"bootstrap_b": 200, "stability_b": 50, "null_b": 200}
 # Keys that depend on the random draws, hence on scene order.
-RANDOM_KEYS = {"gain_ci", "mean_shift_ci", "nvat_std", "nvat_interval"}
+RANDOM_KEYS = {
+    *("gain_ci", "mean_shift_ci", "nvat_std", "nvat_subsample_interval", "null", "hubs", "hub_test"),
+    *("signal", "flags", "nvat_corrected", "rho_rms_corrected", "gini_corrected", "vat_corrected"),
+    *("nvat_ci", "rho_rms_ci", "gini_ci", "scenes_needed"),
+}
 
 
 def approx(x: object) -> object:
@@ -93,12 +98,13 @@ def test_value_states_all_missing() -> None:
     assert np.isnan(M.value_states([0], [0], [-1], [np.nan], 1, 1)).all()
 
 
-def test_expected_rating() -> None:
-    lp = {"1": math.log(0.5), " 5": math.log(0.25), "5 ": math.log(0.25), "x": 0.0}
-    assert M.expected_rating(lp) == approx(3.0)
-    assert M.expected_rating({"4": -0.1}) == approx(4.0)
-    assert M.expected_rating({"yes": -0.1, "6": -0.2}) is None
-    assert M.expected_rating({}) is None
+def test_expected_rating_is_the_one_in_parse() -> None:
+    assert not hasattr(M, "expected_rating")  # one definition: runner.parse (the one the runner uses)
+    lp = {"1": math.log(0.5), "5": math.log(0.5), "x": math.log(0.01)}
+    assert expected_rating(lp) == approx(3.0)
+    assert expected_rating({"4": -0.1}) == approx(4.0)
+    assert expected_rating({"yes": -0.1, "6": -0.2}) is None
+    assert expected_rating({}) is None
 
 
 # --- §6 metric layer -------------------------------------------------------------------------------
@@ -119,10 +125,11 @@ def test_metric_layer_example() -> None:
     assert r["rho_rms"] == approx(0.8718)
     assert r["gini"] == approx(0.02695)
     assert r["amplification"] == approx({"A": 1.0, "B": 0.6667, "C": 0.6667})
-    assert r["hubs"] == ["B", "C"]
+    assert r["hubs_top_k"] == ["B", "C"]
     assert r["hubs_above_mean"] == ["B"]
     assert r["n_scenes"] == 4 and r["n_scenes_by_value"] == {"A": 4, "B": 4, "C": 4}
-    assert r["flags"] == []
+    # Four scenes cannot tell a coupling from chance: the permutation null says so.
+    assert r["flags"] == ["nvat_within_noise", "rho_rms_within_noise", "gini_within_noise"]
     # Profile VAT(u)/nVAT has quadratic mean 1.
     assert np.sqrt(np.mean(np.square(list(r["vat_profile"].values())))) == approx(1.0)
 
@@ -162,7 +169,10 @@ def test_report_has_every_key_and_is_json() -> None:
             "ot_l2",
         ),
         *("coupling", "vat", "vat_profile", "nvat", "nvat_lit", "rho_rms", "gini", "hubs", "hubs_above_mean"),
-        *("amplification", "nvat_std", "nvat_interval", "circumplex_consistency", "concentration"),
+        *("amplification", "nvat_std", "nvat_subsample_interval", "circumplex_consistency"),
+        *("concentration", "null", "nvat_corrected", "rho_rms_corrected", "gini_corrected"),
+        *("vat_corrected", "nvat_ci", "rho_rms_ci", "gini_ci", "interval_method", "hubs_top_k"),
+        *("hub_test", "signal", "scenes_needed"),
         *("concentration_direction_deg", "n_scenes", "n_scenes_by_value", "flags", "params"),
     }
     assert keys <= set(r)
@@ -281,7 +291,9 @@ def test_family_metrics_on_rows() -> None:
     )
     assert set(fam["hub_persistence"]) == set("abcde")
     assert fam["hub_persistence"]["a"] == 0.0  # the target is never a hub
-    assert sum(fam["hub_persistence"].values()) == approx(3.0)  # three hubs per row
+    # Persistence counts tested hubs: the share of rows in which each value is one.
+    want = {v: sum(v in r["hubs"] for r in rows) / 3 for v in "abcde"}
+    assert fam["hub_persistence"] == approx(want)
     assert -1.0 <= fam["profile_stability"] <= 1.0
     json.dumps(fam, allow_nan=False)
 
@@ -333,7 +345,7 @@ def test_same_seed_same_intervals() -> None:
     b = M.vat_metrics(pre, post, list("abcd"), "a", 1, **FAST)
     assert a == b
     c = M.vat_metrics(pre, post, list("abcd"), "a", 1, seed=1, **FAST)
-    assert c["gain_ci"] != a["gain_ci"] or c["nvat_interval"] != a["nvat_interval"]
+    assert c["gain_ci"] != a["gain_ci"] or c["nvat_subsample_interval"] != a["nvat_subsample_interval"]
     assert a["gain_ci"][0] <= a["gain"] <= a["gain_ci"][1]
     assert a["nvat_std"] > 0
 
