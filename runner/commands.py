@@ -170,6 +170,7 @@ def plan_numbers(cfg: DictConfig, plan: Any) -> tuple[dict[str, Any], list[Any],
         "requests": len(keys),
         "stored": len(stored),
         "to_send": len(todo),
+        **plan.elicitation(),
     }
     numbers.update(estimate(todo, int(cfg.model.max_tokens)))
     return numbers, todo, stored
@@ -207,6 +208,9 @@ def plan(overrides: list[str], print_cfg: bool = False) -> int:
         "target",
         "direction",
         "scenes",
+        "elicitation",
+        "variant",
+        "judgments_per_action",
         "requests",
         "stored",
         "to_send",

@@ -197,6 +197,22 @@ class ImportConf:
 
 
 @dataclass
+class ElicitationConf:
+    """What each judgment asks (docs/elicitation.md); every choice has its own request keys.
+
+    Chosen with ``elicitation=action|value|micro_value`` (conf/elicitation/, which also sets ``prompt``).
+    """
+
+    ask: str = "action"
+    """action: one question per action, naming no value (the paper's v0.1 wording); value: each action
+    judged with respect to each value (×10); micro_value: with respect to each micro-value."""
+    micro_values: str = "scene"
+    """ask=micro_value: the micro-values the scene's actions name (scene), or all of spec/values (all)."""
+    variant: str = "base"
+    """The prompt's wording: base, or a bias-control variant of the prompt spec (para1, reversed, ...)."""
+
+
+@dataclass
 class VatConf:
     """The root config of every verb."""
 
@@ -215,6 +231,7 @@ class VatConf:
     format: OutputFormat = OutputFormat.table
     spec_dir: str = "spec"
     prompt: str = "judgment"
+    elicitation: ElicitationConf = field(default_factory=ElicitationConf)
 
 
 def register_configs() -> dict[str, Any]:

@@ -165,8 +165,25 @@ class Strategy(_Doc):
     templates: dict[str, str] = Field(default_factory=dict)
 
 
+class PromptVariant(_Doc):
+    """Another wording of a prompt (a bias control, docs/elicitation.md): its own text, so its own keys."""
+
+    description: str
+    system: str | None = None
+    """Replaces the prompt's system message (None: the prompt's own)."""
+    user: str | None = None
+    """Replaces the prompt's user template (None: the prompt's own)."""
+    scale_reversed: bool = False
+    """The scale is shown the other way round (1 = the agree/honours end); ratings are stored as shown."""
+
+
 class Prompt(_Doc):
-    """The judgment prompt (versioned data): a system message and a user template."""
+    """The judgment prompt (versioned data): a system message and a user template.
+
+    The user template fills ``{scene}`` and ``{action}``; a template that also has ``{value_label}``
+    and ``{value_gloss}`` names the value (or micro-value) each judgment is about (elicitation=value or
+    micro_value); ``micro_value_gloss`` words a micro-value's gloss from its value's name and definition.
+    """
 
     id: Id
     version: int = Field(ge=1)
@@ -174,6 +191,14 @@ class Prompt(_Doc):
     system: str
     user: str
     answer_scale: list[str] = Field(min_length=5, max_length=5)
+    micro_value_gloss: str | None = None
+    variants: dict[Id, PromptVariant] = Field(default_factory=dict)
+    """Bias-control wordings by id (``base`` is the prompt's own text and cannot be redefined)."""
+
+    @property
+    def names_value(self) -> bool:
+        """Whether the question names the value it asks about (its template has ``{value_label}``)."""
+        return "{value_label}" in self.user
 
 
 # ---------------------------------------------------------------- hashing
@@ -182,14 +207,17 @@ HASH_FIELDS: dict[type[_Doc], tuple[str, ...]] = {
     ValueSystem: ("groups", "values"),
     Scene: ("country", "topic", "split", "text", "actions"),
     Strategy: ("kind", "params", "templates"),
-    Prompt: ("system", "user", "answer_scale"),
+    Prompt: ("system", "user", "answer_scale", "micro_value_gloss", "variants"),
 }
+_HASHED_WHEN_SET = frozenset({"micro_value_gloss", "variants"})
+"""Fields added after documents were locked: hashed only when set, so older documents keep their hash."""
 
 
 def content_hash(doc: _Doc) -> str:
     """Hash the judgment-relevant fields of a document (16 hex chars of SHA-256 over canonical JSON)."""
     fields = HASH_FIELDS[type(doc)]
     payload = doc.model_dump(mode="json", include=set(fields))
+    payload = {k: v for k, v in payload.items() if v or k not in _HASHED_WHEN_SET}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 

@@ -166,6 +166,7 @@ def _membership_table(rp: ReleasePlan) -> pa.Table:
 JUDGMENTS_SQL = """
 SELECT l.run_id, l.strategy, l.target, l.direction, l.condition, l.step, l.request_key,
        q.model, q.scene_id, q.scene_version, q.action_id, q.value, q.micro_value, q.polarity, q.sample,
+       q.asked_value, q.asked_micro_value, q.variant, q.scale_reversed,
        CAST(p.messages AS VARCHAR) AS messages,
        r.text, r.rating, r.expected_rating, CAST(r.logprobs AS VARCHAR) AS logprobs,
        r.prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_s, r.attempts, r.provider_model,
