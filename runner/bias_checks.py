@@ -19,6 +19,7 @@ Run ``python -m runner.bias_checks`` for the measured numbers (noise floors, fla
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,3 +270,62 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def pipeline_checks(store_path: str, runs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The acquiescence flag on rows `vat report` builds from the store, for the sim profiles just run.
+
+    ``runs`` are (profile, run_id) pairs. The ``acquiescent`` profile must be flagged in both conditions,
+    every other (reading) profile in neither.
+    """
+    from runner import report
+    from runner.config import compose
+    from runner.load import load_index
+    from runner.store import open_store
+
+    cfg = compose([])
+    values = load_index(cfg.spec_dir, check_lock=False).value_ids
+    params = dict(cfg.metrics)
+    with open_store(store_path, read_only=True) as store:
+        rows = {r["run_id"]: r for r in report.build_rows(store, values, params)}
+    out = []
+    for profile, run_id in runs:
+        row = rows.get(run_id)
+        acq = (row or {}).get("acquiescence") or {}
+        flagged = [c for c in ("pre", "post") if (acq.get(c) or {}).get("biased")]
+        want = ["pre", "post"] if profile == "acquiescent" else []
+        index = ", ".join(f"{c} {_fmt((acq.get(c) or {}).get('index'))}" for c in ("pre", "post"))
+        out.append(
+            {
+                "quantity": f"acquiescence flag, sim/{profile} via the report",
+                "planted": "always agree" if profile == "acquiescent" else "reads the items",
+                "expected": "flagged pre and post" if want else "not flagged",
+                "measured": f"index {index}; flagged: {', '.join(flagged) or 'none'}",
+                "ok": row is not None and flagged == want,
+            }
+        )
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.3f}"
+
+
+def profile_result(
+    store_path: str | None = None, runs: Sequence[tuple[str, str]] = (), reps: int = 60
+) -> Any:
+    """All bias-control checks as one :class:`runner.validation.ProfileResult` for `vat validate-metrics`."""
+    from runner.validation import Check, ProfileResult
+
+    rows = checks(reps) + (pipeline_checks(store_path, runs) if store_path and runs else [])
+    return ProfileResult(
+        profile="bias_controls",
+        model="simulated judges (runner.bias_checks)",
+        strategy="bias controls and the scene–action unit",
+        target="–",
+        direction="–",
+        dose=0.0,
+        n_scenes=41,
+        run_id="",
+        checks=[Check(**c) for c in rows],
+    )

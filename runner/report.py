@@ -7,7 +7,6 @@ set of rows that differ only in shot count or checkpoint step; it gets the paper
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections import defaultdict
@@ -20,9 +19,6 @@ import numpy as np
 from runner import bias, metrics
 from runner.states import AUTO_EXPECTED_SHARE, PairedStates, coverage, paired_states
 from runner.store import Store
-
-# h1's vat_metrics takes the sample clusters (scenes) for cluster-aware intervals and nulls.
-_GROUPS_SUPPORTED = "groups" in inspect.signature(metrics.vat_metrics).parameters
 
 EMBEDDED_NOTE = (
     "{model} is a 135M-parameter model embedded for demonstration: its judgments show the pipeline "
@@ -133,7 +129,8 @@ def _row(
 ) -> dict[str, Any]:
     """The report row of one condition pair: metrics, identity, unit, rating source, coverage, bias."""
     clustered = ps.unit == "scene_action"
-    extra: dict[str, Any] = {"groups": ps.clusters} if clustered and _GROUPS_SUPPORTED else {}
+    # Scene–action samples of one scene are not independent: intervals and nulls resample whole scenes.
+    groups = ps.clusters if clustered else None
     row = metrics.vat_metrics(
         ps.pre,
         ps.post,
@@ -141,16 +138,14 @@ def _row(
         run["target"],
         run["direction"],
         circle_index=circle_index,
+        groups=groups,
         **params,
-        **extra,
     )
     step = ps.step
     fam, k = family_of(run["strategy"])
     cfg = json.loads(run["config"]) if isinstance(run["config"], str) else (run["config"] or {})
     finite = np.isfinite(ps.post - ps.pre).any(axis=1)
     flags = list(row.get("flags") or []) + ps.flags
-    if clustered and not _GROUPS_SUPPORTED:
-        flags.append("clustered_inference_unavailable")
     acq = bias.acquiescence(ps.acquiescence, seed=int(params.get("seed", 0)))
     flags += [f"acquiescence_bias:{cond}" for cond, a in acq.items() if a["biased"]]
     row.update(
