@@ -57,7 +57,8 @@ SELECT rr.run_id, rr.condition, coalesce(rr.step, -1) AS step,
        coalesce({variant}, 'base') AS variant,
        CASE WHEN coalesce({scale_reversed}, false) THEN 6 - r.rating ELSE r.rating END AS t,
        CASE WHEN coalesce({scale_reversed}, false) THEN 6.0 - r.expected_rating ELSE r.expected_rating END
-           AS x
+           AS x,
+       hash(q.value, q.polarity, q.micro_value, q.sample, {asked_value}, {asked_micro_value}, {variant}) AS h
 FROM run_requests rr
 JOIN requests q USING (request_key)
 LEFT JOIN responses r USING (request_key)
@@ -74,17 +75,19 @@ _UNIT_COLUMNS = f"""
 """
 
 ITEMS_SQL = """
-WITH base AS ({base})
 SELECT p.run_id, p.step, p.scene_id, p.action_id, p.action_value, p.polarity, p.action_micro,
        p.asked_value, p.asked_micro, p.variant, b.t AS t0, b.x AS x0, p.t AS t1, p.x AS x1
-FROM base p
-JOIN base b ON b.condition = 'pre' AND b.run_id = p.run_id AND b.scene_id = p.scene_id
-    AND b.action_id = p.action_id AND b.action_value = p.action_value AND b.polarity = p.polarity
-    AND b.action_micro = p.action_micro AND b.sample = p.sample AND b.asked_value = p.asked_value
-    AND b.asked_micro = p.asked_micro AND b.variant = p.variant
+FROM vat_base p
+JOIN vat_base b ON b.condition = 'pre' AND b.run_id = p.run_id AND b.scene_id = p.scene_id
+    AND b.action_id = p.action_id AND b.h = p.h
 WHERE p.condition = 'post'
 """
-"""Every item planned in both conditions of a pair (pre with each post step), with both ratings."""
+"""Every item planned in both conditions of a pair (pre with each post step), with both ratings.
+
+An item is (scene, action, value, micro-value, polarity, sample, asked value and micro-value, variant);
+``h`` hashes the part after the action once per row so the join compares three keys, not nine (two
+items of one action colliding on a 64-bit hash: about 1e-17 for 100 items per action).
+"""
 
 RULE_SQL = """
 SELECT run_id, step,
@@ -107,25 +110,19 @@ WITH used AS (
              WHEN m.fallback AND m.src = 'text' AND x0 IS NOT NULL AND x1 IS NOT NULL THEN 'expected'
         END AS used
     FROM vat_items i JOIN vat_modes m USING (run_id, step)
-), scored AS (
-    SELECT run_id, step, scene_id, action_value, polarity, variant, used, src, {unit_columns},
-           ((CASE WHEN used = 'expected' THEN x0 ELSE t0 END) - 3.0) / 2.0 AS phi0,
-           ((CASE WHEN used = 'expected' THEN x1 ELSE t1 END) - 3.0) / 2.0 AS phi1,
-           asked_value
-    FROM used WHERE used IS NOT NULL
-), planned AS (
-    -- Polarities planned per (run, scene, value, variant) in the scene unit, over both conditions.
-    SELECT run_id, step, scene_id, action_value AS value, variant, count(DISTINCT polarity) AS n_pol
-    FROM vat_items WHERE asked_value = '' GROUP BY ALL
-), cell_ok AS (
-    SELECT s.run_id, s.step, s.sample_id, s.value, s.variant
-    FROM scored s LEFT JOIN planned p
-        ON s.asked_value = '' AND p.run_id = s.run_id AND p.step = s.step AND p.scene_id = s.scene_id
-        AND p.value = s.value AND p.variant = s.variant
-    GROUP BY s.run_id, s.step, s.sample_id, s.value, s.variant
-    HAVING min(s.asked_value) <> '' OR count(DISTINCT s.polarity) >= max(p.n_pol)
+), broken AS (
+    -- Scene unit: (scene, value, variant) cells that plan a polarity none of whose items is paired.
+    SELECT run_id, step, scene_id, action_value, variant, asked_value FROM used WHERE asked_value = ''
+    GROUP BY ALL
+    HAVING (bool_or(polarity = 'express') AND NOT bool_or(polarity = 'express' AND used IS NOT NULL))
+        OR (bool_or(polarity <> 'express') AND NOT bool_or(polarity <> 'express' AND used IS NOT NULL))
 )
-SELECT s.* FROM scored s SEMI JOIN cell_ok c USING (run_id, step, sample_id, value, variant)
+SELECT run_id, step, scene_id, action_value, polarity, variant, used, src, {unit_columns},
+       ((CASE WHEN used = 'expected' THEN x0 ELSE t0 END) - 3.0) / 2.0 AS phi0,
+       ((CASE WHEN used = 'expected' THEN x1 ELSE t1 END) - 3.0) / 2.0 AS phi1,
+       asked_value
+FROM used ANTI JOIN broken USING (run_id, step, scene_id, action_value, variant, asked_value)
+WHERE used IS NOT NULL
 """
 """Paired items with the rating source each uses (φ in both conditions) that pass the polarity rule."""
 
@@ -136,21 +133,20 @@ WITH micro AS (
     FROM vat_scored GROUP BY ALL
 )
 SELECT run_id, step, sample_id, scene_id, value, variant, avg(e0) AS e0, avg(e1) AS e1
-FROM micro GROUP BY ALL
+FROM micro GROUP BY ALL ORDER BY run_id, step, variant
 """
 
 ACQUIESCENCE_SQL = """
 SELECT run_id, step, scene_id, action_value AS value, polarity, avg(phi0) AS a0, avg(phi1) AS a1
 FROM vat_scored WHERE asked_value = '' OR asked_value = action_value
-GROUP BY ALL
+GROUP BY ALL ORDER BY run_id, step
 """
 """Mean unsigned φ per (scene, value, polarity) over the items about the action's own value."""
 
 COVERAGE_SQL = """
-WITH base AS ({base})
 SELECT run_id, condition, step, CASE WHEN asked_value = '' THEN action_value ELSE asked_value END AS value,
        count(*) FILTER (WHERE {rated}) AS n
-FROM base GROUP BY ALL
+FROM vat_base GROUP BY ALL
 """
 
 
@@ -262,6 +258,8 @@ def _check_mode(rating: str) -> None:
 
 def _value_index(column: np.ndarray, values: Sequence[str]) -> np.ndarray:
     """Index of each row's value in ``values`` (−1 for a value not reported)."""
+    if len(column) == 0:
+        return np.zeros(0, dtype=np.int64)
     distinct, inv = np.unique(column.astype(str), return_inverse=True)
     pos = {v: i for i, v in enumerate(values)}
     return np.array([pos.get(str(v), -1) for v in distinct], dtype=np.int64)[inv]
@@ -295,35 +293,24 @@ def paired_states(
 ) -> dict[tuple[str, int], PairedStates]:
     """Paired value states per (run_id, post step) — step −1 when the run has none (see module doc)."""
     _check_mode(rating)
-    run_ids = list(run_ids)
-    base = _base(store)
-    items = store.con.sql(ITEMS_SQL.format(base=base), params=[run_ids]).to_arrow_table()
-    if items.num_rows == 0:
-        return {}
     con = store.con
-    con.register("vat_items", items)
+    _drop_temp(con)
     try:
+        # Temporary tables (allowed on a read-only store): the join of runs, requests and responses is
+        # the costly step, so it runs once and every later query reads its result.
+        con.execute(f"CREATE TEMP TABLE vat_base AS {_base(store)}", [list(run_ids)])
+        con.execute(f"CREATE TEMP TABLE vat_items AS {ITEMS_SQL}")
         rules = con.sql(RULE_SQL).fetchall()
+        if not rules:
+            return {}
         modes, meta = [], {}
         for run_id, step, n_x, n_t, n_any, n_units, unit, variants in rules:
             src, fallback = rating_rule(rating, n_x, n_t, n_any)
             modes.append((run_id, step, src, fallback))
             meta[(run_id, step)] = {"unit": unit, "mixed": n_units > 1, "variants": list(variants)}
-        con.register(
-            "vat_modes",
-            pa.table(
-                {
-                    "run_id": [m[0] for m in modes],
-                    "step": pa.array([m[1] for m in modes], pa.int32()),
-                    "src": [m[2] for m in modes],
-                    "fallback": [m[3] for m in modes],
-                }
-            ),
-        )
-        scored = con.sql(SCORED_SQL.format(unit_columns=_UNIT_COLUMNS)).to_arrow_table()
-        con.register("vat_scored", scored)
+        con.register("vat_modes", _modes_table(modes))
+        con.execute(f"CREATE TEMP TABLE vat_scored AS {SCORED_SQL.format(unit_columns=_UNIT_COLUMNS)}")
         pooled = con.sql(STATES_FROM_SCORED_SQL.format(variant_key="''")).to_arrow_table()
-        multi = [k for k, m in meta.items() if len(m["variants"]) > 1]
         # Per-variant states only when some pair mixes wordings (the prompt-sensitivity figure needs them).
         multi = any(len(m["variants"]) > 1 for m in meta.values())
         per_variant = (
@@ -331,18 +318,35 @@ def paired_states(
         )
         acq = con.sql(ACQUIESCENCE_SQL).to_arrow_table()
         used = con.sql(
-            "SELECT run_id, step, count(*) AS n, count(*) FILTER (WHERE used <> src) AS n_fallback, "
-            "min(used) AS lo, max(used) AS hi FROM vat_scored GROUP BY ALL"
+            "SELECT run_id, step, count(*) AS n, count(*) FILTER (WHERE used <> src) AS n_fallback "
+            "FROM vat_scored GROUP BY ALL"
         ).fetchall()
         paired_by_value = con.sql(
             "SELECT run_id, step, value, count(*) FROM vat_scored GROUP BY ALL"
         ).fetchall()
+        rated = "t IS NOT NULL OR x IS NOT NULL" if rating == "auto" else f"{_RATING_SQL[rating]} IS NOT NULL"
+        cover = con.sql(COVERAGE_SQL.format(rated=rated)).fetchall()
     finally:
-        for name in ("vat_items", "vat_modes", "vat_scored"):
-            con.unregister(name)
-    rated = "t IS NOT NULL OR x IS NOT NULL" if rating == "auto" else f"{_RATING_SQL[rating]} IS NOT NULL"
-    cover = store.con.sql(COVERAGE_SQL.format(base=base, rated=rated), params=[run_ids]).fetchall()
+        _drop_temp(con)
     return _assemble(values, modes, meta, pooled, per_variant, acq, used, paired_by_value, cover)
+
+
+def _modes_table(modes: list[tuple[str, int, str, bool]]) -> pa.Table:
+    return pa.table(
+        {
+            "run_id": pa.array([m[0] for m in modes], pa.string()),
+            "step": pa.array([m[1] for m in modes], pa.int32()),
+            "src": pa.array([m[2] for m in modes], pa.string()),
+            "fallback": pa.array([m[3] for m in modes], pa.bool_()),
+        }
+    )
+
+
+def _drop_temp(con: Any) -> None:
+    """Remove what :func:`paired_states` leaves on the connection (also after an error)."""
+    for name in ("vat_base", "vat_items", "vat_scored"):
+        con.execute(f"DROP TABLE IF EXISTS temp.{name}")
+    con.unregister("vat_modes")  # a no-op when it is not registered
 
 
 def _assemble(
@@ -362,14 +366,16 @@ def _assemble(
     pooled_cols, acq_cols = _columns(pooled), _columns(acq)
     var_cols = _columns(per_variant) if per_variant is not None else None
     counts = _coverage_by_value(values, paired_by_value, cover)
+    at, var_at, acq_at = _slices(pooled_cols), _slices(var_cols, "variant"), _slices(acq_cols)
     out = {}
+    empty = slice(0, 0)
     for run_id, step, src, _fallback in modes:
         key = (run_id, step)
-        mask = (pooled_cols["run_id"] == run_id) & (pooled_cols["step"] == step)
-        samples, sample_scene = _samples(pooled_cols, mask)
+        sl = at.get(key, empty)
+        samples, sample_scene = _samples(pooled_cols, sl)
         scenes = sorted(set(sample_scene))
         clusters = np.searchsorted(scenes, sample_scene) if samples else np.zeros(0, dtype=np.int64)
-        pre, post = _fill(pooled_cols, mask, samples, values)
+        pre, post = _fill(pooled_cols, sl, samples, values)
         n, n_fb = (n_used[key][2], n_used[key][3]) if key in n_used else (0, 0)
         state = PairedStates(
             run_id=run_id,
@@ -391,33 +397,48 @@ def _assemble(
             state.flags.append("mixed_units")
         if var_cols is not None and len(state.variants) > 1:
             for variant in state.variants:
-                vmask = (
-                    (var_cols["run_id"] == run_id)
-                    & (var_cols["step"] == step)
-                    & (var_cols["variant"] == variant)
+                state.by_variant[variant] = _fill(
+                    var_cols, var_at.get((*key, variant), empty), samples, values
                 )
-                state.by_variant[variant] = _fill(var_cols, vmask, samples, values)
-        amask = (acq_cols["run_id"] == run_id) & (acq_cols["step"] == step)
-        state.acquiescence = _acquiescence_arrays(acq_cols, amask, scenes, values)
+        state.acquiescence = _acquiescence_arrays(acq_cols, acq_at.get(key, empty), scenes, values)
         out[key] = state
     return out
 
 
-def _samples(cols: dict[str, np.ndarray], mask: np.ndarray) -> tuple[list[str], list[str]]:
+def _slices(cols: dict[str, np.ndarray] | None, *extra: str) -> dict[tuple[Any, ...], slice]:
+    """Row range of each (run_id, step, *extra) group of a result sorted by those columns."""
+    if cols is None or len(cols["run_id"]) == 0:
+        return {}
+    names = ("run_id", "step", *extra)
+    n = len(cols["run_id"])
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for name in names:
+        c = cols[name]
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
+    return {
+        tuple(
+            cols[name][a].item() if hasattr(cols[name][a], "item") else cols[name][a] for name in names
+        ): slice(a, b)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
+
+
+def _samples(cols: dict[str, np.ndarray], rows: slice) -> tuple[list[str], list[str]]:
     """Sorted sample ids of one pair and the scene of each."""
-    pairs = sorted(
-        set(zip(cols["sample_id"][mask].astype(str), cols["scene_id"][mask].astype(str), strict=True))
-    )
+    pairs = sorted(set(zip(cols["sample_id"][rows].tolist(), cols["scene_id"][rows].tolist(), strict=True)))
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _fill(
-    cols: dict[str, np.ndarray], mask: np.ndarray, samples: list[str], values: list[str]
+    cols: dict[str, np.ndarray], mask: slice, samples: list[str], values: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(samples × values) arrays of e0 (pre) and e1 (post); NaN where no paired evidence."""
     pre = np.full((len(samples), len(values)), np.nan)
     post = pre.copy()
-    vcol = _value_index(cols["value"][mask], values) if mask.any() else np.zeros(0, dtype=np.int64)
+    vcol = _value_index(cols["value"][mask], values)
     keep = vcol >= 0
     rows = np.searchsorted(samples, cols["sample_id"][mask].astype(str))[keep]
     pre[rows, vcol[keep]] = np.asarray(cols["e0"][mask], dtype=float)[keep]
@@ -426,12 +447,12 @@ def _fill(
 
 
 def _acquiescence_arrays(
-    cols: dict[str, np.ndarray], mask: np.ndarray, scenes: list[str], values: list[str]
+    cols: dict[str, np.ndarray], mask: slice, scenes: list[str], values: list[str]
 ) -> dict[str, np.ndarray]:
     """Per condition, (scenes × values) mean of the express mean and the suppress mean of φ."""
     out = {}
     scene = cols["scene_id"][mask].astype(str)
-    vcol = _value_index(cols["value"][mask], values) if mask.any() else np.zeros(0, dtype=np.int64)
+    vcol = _value_index(cols["value"][mask], values)
     known = np.isin(scene, scenes) & (vcol >= 0)
     rows = np.searchsorted(scenes, scene)
     express = cols["polarity"][mask] == "express"
