@@ -352,3 +352,51 @@ def test_paired_equals_unpaired_when_every_item_parses(store_path, rating):
         un = value_states(store, ["run"], VALUES, rating=rating)
     np.testing.assert_allclose(ps.pre, un[("run", "pre", -1)].array)
     np.testing.assert_allclose(ps.post, un[("run", "post", -1)].array)
+
+
+def _variant_items(variant: str, lift: int, n_scenes: int = 6) -> list[dict[str, Any]]:
+    """A scene–action run in one wording: post answers ``lift`` points higher on hedonism only."""
+    items = []
+    for s in range(n_scenes):
+        for a in range(2):
+            for v in VALUES:
+                pre = 1 + (s + a + VALUES.index(v)) % 4
+                post = min(5, pre + (lift + (s % 2) if v == "hedonism" else (s * a) % 2))
+                items.append(
+                    _item(
+                        f"s{s}",
+                        "hedonism",
+                        "m",
+                        "express",
+                        pre,
+                        post,
+                        action=f"a{a}",
+                        asked_value=v,
+                        asked_micro="u",
+                        variant=variant,
+                    )
+                )
+    return items
+
+
+def test_prompt_sensitivity_across_sibling_runs_and_within_a_run(store_path):
+    params = {"bootstrap_b": 20, "stability_b": 10, "min_scenes": 3}
+    with open_store(store_path) as store:
+        _seed_pairs(store, _variant_items("base", 0), run="base")
+        _seed_pairs(store, _variant_items("para1", 1), run="para1")
+        _seed_pairs(
+            store, _variant_items("base", 0) + _variant_items("para1", 1), run="both", strategy="fewshot_8"
+        )
+        rows = {r["run_id"]: r for r in report.build_rows(store, VALUES, params)}
+    base, para1, both = rows["base"], rows["para1"], rows["both"]
+    assert base["unit"] == "scene_action" and base["n_samples"] == 12 and base["n_scenes"] == 6
+    sens = base["prompt_sensitivity"]
+    assert sens is para1["prompt_sensitivity"] and sens["source"] == "sibling runs"
+    assert sens["runs"] == {"base": "base", "para1": "para1"}
+    # para1 adds one point to hedonism's post answers (capped at 5): its gain is larger, by exactly the
+    # difference of the two rows' own gains.
+    assert sens["gain_diff"]["para1"] == pytest.approx(para1["gain"] - base["gain"])
+    assert sens["gain_diff"]["para1"] > 0
+    within = both["prompt_sensitivity"]
+    assert within["source"] == "variants within the run" and both["variant"] is None
+    assert within["gain"] == pytest.approx(sens["gain"])  # the same items, split by wording
