@@ -44,6 +44,22 @@ def _index(arr: np.ndarray) -> np.ndarray:
     return _nanmean(_nanmean(arr, axis=-2), axis=-1)
 
 
+def _bootstrap_index(rows: np.ndarray, b: int, seed: int) -> np.ndarray:
+    """The index of ``b`` resamples of the scenes (rows), as counts-weighted means: one matrix product.
+
+    Resample i takes scene s W[i, s] times, so its per-value mean is Σ_s W·a / Σ_s W·[a finite].
+    """
+    n = len(rows)
+    idx = np.random.default_rng(seed).integers(0, n, size=(b, n))
+    counts = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+    counts = counts.astype(float)  # a float matrix product goes through BLAS; int @ float does not
+    ok = np.isfinite(rows)
+    num = counts @ np.where(ok, rows, 0.0)
+    den = counts @ ok.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _nanmean(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan), axis=-1)
+
+
 def acquiescence_index(acq: np.ndarray, b: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """Acquiescence index of one condition from its (scenes × values) balanced mean-φ array.
 
@@ -56,8 +72,7 @@ def acquiescence_index(acq: np.ndarray, b: int = 1000, seed: int = 0, level: flo
     n = len(rows)
     if n == 0:
         return {"index": None, "ci": [None, None], "n_scenes": 0, "biased": False}
-    idx = np.random.default_rng(seed).integers(0, n, size=(b, n))
-    boot = _index(rows[idx])
+    boot = _bootstrap_index(rows, b, seed)
     alpha = (1.0 - level) / 2.0
     lo, hi = (float(x) for x in np.quantile(boot, [alpha, 1.0 - alpha]))
     biased = lo > ACQUIESCENCE_TOLERANCE or hi < -ACQUIESCENCE_TOLERANCE

@@ -146,7 +146,12 @@ def _row(
     cfg = json.loads(run["config"]) if isinstance(run["config"], str) else (run["config"] or {})
     finite = np.isfinite(ps.post - ps.pre).any(axis=1)
     flags = list(row.get("flags") or []) + ps.flags
-    acq = bias.acquiescence(ps.acquiescence, seed=int(params.get("seed", 0)))
+    acq = bias.acquiescence(
+        ps.acquiescence,
+        b=int(params.get("bootstrap_b", 1000)),
+        seed=int(params.get("seed", 0)),
+        level=float(params.get("ci_level", 0.95)),
+    )
     flags += [f"acquiescence_bias:{cond}" for cond, a in acq.items() if a["biased"]]
     row.update(
         {
