@@ -13,7 +13,8 @@ planted and what came back:
   e = σ·φ(r), the value state the mean over its two actions; scene–action unit: each action judged
   about every value, e = φ(r).
 
-Run ``python -m runner.bias_checks`` for the measured numbers (noise floors, flag rates, recovery).
+Run ``python -m runner.bias_checks`` for the measured numbers (noise floors, flag rates, recovery), and
+``python -m runner.bias_checks pipeline`` for the noise floors through the pipeline with the sim judge.
 """
 
 from __future__ import annotations
@@ -250,8 +251,51 @@ def checks(reps: int = 60, seed: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def main() -> None:
-    """Print the measured numbers quoted in METRICS.md §2 and the report."""
+def pipeline_noise_floor(store_path: str, extra: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The nVAT and its permutation-null mean through the whole pipeline, per unit (``sim/no_offtarget``).
+
+    Runs the profile on the test split with ``elicitation=action`` (scene unit) and ``elicitation=value``
+    (scene–action unit) into ``store_path`` and reads the report rows back; ``extra`` are more overrides.
+    """
+    from runner import report
+    from runner.commands import execute_run
+    from runner.providers import sim
+    from runner.store import open_store
+    from runner.validation import prepare
+
+    out = {}
+    for unit, elicitation in (("scene", "action"), ("scene_action", "value")):
+        base = ["selection.split=test", "execution.concurrency=32", f"elicitation={elicitation}", *extra]
+        prep = prepare("no_offtarget", base, store_path)
+        sim.configure(prep.index)
+        compiled, stats = execute_run(prep.cfg, prep.overrides)
+        if stats.failed:
+            raise RuntimeError(f"{stats.failed} simulated request(s) failed")
+        with open_store(store_path, read_only=True) as store:
+            rows = report.build_rows(
+                store, prep.fr.values, dict(prep.cfg.metrics), circle_index=prep.fr.circle_index
+            )
+        row = next(r for r in rows if r["run_id"] == compiled.run.run_id)
+        out[unit] = {
+            "n_scenes": row["n_scenes"],
+            "n_samples": row["n_samples"],
+            "nvat": row["nvat"],
+            "null": (row.get("null") or {}).get("nvat"),
+            "hubs": row["hubs"],
+        }
+    return out
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    """Print the measured numbers quoted in METRICS.md §2; ``pipeline [overrides]`` runs the sim judge too."""
+    if argv and argv[0] == "pipeline":
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(prefix="vat-noise-floor-") as tmp:
+            for unit, res in pipeline_noise_floor(str(Path(tmp) / "nf.duckdb"), argv[1:]).items():
+                print(f"sim/no_offtarget, {unit} unit: {res}")
+        return
     for icc in (0.0, 0.3):
         nf = noise_floor(icc=icc, reps=200)
         print(
@@ -269,7 +313,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
 
 
 def pipeline_checks(store_path: str, runs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
