@@ -230,6 +230,12 @@ def asked_values(index: SpecIndex, prompt: Prompt, ask: str, micro_values: str, 
     if ask == "value":
         return [Asked(v.id, None, v.name, v.definition) for v in values]
     named = {a.micro_value for a in scene.actions if a.micro_value}
+    if micro_values == "scene" and not named:
+        raise VatError(
+            f"scene {scene.id} names no micro-value on its actions, so elicitation.micro_values=scene asks "
+            "nothing there; use elicitation.micro_values=all or elicitation=value",
+            2,
+        )
     gloss = prompt.micro_value_gloss or "{value_definition}"
     return [
         Asked(
@@ -259,15 +265,15 @@ def check_elicitation(cfg: DictConfig, prompt: Prompt) -> None:
         if got not in options:
             raise VatError(f"elicitation.{key}={got!r} is not known; choose one of: {', '.join(options)}", 2)
     if (el.ask != "action") != prompt.names_value:
+        has = "names a value in its question" if prompt.names_value else "names no value"
         need = (
-            "a value-naming prompt such as judgment_micro"
+            "one that names a value, such as judgment_micro"
             if el.ask != "action"
-            else "a prompt that names no value such as judgment"
+            else "one that names none, such as judgment"
         )
         raise VatError(
-            f"elicitation.ask={el.ask} with prompt={prompt.id}: that prompt "
-            f"{'names' if prompt.names_value else 'names no'} value; use {need} (or choose elicitation={el.ask}, "
-            "which sets both)",
+            f"prompt={prompt.id} {has}, but elicitation.ask={el.ask} needs {need}; "
+            f"set prompt= accordingly, or choose elicitation={el.ask}, which sets both",
             2,
         )
 

@@ -293,17 +293,21 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
 
 
 def _check_experiment(overrides: list[str]) -> None:
-    """``experiment`` is an *optional* Hydra group, so Hydra silently ignores a name with no file: refuse it."""
+    """Refuse a group option with no file, naming the choices.
+
+    ``experiment`` is an *optional* Hydra group, so Hydra silently ignores such a name; for
+    ``elicitation`` its own message names no choice.
+    """
     for o in overrides:
         key, _, name = o.lstrip("+").partition("=")
-        if key != "experiment" or not name or name == "null" or "," in name:
+        if key not in ("experiment", "elicitation") or not name or name == "null" or "," in name:
             continue
-        options = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+        options = sorted(p.stem for p in (conf_dir() / key).glob("*.yaml"))
         if name not in options:
             close = difflib.get_close_matches(name, options, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise VatError(
-                f"experiment={name!r} names no file in conf/experiment/; {hint}choose one of: {', '.join(options)}",
+                f"{key}={name!r} names no file in conf/{key}/; {hint}choose one of: {', '.join(options)}",
                 2,
             )
 

@@ -195,6 +195,13 @@ class Prompt(_Doc):
     variants: dict[Id, PromptVariant] = Field(default_factory=dict)
     """Bias-control wordings by id (``base`` is the prompt's own text and cannot be redefined)."""
 
+    @field_validator("variants")
+    @classmethod
+    def _base_is_the_prompt_itself(cls, variants: dict[str, PromptVariant]) -> dict[str, PromptVariant]:
+        if "base" in variants:
+            raise ValueError("'base' is the prompt's own text; give the variant another id")
+        return variants
+
     @property
     def names_value(self) -> bool:
         """Whether the question names the value it asks about (its template has ``{value_label}``)."""

@@ -11,9 +11,12 @@ simulated checkpoint with the intervention built in).
 
 How a request is answered
 -------------------------
-The judge reads the request like a person would: the last user message must be the judgment prompt
-rendered for one (scene, action) of the spec index (looked up exactly; the index is the one passed to
-:func:`configure`, else ``$VAT_SPEC_DIR`` or ``spec/``). The intervention is read from the prompt:
+The judge reads the request like a person would: the last user message must be a judgment prompt of
+the spec index, in one of its wordings (variants), rendered for one (scene, action) — looked up exactly,
+or for a prompt that names a value, matched against its template to recover the scene, the action and
+the value or micro-value asked about (the index is the one passed to :func:`configure`, else
+``$VAT_SPEC_DIR`` or ``spec/``). The wording tells whether the scale is shown reversed; demonstrated
+digits are then read as 6 − d. The intervention is read from the prompt:
 
 - few-shot demonstrations (user/assistant pairs before the item): each demonstration is looked up; the
   target t is the value most of them belong to, the direction d = sign(Σ σ_i·(r_i − 3)) over their
@@ -767,6 +770,45 @@ def simulate_states(
         return pre, [states(lam_pre + suscept * np.asarray(k)) for k in shifts]
     per_action = suscept[..., None] * pair  # S_s · S_{s,a}/S_s for each value's two actions
     return pre, [states(lam_pre[..., None] + per_action * np.asarray(k)[:, None]) for k in shifts]
+
+
+def simulate_pair_states(
+    profile: Profile,
+    shifts: Sequence[np.ndarray],
+    n_scenes: int,
+    reps: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """States of ``reps`` simulated datasets under elicitation=value: (pre, [post per shift], scene of each pair).
+
+    The twin of the provider's value-named questions (module docstring), vectorised and on the base
+    scale: each scene has one express and one suppress action per value (as the shipped scenes), and
+    every action is asked about every value, so each (scene, action) pair is a sample with a state for
+    every value: e = φ(r̂) with r̂ the expected rating. Arrays have shape (reps, n_scenes·2·values, values);
+    the last return value gives each pair's scene index (for cluster-aware statistics).
+    """
+    v = len(profile.values)
+    sc, jd = profile.doc.scenes, profile.doc.judge
+    sign = np.tile(_SIGN, v)  # pairs of a scene: (value 0 express, value 0 suppress, value 1 express, ...)
+    own = np.repeat(np.arange(v), 2)
+    cos = np.cos(profile.angles[None, :] - profile.angles[own][:, None])  # (pair, asked value)
+    rho = sign[:, None] * np.where(own[:, None] == np.arange(v)[None, :], 1.0, jd.relevance * cos)
+    tau, tau_p = sc.susceptibility_sd, sc.pair_susceptibility_sd
+    suscept = np.exp(tau * rng.standard_normal((reps, n_scenes, 1, 1)) - tau * tau / 2.0)
+    pair = np.exp(tau_p * rng.standard_normal((reps, n_scenes, 2 * v, 1)) - tau_p * tau_p / 2.0)
+    moved = sc.value_sd * rng.standard_normal((reps, n_scenes, 1, v))  # λ − w before any intervention
+    wording = sc.action_sd * rng.standard_normal((reps, n_scenes, 2 * v, v))
+    curve = expected_rating_curve(jd.spread)
+
+    def states(lam_moved: np.ndarray) -> np.ndarray:
+        noise = jd.noise * rng.standard_normal(wording.shape)
+        content = 2.0 * (jd.read * rho + jd.lens * lam_moved)
+        mu = 3.0 + jd.attention * content + jd.acquiescence + wording + noise + jd.digit_bias
+        return ((curve(mu) - 3.0) / 2.0).reshape(reps, n_scenes * 2 * v, v)
+
+    pre = states(moved)
+    posts = [states(moved + suscept * pair * np.asarray(k)) for k in shifts]
+    return pre, posts, np.repeat(np.arange(n_scenes), 2 * v)
 
 
 # ---------------------------------------------------------------------------------------------------
