@@ -172,6 +172,8 @@ def _row(
             "unit_params": _unit_params(ps),
             "variants": ps.variants,
             "variant": ps.variants[0] if len(ps.variants) == 1 else None,
+            # What was asked (compile records it when it is not today's action question).
+            "elicitation": dict(cfg.get("elicitation") or {"ask": "action"}),
             "coverage": cover.get(run["run_id"], {}),
             "coverage_by_value": ps.coverage_by_value,
             "n_items_paired": ps.n_items,
@@ -212,8 +214,9 @@ def _attach_prompt_sensitivity(
 ) -> None:
     """``prompt_sensitivity`` of every row: across the wordings inside its run, else across its sibling runs.
 
-    Sibling runs are rows of the same model, strategy, target, direction, step, split and unit, each
-    asked in one wording, with different wordings; they are compared on their common samples.
+    Sibling runs are rows of the same model, strategy, target, direction, step, split, unit and
+    elicitation (what is asked), each asked in one wording, with different wordings; they are compared
+    on their common samples.
     """
     seed, min_scenes = int(params.get("seed", 0)), int(params.get("min_scenes", 5))
     for row, ps in zip(rows, states, strict=True):
@@ -239,6 +242,7 @@ def _attach_prompt_sensitivity(
                 row["step"],
                 row["split"],
                 row["unit"],
+                _asked(row["elicitation"]),
             )
             siblings[key].append(i)
     for members in siblings.values():
@@ -284,6 +288,12 @@ def _across_runs(
         "source": "sibling runs",
         "runs": {v: rows[i]["run_id"] for v, i in by_variant.items()},
     }
+
+
+def _asked(elicitation: dict[str, Any]) -> tuple[str, Any]:
+    """What an elicitation asks, without its wording: the question type (and which micro-values)."""
+    ask = elicitation.get("ask", "action")
+    return ask, elicitation.get("micro_values") if ask == "micro_value" else None
 
 
 def _sign(row: dict[str, Any]) -> int:
