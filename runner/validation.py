@@ -626,6 +626,10 @@ def validate_metrics(args: Sequence[str]) -> int:
             result = run_profile(name, base, store, reps)
             result.checks += run_instrument(prepare(name, base, store), mode)
             results.append(result)
+        from runner import bias_checks
+
+        # Issue 16: the acquiescence index and the scene–action unit (runner/bias_checks.py).
+        results.append(bias_checks.profile_result(store, [(r.profile, r.run_id) for r in results]))
     if fmt == "json":
         display.emit_json(
             metrics.to_json(
