@@ -254,6 +254,7 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    refuse_secret_overrides(overrides)
     invalid_entries = register_configs()
     for o in overrides:
         name = o.split("=", 1)[1] if o.startswith("model=") else None
@@ -273,6 +274,20 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     except (ConfigCompositionException, HydraException, OmegaConfBaseException) as exc:
         raise VatError(f"config error: {_first_line(exc)}", 2) from None
     return cfg
+
+
+def refuse_secret_overrides(overrides: list[str]) -> None:
+    """Refuse an override that would put a key into the config (and so into ``runs.config`` and ``.hydra/``)."""
+    from runner.secrets import secret_override
+
+    for o in overrides:
+        key = secret_override(o)
+        if key is not None:
+            raise VatError(
+                f"override {key}=... would write a secret into the run's config, the store and .hydra/; "
+                "put the key in an environment variable and name it with model.api_key_env=",
+                2,
+            )
 
 
 def _check_experiment(overrides: list[str]) -> None:

@@ -196,11 +196,16 @@ class EmptyAnswer(Exception):
 
 
 def _clean(message: str, secret: str | None) -> str:
-    """First line of an error message, capped, with the API key (if any) blanked out."""
-    text = (message or "").strip().splitlines()[0][:500] if message else ""
-    if secret and len(secret) >= 6:
-        text = text.replace(secret, "***")
-    return text
+    """First line of an error message, capped, with every key blanked out.
+
+    Not only ``secret`` (the key ``model.api_key_env`` names): without that setting LiteLLM reads the
+    provider's own variable, which a provider may echo back in a 401 (runner.secrets).
+    """
+    from runner.secrets import redact
+
+    first = (message or "").strip().splitlines()
+    # Redact before cutting: a key split at the 500th character would no longer match.
+    return redact(first[0], (secret,))[:500] if first else ""
 
 
 def response_row(req: Request, resp: Any, latency: float, attempts: int, cost: float) -> dict[str, Any]:
