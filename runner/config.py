@@ -85,6 +85,8 @@ class ExecutionConf:
     timeout_s: float = 60.0
     backoff_s: float = 1.0
     """First retry delay; doubles per attempt (with jitter) unless the provider sends Retry-After."""
+    max_retry_after_s: float = 60.0
+    """Longest wait honoured when a provider sends Retry-After (a 429 asking for a day would freeze the run)."""
     budget_usd: float | None = None
     flush_every: int = 256
     """Responses per store write (one transaction each)."""
@@ -332,6 +334,7 @@ _MINIMUM: tuple[tuple[str, float, bool], ...] = (
     ("execution.flush_every", 1, False),
     ("execution.budget_usd", 0, False),
     ("model.samples", 1, False),
+    ("execution.max_retry_after_s", 0, False),
     ("model.max_tokens", 1, False),
     ("model.temperature", 0, False),
     ("model.top_logprobs", 0, False),

@@ -706,6 +706,7 @@ def replay(
         progress=bool(ex.progress) and rp.cfg.format.value != "json",
         params=gen_params(rp.cfg.model),
         api_key_env=rp.cfg.model.api_key_env,
+        max_retry_after_s=float(ex.max_retry_after_s),
     )
     with (
         tempfile.TemporaryDirectory(prefix="vat-replay-") as tmp,
