@@ -569,3 +569,27 @@ def test_one_bad_bundle_does_not_stop_the_site_build(vat, board_env, tmp_path):
     finally:
         shutil.rmtree(good)
         shutil.rmtree(bad)
+
+
+def test_bundle_and_site_build_survive_a_store_with_one_aborted_run(vat, board_env, tmp_path):
+    """Issue 22.4: one aborted run (recorded, never answered) in the store crashed `vat bundle` and the build."""
+    import duckdb
+
+    store = tmp_path / "aborted.duckdb"
+    shutil.copyfile(board_env["store"], store)
+    con = duckdb.connect(str(store))
+    con.execute(
+        "INSERT INTO runs SELECT 'aborted0001', created_at, 'mock/never', strategy, target, direction, split, "
+        "n_scenes, config, provenance FROM runs LIMIT 1"
+    )
+    con.execute(
+        "INSERT INTO requests SELECT 'k-aborted', 'mock/never', scene_id, scene_version, action_id, value, "
+        "micro_value, polarity, sample, prompt_hash FROM requests LIMIT 1"
+    )
+    con.execute("INSERT INTO run_requests VALUES ('aborted0001', 'k-aborted', 'pre', NULL)")
+    con.close()
+    out = tmp_path / "b"
+    result = vat("bundle", "entry=test__mock-a", "release=t1", f"store.path={store}", f"out={out}")
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    result = vat("leaderboard", "build", "release=t1", f"store.path={store}", f"out={tmp_path / 'site'}")
+    assert result.code in (0, 1) and "Traceback" not in result.out + result.err, result.out + result.err

@@ -63,3 +63,24 @@ def test_spec_case(path: Path, vat, tmp_path: Path) -> None:
 
 def test_the_corpus_is_not_empty() -> None:
     assert len(_cases("spec")) >= 5
+
+
+OVERRIDES = yaml.safe_load((HERE / "overrides.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", OVERRIDES, ids=[c["override"][:40] for c in OVERRIDES])
+def test_override_case(case: dict, vat, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = vat(
+        "run",
+        "model.name=mock/judge",
+        f"spec_dir={ROOT / 'spec'}",
+        f"store.path={tmp_path / 'vat.duckdb'}",
+        case["override"],
+    )
+    assert result.code == case["expect"]["exit"], result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    for needle in case["expect"]["messages"]:
+        assert needle in result.err, (needle, result.err)
+    assert "SECRET123" not in result.out + result.err
+    assert list(tmp_path.iterdir()) == []
