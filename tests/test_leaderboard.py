@@ -566,8 +566,13 @@ def test_one_bad_bundle_does_not_stop_the_site_build(vat, board_env, tmp_path):
         assert result.code == 0 and "Traceback" not in text, text
         assert "bad" in text and "metrics must be a JSON list" in text, text
         assert (tmp_path / "site" / "index.html").exists()
-    finally:
+        # ... but a build that drops EVERY bundle fails instead of publishing an empty board.
         shutil.rmtree(good)
+        result = vat("leaderboard", "build", "release=t1", f"out={tmp_path / 'site2'}", "store=false")
+        assert result.code == 1 and "all 1 bundle(s) failed verification" in result.err, result.err
+        assert not (tmp_path / "site2").exists()
+    finally:
+        shutil.rmtree(good, ignore_errors=True)
         shutil.rmtree(bad)
 
 

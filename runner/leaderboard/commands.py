@@ -351,9 +351,16 @@ def build_from_config(
         spec_dir=str(cfg.spec_dir),
     )
     report_skipped(data)
+    n_bundles = len({r.get("bundle") for r in data.rows if r["source"] == "bundle"})
+    if data.skipped and n_bundles == 0:
+        # Every bundle was dropped: a site without them would look like a release nobody submitted to.
+        raise VatError(
+            f"all {len(data.skipped)} bundle(s) failed verification (listed above); no site was built — "
+            "fix or remove them, or build with submissions=<another folder>",
+            1,
+        )
     index_html = build_site(data, out)
     if fmt != "json":
-        n_bundles = len({r.get("bundle") for r in data.rows if r["source"] == "bundle"})
         display.note(
             f"site: {len(data.rows)} rows from {n_bundles} bundle(s) and the store, {len(data.entries)} entries, "
             f"built in {time.perf_counter() - start:.1f} s"
