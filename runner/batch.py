@@ -205,11 +205,10 @@ def chunks(
 
 
 def _clean(message: str, secret: str | None) -> str:
-    """First line of a message, capped, with the API key blanked out."""
-    text = (message or "").strip().splitlines()[0][:500] if message and message.strip() else ""
-    if secret and len(secret) >= 6:
-        text = text.replace(secret, "***")
-    return text
+    """First line of a message, capped, with every key of the environment blanked out (runner.secrets)."""
+    from runner.execute import _clean as clean
+
+    return clean(message, secret)
 
 
 class _ApiError(VatError):

@@ -420,6 +420,7 @@ def exec_options(cfg: DictConfig) -> Any:
         progress=bool(cfg.execution.progress) and cfg.format.value != "json",
         params=gen_params(cfg.model),
         api_key_env=cfg.model.api_key_env,
+        max_retry_after_s=float(cfg.execution.max_retry_after_s),
     )
 
 
@@ -451,6 +452,7 @@ def run_summary(cfg: DictConfig, compiled: Any, stats: Any) -> dict[str, Any]:
         "judgments_per_s": round(stats.answered / stats.elapsed_s, 2) if stats.elapsed_s else None,
         "workers": stats.workers,
         "stopped": stats.stopped,
+        "rate_limit_pause_s": round(stats.paused_s, 2),
         "errors_by_kind": stats.error_kinds,
     }
 
@@ -471,7 +473,11 @@ def run_exit_code(cfg: DictConfig, stats: Any, quiet: bool = False) -> int:
             f"{stats.failed} request(s) ended in errors (recorded in the store's `errors` table); "
             "run the same command again to retry only those"
         )
+    elif stats.unusable():
+        code, message = 3, stats.unusable()
     else:
+        if not quiet and stats.unparseable_warning():
+            display.warn(stats.unparseable_warning())
         return 0
     if not quiet:
         display.error(message)

@@ -87,6 +87,8 @@ class ExecutionConf:
     timeout_s: float = 60.0
     backoff_s: float = 1.0
     """First retry delay; doubles per attempt (with jitter) unless the provider sends Retry-After."""
+    max_retry_after_s: float = 60.0
+    """Longest wait honoured when a provider sends Retry-After (a 429 asking for a day would freeze the run)."""
     budget_usd: float | None = None
     flush_every: int = 256
     """Responses per store write (one transaction each)."""
@@ -277,6 +279,7 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    refuse_secret_overrides(overrides)
     invalid_entries = register_configs()
     for o in overrides:
         name = o.split("=", 1)[1] if o.startswith("model=") else None
@@ -296,6 +299,20 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     except (ConfigCompositionException, HydraException, OmegaConfBaseException) as exc:
         raise VatError(f"config error: {_first_line(exc)}", 2) from None
     return cfg
+
+
+def refuse_secret_overrides(overrides: list[str]) -> None:
+    """Refuse an override that would put a key into the config (and so into ``runs.config`` and ``.hydra/``)."""
+    from runner.secrets import secret_override
+
+    for o in overrides:
+        key = secret_override(o)
+        if key is not None:
+            raise VatError(
+                f"override {key}=... would write a secret into the run's config, the store and .hydra/; "
+                "put the key in an environment variable and name it with model.api_key_env=",
+                2,
+            )
 
 
 def _check_experiment(overrides: list[str]) -> None:
@@ -344,6 +361,7 @@ _MINIMUM: tuple[tuple[str, float, bool], ...] = (
     ("execution.flush_every", 1, False),
     ("execution.budget_usd", 0, False),
     ("model.samples", 1, False),
+    ("execution.max_retry_after_s", 0, False),
     ("model.max_tokens", 1, False),
     ("model.temperature", 0, False),
     ("model.top_logprobs", 0, False),

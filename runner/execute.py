@@ -29,6 +29,22 @@ from runner.parse import expected_rating, parse_rating, top_logprobs_of_answer
 from runner.store import Store
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+MAX_ANSWER_CHARS = 20_000
+"""Longest answer text stored (a rating is a few characters; ``max_tokens`` ≤ 4,096 is ~16,000). A
+provider that streams 50 MB per answer at concurrency 8 wrote a 2 GB journal before this cap."""
+MAX_LOGPROB_TOKEN_CHARS = 64
+"""Longest alternative token kept from the logprobs (only "1".."5" count; the rest is context)."""
+UNPARSEABLE_WARN_SHARE = 0.2
+"""Warn when more than this share of a run's new answers carry no rating."""
+NOTICE_PAUSE_S = 5.0
+"""A provider's Retry-After at least this long is announced on stderr (shorter ones are routine)."""
+_QUOTA_WORDS = (
+    "insufficient_quota",
+    "exceeded your current quota",
+    "quota exceeded",
+    "billing",
+    "credit balance",
+)
 RATE_LIMIT_RETRIES = 3
 """A 429 may be retried this many times ``execution.max_retries`` (a quota that never refills still ends)."""
 
@@ -52,6 +68,31 @@ class ExecStats:
     """Attempts that could not reach the endpoint (connect errors, timeouts) before the first answer."""
     workers: int = 1
     """Processes that sent the requests (runner.pool when > 1)."""
+    paused_s: float = 0.0
+    """Seconds every sender waited for a provider's Retry-After (each capped at ``max_retry_after_s``)."""
+
+    def unusable(self) -> str | None:
+        """Why this run's answers are unusable (every new answer unparseable), or None.
+
+        An unparseable answer is stored and not retried (docs/reliability.md); when it is every answer,
+        the run measured nothing, and it must not exit 0: the model, its prompt format or
+        ``model.max_tokens`` is wrong.
+        """
+        if self.answered and self.unparseable == self.answered:
+            return (
+                f"all {self.answered:,} answers were unparseable (no rating 1-5 in the text or the logprobs): "
+                "the run measured nothing; look at responses.text in the store, and check the model, "
+                "model.max_tokens and model.logprobs"
+            )
+        return None
+
+    def unparseable_warning(self) -> str | None:
+        """A warning when over ``UNPARSEABLE_WARN_SHARE`` of the new answers are unparseable (but not all)."""
+        if self.answered and UNPARSEABLE_WARN_SHARE < self.unparseable / self.answered < 1:
+            return (
+                f"{self.unparseable:,} of {self.answered:,} answers were unparseable; they count as missing"
+            )
+        return None
 
     def count(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         """Count one recorded row: an answer (its cost; unparseable?) or a failed attempt (final or retried)."""
@@ -84,6 +125,9 @@ class ExecOptions:
     progress: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     api_key_env: str | None = None
+    max_retry_after_s: float = 60.0
+    """Longest Retry-After honoured: a provider's ``Retry-After: 86400`` applied to every worker froze a
+    run for a day. Longer waits are cut to this, and a 429 that persists ends the request's retries."""
 
 
 def litellm_module(models: Iterable[str] = ()) -> Any:
@@ -164,6 +208,12 @@ def classify(exc: BaseException) -> tuple[str, int | None, bool]:
     status = int(status) if isinstance(status, int) else None
     if "Missing credentials" in str(exc) or "api_key client option must be set" in str(exc):
         return "MissingCredentials", None, False  # LiteLLM reports the OpenAI client's missing key as a 500
+    if status in (402, 429) and any(w in str(exc).lower() for w in _QUOTA_WORDS):
+        return (
+            "QuotaExhausted",
+            status,
+            False,
+        )  # a 429 that waiting will not fix: the account is out of credit
     if name not in {"Timeout", "APITimeoutError"} and (wrapped := _wrapped_fault(exc)):
         return wrapped, None, True
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError):
@@ -196,18 +246,25 @@ class EmptyAnswer(Exception):
 
 
 def _clean(message: str, secret: str | None) -> str:
-    """First line of an error message, capped, with the API key (if any) blanked out."""
-    text = (message or "").strip().splitlines()[0][:500] if message else ""
-    if secret and len(secret) >= 6:
-        text = text.replace(secret, "***")
-    return text
+    """First line of an error message, capped, with every key blanked out.
+
+    Not only ``secret`` (the key ``model.api_key_env`` names): without that setting LiteLLM reads the
+    provider's own variable, which a provider may echo back in a 401 (runner.secrets).
+    """
+    from runner.secrets import redact
+
+    first = (message or "").strip().splitlines()
+    # Redact before cutting: a key split at the 500th character would no longer match.
+    return redact(first[0], (secret,))[:500] if first else ""
 
 
 def response_row(req: Request, resp: Any, latency: float, attempts: int, cost: float) -> dict[str, Any]:
     """Turn a LiteLLM ModelResponse into one ``responses`` row."""
     choice = resp.choices[0]
-    text = (choice.message.content or "") if choice.message else ""
+    text = str((choice.message.content or "") if choice.message else "")[:MAX_ANSWER_CHARS]
     top = top_logprobs_of_answer(getattr(choice, "logprobs", None))
+    if top:
+        top = {t[:MAX_LOGPROB_TOKEN_CHARS]: lp for t, lp in list(top.items())[:20]}
     usage = getattr(resp, "usage", None)
     return {
         "request_key": req.key,
@@ -296,10 +353,35 @@ async def _send(
 
 def _backoff(exc: BaseException, attempt: int, opts: ExecOptions) -> float:
     """Seconds to wait before retry ``attempt + 1``: Retry-After if sent, else exponential with jitter."""
-    wait = _retry_after(exc)
+    wait = _capped_retry_after(exc, opts)
     if wait is None:
         wait = opts.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
     return min(wait, 120.0)
+
+
+def _capped_retry_after(exc: BaseException, opts: ExecOptions) -> float | None:
+    """The provider's Retry-After, cut to ``opts.max_retry_after_s``; announced when it is long."""
+    wait = _retry_after(exc)
+    if wait is None:
+        return None
+    if wait >= NOTICE_PAUSE_S:
+        _notice_pause(wait, opts.max_retry_after_s)
+    return min(wait, opts.max_retry_after_s)
+
+
+_ANNOUNCED: list[float] = [-math.inf]
+
+
+def _notice_pause(asked: float, cap: float) -> None:
+    """Tell the user why nothing moves (at most once per 10 s, so a burst of 429s is one line)."""
+    now = time.monotonic()
+    if now - _ANNOUNCED[0] < 10.0:
+        return
+    _ANNOUNCED[0] = now
+    from runner import display
+
+    capped = f"; waiting {cap:g} s (execution.max_retry_after_s)" if asked > cap else ""
+    display.note(f"rate limited: the provider asked to wait {asked:g} s{capped}")
 
 
 async def acomplete(
@@ -386,6 +468,11 @@ class RateGate:
     def rate(self) -> float | None:
         """Requests per second; None while no 429 has been seen (unpaced)."""
         return self.state[self.RATE] or None
+
+    @property
+    def paused_s(self) -> float:
+        """Seconds everyone has spent (or is booked to spend) waiting for Retry-After so far."""
+        return self.state[self.PAUSED]
 
     @property
     def resume_at(self) -> float:
@@ -526,8 +613,8 @@ async def _one(
             limited = status == 429 or kind == "RateLimitError"
             allowed = opts.max_retries * (RATE_LIMIT_RETRIES if limited and gate is not None else 1)
             final = not transient or attempt > allowed
-            if gate is not None and limited:
-                gate.throttled(_retry_after(exc), sent_at, opts.backoff_s)
+            if gate is not None and limited and kind != "QuotaExhausted":
+                gate.throttled(_capped_retry_after(exc, opts), sent_at, opts.backoff_s)
             error = {
                 "request_key": req.key,
                 "attempt": attempt,
@@ -553,10 +640,21 @@ async def _one(
                     f"no API key for {req.model}: export the provider's key variable (OPENAI_API_KEY for "
                     "openai/...) and name it with model.api_key_env="
                 ) from None
-            if kind in {"AuthenticationError", "PermissionDeniedError"}:
+            if kind == "QuotaExhausted":
+                raise _Abort(
+                    f"the provider's quota for {req.model} is exhausted (HTTP {status}: {error['message'][:120]}); "
+                    "add credit or wait for the quota to reset, then run the same command again to resume"
+                ) from None
+            if kind == "AuthenticationError":
                 raise _Abort(
                     f"the provider rejected the credentials for {req.model} ({kind}); "
                     f"check {opts.api_key_env or 'the API key environment variable'}"
+                ) from None
+            if kind == "PermissionDeniedError" or status == 403:
+                raise _Abort(
+                    f"the provider refused access to {req.model} (HTTP 403: {error['message'][:120]}); "
+                    f"the key in {opts.api_key_env or 'the API key environment variable'} is valid but may "
+                    "not use this model, region or feature: check the account's permissions"
                 ) from None
             if final:
                 return
@@ -565,8 +663,24 @@ async def _one(
             continue
         if gate is not None:
             gate.answered()
-        cost = _cost(litellm, resp, req.model)
-        row = response_row(req, resp, time.perf_counter() - start, attempt, cost)
+        try:
+            cost = _cost(litellm, resp, req.model)
+            row = response_row(req, resp, time.perf_counter() - start, attempt, cost)
+        except Exception as exc:  # noqa: BLE001 - a malformed answer is this request's failure, not the run's
+            # The same request would get the same answer again (temperature 0): final, not retried,
+            # so a rerun does not crash at the same request either.
+            error = {
+                "request_key": req.key,
+                "attempt": attempt,
+                "error_type": "MalformedAnswer",
+                "status": None,
+                "message": _clean(f"{type(exc).__name__}: {exc}", api_key),
+                "final": True,
+                "created_at": datetime.now(),
+            }
+            writer.add(error=error)
+            stats.count(error=error)
+            return
         writer.add(response=row)
         stats.count(response=row)
         return
@@ -780,7 +894,11 @@ def execute(
             if progress is not None:
                 progress.start()
             writer = _Writer(store.commit, opts.flush_every, journal=store.journal_row)
-            asyncio.run(_drive(litellm, todo, opts, writer, stats, on_done, RateGate()))
+            gate = RateGate()
+            try:
+                asyncio.run(_drive(litellm, todo, opts, writer, stats, on_done, gate))
+            finally:
+                stats.paused_s = gate.paused_s
     except KeyboardInterrupt:
         stats.stopped = "interrupted"
     finally:

@@ -41,11 +41,28 @@ def top_logprobs_of_answer(logprobs: Any) -> dict[str, float] | None:
         for alt in tops or []:
             t = alt.get("token") if isinstance(alt, dict) else getattr(alt, "token", None)
             lp = alt.get("logprob") if isinstance(alt, dict) else getattr(alt, "logprob", None)
+            lp = _logprob(lp)
             if t is not None and lp is not None:
                 key = str(t).strip()
-                out[key] = max(out.get(key, -math.inf), float(lp))  # " 4" and "4" are the same answer
+                out[key] = max(out.get(key, -math.inf), lp)  # " 4" and "4" are the same answer
         return out or None
     return None
+
+
+def _logprob(value: Any) -> float | None:
+    """A provider's logprob as a float ≤ 0, or None when it is not one (text, NaN, ±inf, positive).
+
+    A log-probability is never above 0; a buggy or hostile provider sent 710, whose ``math.exp``
+    overflowed and crashed the run, and every rerun at the same request. Tiny positive values are
+    rounding (0.0000001) and count as 0.
+    """
+    try:
+        lp = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if math.isnan(lp) or lp > 1e-3:
+        return None
+    return min(lp, 0.0)
 
 
 MIN_DIGIT_MASS = 0.5
@@ -60,7 +77,8 @@ def expected_rating(top: dict[str, float] | None, min_mass: float = MIN_DIGIT_MA
     """
     if not top:
         return None
-    probs = {int(t): math.exp(lp) for t, lp in top.items() if t in SCALE}
+    # Stored logprobs are checked again: a bundle or an old store may hold values this parser refuses.
+    probs = {int(t): math.exp(lp) for t, v in top.items() if t in SCALE and (lp := _logprob(v)) is not None}
     total = sum(probs.values())
     if total <= 0 or total < min_mass:
         return None

@@ -124,6 +124,7 @@ def run_pool(
         if progress is not None:
             progress.start()  # after the forks: the bar's refresh thread must not be copied into a worker
         _collect(procs, rows, stop, writer, stats, on_done)
+        stats.paused_s = state[RateGate.PAUSED]  # the gate the workers shared
     except BaseException:
         stop.set()  # Ctrl-C or an error while recording the plan: no worker keeps sending
         raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -501,21 +502,48 @@ def open_store(path: str | Path, read_only: bool = False) -> Store:
         raise VatError(f"no store at {path}; run `vat run` first or set store.path=", 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only)
-    if read_only and _pending_migrations(con):
-        con.close()  # an older store: upgrade it once (a short write), then read it as asked
+    if read_only and (_pending_migrations(con) or _missing_tables(con)):
+        # An older store, or one whose creation was killed part-way (some tables missing): upgrade or
+        # repair it once (a short write), then read it as asked. Reading on would raise a CatalogException.
+        con.close()
         con = _connect(path, False)
-        _migrate(con)
+        _create(con)
         con.close()
         con = _connect(path, True)
     if not read_only:
-        con.execute(DDL)
-        _migrate(con)
-        con.execute(
-            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
-        )
+        _create(con)
     store = Store(con, str(path), read_only=read_only)
     store.replay_journal()  # answers a killed run received but had not committed yet
     return store
+
+
+TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", DDL))
+"""Every table of the schema, in creation order (from the DDL itself: one definition)."""
+
+
+def _missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The schema's tables this file lacks (a store killed while it was being created lacks some)."""
+    have = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return [t for t in TABLES if t not in have]
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
+    """Create whatever the schema lacks and migrate, atomically: a kill leaves all of it or none.
+
+    DuckDB commits each statement of a script on its own, so a process killed inside the DDL used to
+    leave a store with half its tables, which every later read-only verb tripped over.
+    """
+    con.execute("BEGIN")
+    try:
+        con.execute(DDL)
+        con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    _migrate(con)
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

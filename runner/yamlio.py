@@ -1,13 +1,19 @@
 """Safe YAML reading that remembers where every field came from.
 
 Spec files are contributed by strangers, so reading them must never run code, never blow up memory and
-never crash: only YAML's safe subset is accepted, anchors and aliases are refused (they are the vehicle
-of "billion laughs" bombs and no spec needs them), files are size-capped, and every failure becomes a
+never crash: only YAML's safe subset is accepted; anchors and aliases are refused (they are the vehicle
+of "billion laughs" bombs and no spec needs them), and so are ``<<:`` merge keys (built on aliases),
+duplicate keys (YAML keeps the last silently, so a reviewer reads one value and the runner uses
+another) and numbers over 30 digits (Python refuses to convert 4,300+ digits, and no spec field needs
+more than a few). Only regular files are read, and never more than the size cap, so a symlink to
+``/dev/zero`` (whose ``st_size`` is 0) is refused instead of filling memory. Every failure becomes a
 :class:`~runner.errors.Problem` with a line number.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,9 @@ import yaml
 from runner.errors import Problem
 
 MAX_BYTES = 1_000_000  # the largest shipped scene is ~6 kB; a megabyte is a mistake or an attack
+MAX_NUMBER_CHARS = 30
+"""Longest numeric scalar accepted (a version or a count has a few digits; 4,300+ would crash ``int``)."""
+_NUMERIC_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 PathKey = tuple[str | int, ...]
 
@@ -43,28 +52,62 @@ class YamlDoc:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class AliasRefused(Exception):
-    """An anchor/alias was found: refused, since aliases are how YAML bombs multiply."""
+class Refused(Exception):
+    """A construct specs do not allow, found at ``line`` (1-based); ``message`` says what and the fix."""
 
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(line, message)
         self.line = line
+        self.message = message
+
+
+_ALIAS_MESSAGE = "YAML anchors and aliases (&name, *name) are not allowed in specs; write the value out"
+
+
+def _refuse_anchors(text: str) -> None:
+    """Refuse any anchor or alias, scalar ones included, before the document is composed.
+
+    Composition resolves aliases, after which a scalar alias cannot be told from a copy, so this looks
+    at the parser's events. Only texts holding '&' or '*' are scanned (the cheap case is every spec).
+    """
+    if "&" not in text and "*" not in text:
+        return
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise Refused(event.start_mark.line + 1, _ALIAS_MESSAGE)
 
 
 def _collect_lines(node: yaml.Node, loc: PathKey, out: dict[PathKey, int], seen: set[int]) -> None:
-    """Walk the composed node tree, record the line of each key/item, and refuse aliases.
+    """Walk the composed node tree, record the line of each key/item; refuse aliases, merges, duplicates.
 
-    An alias composes to the very node object it refers to, so a node met twice is an alias.
+    An alias composes to the very node object it refers to, so a collection met twice is an alias.
     """
-    if id(node) in seen and not isinstance(node, yaml.ScalarNode) or getattr(node, "anchor", None):
-        raise AliasRefused(node.start_mark.line + 1)
+    line = node.start_mark.line + 1
+    if id(node) in seen and not isinstance(node, yaml.ScalarNode):
+        raise Refused(line, _ALIAS_MESSAGE)
     seen.add(id(node))
-    out.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+    out.setdefault(loc, line)
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag in _NUMERIC_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+            raise Refused(
+                line,
+                f"a number of {len(node.value):,} characters; numbers in specs have at most {MAX_NUMBER_CHARS}",
+            )
+    elif isinstance(node, yaml.MappingNode):
+        keys: dict[str, int] = {}
         for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise Refused(key_line, "YAML merge keys (<<:) are not allowed in specs; write the keys out")
             if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in keys:
+                    raise Refused(
+                        key_line,
+                        f"duplicate key {key_node.value!r} (also on line {keys[key_node.value]}); keep one",
+                    )
+                keys[key_node.value] = key_line
                 child = (*loc, key_node.value)
-                out[child] = key_node.start_mark.line + 1
+                out[child] = key_line
                 _collect_lines(value_node, child, out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
@@ -75,21 +118,15 @@ def parse_yaml(text: str, path: str) -> YamlDoc:
     """Parse ``text`` safely; raise :class:`YamlProblem` with a line number on any failure."""
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise YamlProblem(Problem(path, 1, "", "the file is empty; write a YAML mapping"))
         lines: dict[PathKey, int] = {}
         try:
+            _refuse_anchors(text)
+            node = loader.get_single_node()
+            if node is None:
+                raise YamlProblem(Problem(path, 1, "", "the file is empty; write a YAML mapping"))
             _collect_lines(node, (), lines, set())
-        except AliasRefused as exc:
-            raise YamlProblem(
-                Problem(
-                    path,
-                    exc.line,
-                    "",
-                    "YAML anchors and aliases (&name, *name) are not allowed in specs; write the value out",
-                )
-            ) from None
+        except Refused as exc:
+            raise YamlProblem(Problem(path, exc.line, "", exc.message)) from None
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -108,12 +145,7 @@ def parse_yaml(text: str, path: str) -> YamlDoc:
 def read_yaml(file: Path, display_path: str | None = None) -> YamlDoc:
     """Read and parse a YAML file with the size cap and strict UTF-8 decoding."""
     shown = display_path or str(file)
-    size = file.stat().st_size
-    if size > MAX_BYTES:
-        raise YamlProblem(
-            Problem(shown, 1, "", f"file is {size:,} bytes, over the {MAX_BYTES:,}-byte limit; split it up")
-        )
-    raw = file.read_bytes()
+    raw = read_capped(file, shown, MAX_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -122,6 +154,41 @@ def read_yaml(file: Path, display_path: str | None = None) -> YamlDoc:
             Problem(shown, line, "", f"byte {exc.start} is not valid UTF-8; save the file as UTF-8")
         ) from None
     return parse_yaml(text, shown)
+
+
+def read_capped(file: Path, shown: str, limit: int) -> bytes:
+    """The bytes of ``file`` if it is a regular file of at most ``limit`` bytes; else a YamlProblem.
+
+    ``st_size`` alone is not enough: a symlink to ``/dev/zero`` or a FIFO reports 0 bytes and never
+    ends, so the type is checked on the opened descriptor and at most ``limit + 1`` bytes are read.
+    """
+    too_big = f"over the {limit:,}-byte limit; split it up"
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise YamlProblem(Problem(shown, 1, "", f"cannot be read ({exc.strerror})")) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise YamlProblem(
+                Problem(
+                    shown,
+                    1,
+                    "",
+                    "is not a regular file (a device, FIFO or link to one); replace it by a file",
+                )
+            )
+        if info.st_size > limit:
+            raise YamlProblem(Problem(shown, 1, "", f"file is {info.st_size:,} bytes, {too_big}"))
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            raw = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > limit:
+        raise YamlProblem(
+            Problem(shown, 1, "", f"file grew past {limit:,} bytes while being read; {too_big}")
+        )
+    return raw
 
 
 class YamlProblem(Exception):

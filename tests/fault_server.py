@@ -16,7 +16,10 @@ Fault kinds (``KINDS``):
   answering), ``malformed`` (HTTP 200 with truncated JSON), ``empty`` (HTTP 200, empty content);
 - answer faults, which are answers and are stored as unparseable: ``out_of_range`` (answers "7") and
   ``prose`` (answers in words with no digit);
-- permanent rejections, never retried: ``400``, and ``401`` (whose message echoes the API key).
+- permanent rejections, never retried: ``400``, ``401`` (whose message echoes the API key), ``403``
+  (a valid key without access) and ``quota`` (a 429 whose message says the quota is exhausted);
+- hostile answers: ``huge_logprob`` (a rating with logprob 710, which overflowed ``math.exp``) and
+  ``huge_answer`` (the rating followed by ``huge_answer_chars`` characters).
 
 A *transient* fault hits only the first ``transient_attempts`` attempts of a prompt; a *permanent* one
 hits every attempt. Control endpoints: ``GET /_stats``, ``POST /_config`` (a :class:`FaultPlan` as
@@ -44,7 +47,8 @@ from typing import Any
 
 TRANSPORT_KINDS = ("429", "500", "503", "slow", "drop", "malformed", "empty")
 ANSWER_KINDS = ("out_of_range", "prose")
-KINDS = (*TRANSPORT_KINDS, *ANSWER_KINDS, "400", "401")
+HOSTILE_KINDS = ("huge_logprob", "huge_answer")
+KINDS = (*TRANSPORT_KINDS, *ANSWER_KINDS, *HOSTILE_KINDS, "400", "401", "403", "quota")
 """Not transient, so never retried: ``400`` (a request the provider rejects) and ``401`` (a rejected key;
 the error message echoes the key in full, as a careless provider might, to test that it is never stored)."""
 
@@ -65,6 +69,7 @@ class FaultPlan:
     slow_s: float = 3.0
     delay_s: float = 0.0
     """Latency of every answer that is not a fault (to make a run last long enough to kill it)."""
+    huge_answer_chars: int = 1_000_000
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultPlan:
@@ -229,6 +234,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(429, error, {"Retry-After": str(plan.retry_after_s)})
         elif fault in ("400", "500", "503"):
             self._send_json(int(fault), error)
+        elif fault == "403":
+            error["error"]["message"] = "Project does not have access to model fault-judge"
+            self._send_json(403, error)
+        elif fault == "quota":
+            error["error"].update(
+                message="You exceeded your current quota, please check your plan and billing details.",
+                type="insufficient_quota",
+                code="insufficient_quota",
+            )
+            self._send_json(429, error)
         elif fault == "401":
             key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             error["error"]["message"] = f"Incorrect API key provided: {key}"
@@ -247,10 +262,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif plan.delay_s:
                 time.sleep(plan.delay_s)
             rating = correct_rating(messages)
-            content = {"empty": "", "out_of_range": "7", "prose": "I think this is a reasonable choice."}.get(
-                fault or "", str(rating)
-            )
-            logprobs = _logprobs(rating) if body.get("logprobs") and fault is None else None
+            content = {
+                "empty": "",
+                "out_of_range": "7",
+                "prose": "I think this is a reasonable choice.",
+                "huge_answer": f"{rating} " + "x" * plan.huge_answer_chars,
+            }.get(fault or "", str(rating))
+            logprobs = _logprobs(rating) if body.get("logprobs") and fault in (None, "huge_logprob") else None
+            if fault == "huge_logprob" and logprobs:
+                logprobs["content"][0]["top_logprobs"][rating - 1]["logprob"] = 710.0
             self._send_json(200, _completion(body, content, logprobs))
             return fault is None
         return False

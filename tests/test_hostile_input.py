@@ -283,3 +283,78 @@ def test_a_rejected_run_leaves_no_run_folder(vat, work):
     _edit(work.spec / SCENE, "version: 1", "version: one")
     assert vat(*work.run_args()).code == 1
     assert list(work.wd.iterdir()) == []
+
+
+# ------------------------------------------------------------------ leaderboard entries (a submitter's file)
+
+_ENTRY = (
+    "model: openai/gpt-4o-mini\ndisplay_name: Evil\nprovider: X\nlicence: MIT\n"
+    "link: https://example.org\ncontact: x@example.org\napi_key_env: OPENAI_API_KEY\n"
+)
+
+
+@pytest.fixture
+def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    board = tmp_path / "leaderboard"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "leaderboard", board)
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    return board
+
+
+@pytest.mark.parametrize(
+    "body, line, field",
+    [
+        ("api_base: http://attacker.example/v1\n", 8, "api_base"),
+        ("api_key: sk-live-123456789\n", 8, "api_key"),
+        ("headers:\n  Authorization: Bearer x\n", 8, "headers"),
+        (
+            "parameters:\n  extra:\n    api_base: http://attacker.example/v1\n",
+            10,
+            "parameters.extra.api_base",
+        ),
+        (
+            "parameters:\n  extra:\n    base_url: http://attacker.example/v1\n",
+            10,
+            "parameters.extra.base_url",
+        ),
+        ("parameters:\n  extra:\n    api_key: sk-live-123\n", 10, "parameters.extra.api_key"),
+        ("parameters:\n  extra:\n    extra_headers: x\n", 10, "parameters.extra.extra_headers"),
+        (
+            "parameters:\n  extra:\n    custom_llm_provider: hosted_vllm\n",
+            10,
+            "parameters.extra.custom_llm_provider",
+        ),
+    ],
+)
+def test_an_entry_cannot_choose_the_endpoint_or_carry_a_key(vat, work, board, body, line, field):
+    """Before: `parameters.extra: {api_base: ...}` passed validate, and replay sent the maintainer's key there."""
+    (board / "entries" / "evil__thief.yaml").write_text(_ENTRY + body)
+    result = vat("validate", "--spec-dir", str(work.spec))
+    text = result.out + result.err
+    assert result.code == 1 and "Traceback" not in text, text
+    assert f"leaderboard/entries/evil__thief.yaml:{line}: {field}: an entry cannot" in text, text
+
+
+def test_an_entry_cannot_aim_another_secret_at_the_provider(vat, work, board):
+    (board / "entries" / "evil__thief.yaml").write_text(
+        _ENTRY.replace("OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY")
+    )
+    result = vat("validate", "--spec-dir", str(work.spec))
+    assert result.code == 1 and "evil__thief.yaml:7: api_key_env" in result.out + result.err
+
+
+def test_the_maintainer_sets_an_entrys_endpoint_outside_it(board, monkeypatch):
+    from runner.leaderboard.entries import get_entry
+
+    entry = get_entry("openai__gpt-4o-mini", board)
+    assert entry.model_conf()["api_base"] is None  # the provider's default
+    monkeypatch.setenv("VAT_API_BASE_OPENAI", "http://127.0.0.1:9/v1")
+    assert entry.model_conf()["api_base"] == "http://127.0.0.1:9/v1"
+
+
+def test_a_symlink_to_dev_zero_among_the_entries_is_refused(vat, work, board):
+    os.symlink("/dev/zero", board / "entries" / "evil__zero.yaml")
+    start = time.perf_counter()
+    result = vat("validate", "--spec-dir", str(work.spec))
+    assert result.code == 1 and "evil__zero.yaml:1: is not a regular file" in result.out + result.err
+    assert time.perf_counter() - start < 30

@@ -3,6 +3,7 @@ tampered bundles made from a mock run in a tmp store."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -499,3 +500,274 @@ def test_freeze_refuses_to_overwrite_and_is_all_or_nothing(tmp_path):
     assert not (board / "releases" / "v0.1" / "spec.partial").exists()
     with pytest.raises(ValueError, match="never changes"):
         E.freeze(release, ROOT / "spec", board)
+
+
+# ---------------------------------------------------------------- trust: signed records, stratified replay
+
+
+def _record(folder: Path) -> Path:
+    return folder / "verification.json"
+
+
+def test_a_hand_written_verification_record_shows_as_unverified(vat, board_env, monkeypatch):
+    """Before: a verification.json whose two SHA-256 fields matched showed as verified."""
+    from runner.leaderboard.bundle import read_sidecar
+    from runner.leaderboard.entries import file_sha256
+
+    folder = _copy(board_env, "t-forged-record")
+    hashes = {
+        "manifest": file_sha256(folder / "manifest.json"),
+        "judgments": file_sha256(folder / "judgments.parquet"),
+    }
+    forged = {
+        "format": 1,
+        "verified": True,
+        "manifest_sha256": hashes["manifest"],
+        "judgments_sha256": hashes["judgments"],
+    }
+    _record(folder).write_text(json.dumps(forged))
+    monkeypatch.setenv("VAT_VERIFY_HMAC_KEY", "maintainer-only-key-123")
+    assert read_sidecar(folder, hashes) is None  # no signature
+    forged["signature"] = "0" * 64
+    _record(folder).write_text(json.dumps(forged))
+    assert read_sidecar(folder, hashes) is None  # a wrong one
+    # The maintainer's own replay, signed with the key, counts; any edit to it breaks the signature.
+    _record(folder).unlink()
+    code, out = _verify(vat, folder, "replay=4")
+    assert code == 0 and out["verified"]
+    record = read_sidecar(folder, hashes)
+    assert record is not None and record["verified"] and len(record["signature"]) == 64
+    edited = dict(record, reasons=["edited"])
+    _record(folder).write_text(json.dumps(edited))
+    assert read_sidecar(folder, hashes) is None
+    monkeypatch.delenv("VAT_VERIFY_HMAC_KEY")
+    _record(folder).write_text(json.dumps(record))
+    assert read_sidecar(folder, hashes) is None  # without the key nothing can be trusted
+
+
+def test_an_unsigned_replay_warns_that_it_will_not_count(vat, board_env, monkeypatch):
+    monkeypatch.delenv("VAT_VERIFY_HMAC_KEY", raising=False)
+    folder = _copy(board_env, "t-unsigned")
+    result = vat("verify", str(folder), "replay=2")
+    assert result.code == 0 and "VAT_VERIFY_HMAC_KEY is not set: the record is unsigned" in result.err
+
+
+def test_rebuilding_a_bundle_keeps_its_verification_record(vat, board_env):
+    """Issue 21.3: `vat bundle` into a folder silently deleted an existing verification.json."""
+    folder = _copy(board_env, "t-rebuild")
+    _record(folder).write_text('{"format": 1}')
+    args = ("entry=test__mock-a", "release=t1", f"store.path={board_env['store']}", f"out={folder}")
+    result = vat("bundle", *args)
+    assert result.code == 2 and "holds the verification record of the bundle" in result.err, result.err
+    assert _record(folder).read_text() == '{"format": 1}'
+
+
+def test_replay_draws_from_every_stratum_as_allocated():
+    from runner.leaderboard.bundle import allocate
+
+    # Hand-computed: 50 draws, half (25) to the target strata split 13/12, the other 25 split 13/12.
+    assert allocate(50, {"target-post": 20, "target-pre": 20, "other-post": 180, "other-pre": 80}) == {
+        "target-post": 13,
+        "target-pre": 12,
+        "other-post": 13,
+        "other-pre": 12,
+    }
+    # A small target stratum is exhausted and its surplus goes to the others; the total is kept.
+    assert allocate(50, {"target-post": 4, "target-pre": 4, "other-post": 100, "other-pre": 100}) == {
+        "target-post": 4,
+        "target-pre": 4,
+        "other-post": 21,
+        "other-pre": 21,
+    }
+    assert allocate(10, {"target-post": 2, "target-pre": 1, "other-post": 3, "other-pre": 0}) == {
+        "target-post": 2,
+        "target-pre": 1,
+        "other-post": 3,
+        "other-pre": 0,
+    }
+
+
+def test_detection_power_matches_a_simulation():
+    """The hypergeometric formula in docs/reliability.md against 20,000 simulated replays."""
+    import random
+
+    from runner.leaderboard.bundle import allowed_mismatches, detection_power
+
+    rng = random.Random(7)
+    for size, forged, drawn in ((82, 8, 13), (164, 16, 25), (300, 6, 50)):
+        allowed = allowed_mismatches(drawn, 0.9)
+        keys = list(range(size))
+        caught = sum(sum(k < forged for k in rng.sample(keys, drawn)) > allowed for _ in range(20_000))
+        assert abs(caught / 20_000 - detection_power(size, forged, drawn, allowed)) < 0.015
+
+
+def test_the_6_of_200_forgery_that_moves_gain_is_caught_by_replay(vat, board_env):
+    """Issue 22.2: 6 rewritten rows moved gain and passed replay=50 in 10 of 10 seeds. Now: caught in 10 of 10.
+
+    The forgery is made with the project's own code: the rows are rewritten consistently (text, rating,
+    logprobs), the file hash and the claimed metrics recomputed, so every offline check passes.
+    """
+    from runner.leaderboard.bundle import (
+        allowed_mismatches,
+        compile_release,
+        detection_power,
+        metric_rows,
+        replay,
+        strata,
+        verify_folder,
+    )
+    from runner.metrics import to_json
+
+    folder = _copy(board_env, "t-targeted")
+    honest = {r["run_id"]: r["gain"] for r in json.loads((folder / "manifest.json").read_text())["metrics"]}
+
+    def change(rows):
+        hits = [
+            r
+            for r in rows
+            if r["condition"] == "post" and r["target"] == "security" and r["value"] == "security"
+        ]
+        for r in hits[:6]:  # each pushed the way the target direction wants: express up, suppress down
+            best = 5 if r["polarity"] == "express" else 1
+            r["text"], r["rating"], r["logprobs"], r["expected_rating"] = str(best), best, None, None
+
+    _edit(folder, change, fix_manifest=True)
+    rp = compile_release(E.get_entry("test__mock-a"), E.get_release("t1"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["metrics"] = to_json(metric_rows(pq.read_table(folder / "judgments.parquet"), rp))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    verdict, rp, table = verify_folder(folder, folder)
+    assert verdict.ok, verdict.reasons  # every offline check passes
+    forged = {r["run_id"]: r["gain"] for r in verdict.rows}
+    moved = max(abs(forged[k] - honest[k]) for k in honest)
+    assert moved > 0.1, moved  # the headline metric moved
+    outcomes = [replay(rp, table, 50, seed=seed)["passed"] for seed in range(10)]
+    assert outcomes == [False] * 10
+    # Uniform sampling (the old replay) would have missed it: 6 forged keys among 300, 50 drawn, 5 allowed.
+    assert detection_power(300, 6, 50, allowed_mismatches(50, 0.9)) < 0.001
+    # Stratified: 13 of the 20 target-post keys (5 scenes × 2 actions × 2 runs) are replayed, 1 mismatch allowed.
+    assert len(strata(rp)["target-post"]) == 20
+    assert detection_power(20, 6, 13, allowed_mismatches(13, 0.9)) > 0.99
+
+
+# ---------------------------------------------------------------- the adversarial bundle corpus (tests/e2e/bundles)
+
+BUNDLE_CASES = sorted((ROOT / "tests" / "e2e" / "bundles").glob("*.yaml"))
+
+
+def _apply_bundle_case(case: dict, folder: Path, tmp: Path, monkeypatch) -> Path:
+    import os
+    import tarfile
+
+    import yaml  # noqa: F401 - the case was read with it
+
+    if "manifest" in case:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for key, value in case["manifest"].items():
+            if value is None:
+                manifest.pop(key, None)
+            else:
+                manifest[key] = value
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    if "manifest_raw" in case:
+        r = case["manifest_raw"]
+        text = r.get("prefix", "") + (r["repeat"][0] * r["repeat"][1] if "repeat" in r else "")
+        text += (r["suffix_repeat"][0] * r["suffix_repeat"][1] if "suffix_repeat" in r else "") + r.get(
+            "suffix", ""
+        )
+        (folder / "manifest.json").write_text(text)
+    if "judgments" in case:
+        j = case["judgments"]
+        path = folder / "judgments.parquet"
+        if "rows" in j:
+            pq.write_table(pa.table({"x": pa.array([0] * j["rows"], pa.int8())}), path)
+        else:
+            table = pq.read_table(path)
+            col = table.column(j["column"])
+            new = pa.array([[v] for v in col.to_pylist()]) if j["as"] == "list" else col.cast(pa.string())
+            pq.write_table(table.set_column(table.column_names.index(j["column"]), j["column"], new), path)
+    if "symlink" in case:
+        (folder / case["symlink"]["file"]).unlink()
+        os.symlink(case["symlink"]["to"], folder / case["symlink"]["file"])
+    if "archive" in case:
+        a = case["archive"]
+        archive = tmp / f"{folder.name}.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for i in range(a.get("members", 0)):
+                info = tarfile.TarInfo(f"b/junk{i}")
+                tar.addfile(info, io.BytesIO(b""))
+            if "zeros" in a:
+                tar.add(folder / "manifest.json", "b/manifest.json")
+                info = tarfile.TarInfo(f"b/{a['member']}")
+                info.size = a["zeros"]
+                tar.addfile(info, io.BytesIO(b"\0" * a["zeros"]))
+        if "limit" in a:
+            monkeypatch.setattr("runner.leaderboard.bundle.MAX_MEMBER_BYTES", a["limit"])
+        return archive
+    return folder
+
+
+@pytest.mark.parametrize("path", BUNDLE_CASES, ids=lambda p: p.stem)
+def test_bundle_case(path, vat, board_env, monkeypatch):
+    import yaml
+
+    case = yaml.safe_load(path.read_text())
+    folder = _copy(board_env, f"case-{path.stem}")
+    target = _apply_bundle_case(case, folder, board_env["tmp"], monkeypatch)
+    result = vat("verify", str(target), "format=json")
+    text = result.out + result.err
+    assert result.code == case["expect"]["exit"], text
+    assert "Traceback" not in text, text
+    for needle in case["expect"]["messages"]:
+        assert needle in text, (needle, text)
+
+
+def test_one_bad_bundle_does_not_stop_the_site_build(vat, board_env, tmp_path):
+    """Before: one malformed bundle under leaderboard/submissions/ crashed the whole build."""
+    subs = board_env["board"] / "submissions"
+    good, bad = subs / "good", subs / "bad"
+    shutil.rmtree(good, ignore_errors=True)
+    shutil.rmtree(bad, ignore_errors=True)
+    shutil.copytree(board_env["folder"], good)
+    shutil.copytree(board_env["folder"], bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["metrics"] = 5
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        result = vat("leaderboard", "build", "release=t1", f"out={tmp_path / 'site'}", "store=false")
+        text = result.out + result.err
+        assert result.code == 0 and "Traceback" not in text, text
+        assert "bad" in text and "metrics must be a JSON list" in text, text
+        assert (tmp_path / "site" / "index.html").exists()
+        # ... but a build that drops EVERY bundle fails instead of publishing an empty board.
+        shutil.rmtree(good)
+        result = vat("leaderboard", "build", "release=t1", f"out={tmp_path / 'site2'}", "store=false")
+        assert result.code == 1 and "all 1 bundle(s) failed verification" in result.err, result.err
+        assert not (tmp_path / "site2").exists()
+    finally:
+        shutil.rmtree(good, ignore_errors=True)
+        shutil.rmtree(bad)
+
+
+def test_bundle_and_site_build_survive_a_store_with_one_aborted_run(vat, board_env, tmp_path):
+    """Issue 22.4: one aborted run (recorded, never answered) in the store crashed `vat bundle` and the build."""
+    import duckdb
+
+    store = tmp_path / "aborted.duckdb"
+    shutil.copyfile(board_env["store"], store)
+    con = duckdb.connect(str(store))
+    con.execute(
+        "INSERT INTO runs SELECT 'aborted0001', created_at, 'mock/never', strategy, target, direction, split, "
+        "n_scenes, config, provenance FROM runs LIMIT 1"
+    )
+    con.execute(
+        "INSERT INTO requests SELECT 'k-aborted', 'mock/never', scene_id, scene_version, action_id, value, "
+        "micro_value, polarity, sample, prompt_hash FROM requests LIMIT 1"
+    )
+    con.execute("INSERT INTO run_requests VALUES ('aborted0001', 'k-aborted', 'pre', NULL)")
+    con.close()
+    out = tmp_path / "b"
+    result = vat("bundle", "entry=test__mock-a", "release=t1", f"store.path={store}", f"out={out}")
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    result = vat("leaderboard", "build", "release=t1", f"store.path={store}", f"out={tmp_path / 'site'}")
+    assert result.code in (0, 1) and "Traceback" not in result.out + result.err, result.out + result.err

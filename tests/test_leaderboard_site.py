@@ -70,6 +70,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)
         mp.setenv("VAT_LEADERBOARD_DIR", str(board))
+        mp.setenv("VAT_VERIFY_HMAC_KEY", "maintainer-test-key")  # the replay record is signed, so it counts
         common = [f"store.path={store}", "execution.progress=false"]
         for entry in ("test__mock-a", "evil__xss"):
             assert main(["leaderboard", "run", f"entry={entry}", "release=t1", *common]) == 0

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -254,3 +255,55 @@ def test_the_journal_replays_whole_lines_once(tmp_path):
     with open_store(path) as store:
         assert store.query("SELECT count(*) FROM responses")[0][0] == 2
         assert store.query("SELECT count(*) FROM errors")[0][0] == 1
+
+
+def _killed_inside_the_ddl(path: Path, statements: int) -> None:
+    """A child process that created the first ``statements`` tables one by one and was then SIGKILLed.
+
+    That is what the DDL used to leave when a run was killed while it created the store (DuckDB
+    commits each statement of a script on its own).
+    """
+    from runner.store import DDL
+
+    first = ";".join(DDL.split(";")[:statements]) + ";"
+    code = (
+        "import duckdb, os, signal, sys\n"
+        "con = duckdb.connect(sys.argv[1])\n"
+        "con.execute(sys.argv[2])\n"
+        "con.execute('CHECKPOINT')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(path), first], env=child_env(), timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_a_store_killed_inside_its_ddl_is_repaired_not_a_catalog_error(tmp_path):
+    """Before: `vat report` on such a store raised duckdb.CatalogException (table runs does not exist)."""
+    from runner.store import TABLES, _missing_tables
+
+    store = tmp_path / "vat.duckdb"
+    _killed_inside_the_ddl(store, 2)
+    import duckdb
+
+    con = duckdb.connect(str(store), read_only=True)
+    assert _missing_tables(con)  # the poison state is there
+    con.close()
+    for args in (
+        ["report", f"store.path={store}", "format=json"],
+        [
+            "bundle",
+            "entry=huggingfacetb__smollm2-135m-instruct",
+            f"store.path={store}",
+            f"out={tmp_path / 'b'}",
+        ],
+        ["leaderboard", "build", f"store.path={store}", f"out={tmp_path / 'site'}"],
+    ):
+        proc = subprocess.run(
+            vat_command(*args), env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        text = proc.stdout + proc.stderr
+        assert "Traceback" not in text and "CatalogException" not in text, (args, text)
+        assert proc.returncode in (0, 1), (args, text)
+    con = duckdb.connect(str(store), read_only=True)
+    assert _missing_tables(con) == [] and len(TABLES) >= 8
+    con.close()

@@ -88,8 +88,9 @@ def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FaultServer) 
     (board / "entries" / "test__fault-judge.yaml").write_text(
         "model: openai/fault-judge\ndisplay_name: Fault judge\nprovider: Test\nlicence: Apache-2.0\n"
         "link: https://example.org/fault\ncontact: nobody\n"
-        f"api_base: {server.api_base}\napi_key_env: OPENAI_API_KEY\n"
+        "api_key_env: OPENAI_API_KEY\n"
     )
+    monkeypatch.setenv("VAT_API_BASE_OPENAI", server.api_base)  # the maintainer's endpoint, not the entry's
     monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
     return board
 
@@ -150,3 +151,51 @@ def test_the_api_key_is_never_written_or_printed(server, board, tmp_path, monkey
         assert find(wd, needle) == []
         assert find(board, needle) == []
         assert [p for p in printed if needle in p] == []
+
+
+def test_a_key_echoed_without_api_key_env_is_still_blanked(server, tmp_path, monkeypatch):
+    """The README's own usage (`model.name=...`, no `model.api_key_env`): LiteLLM reads OPENAI_API_KEY itself.
+
+    Before the fix redaction knew only the variable `model.api_key_env` names, so the 401's echo of the
+    key was stored verbatim in errors.message.
+    """
+    from runner.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    server.configure(FaultPlan(permanent_rate=1.0, permanent_kinds=("401",)))
+    store = tmp_path / "vat.duckdb"
+    args = [a for a in run_args(server, store, "selection.max_scenes=1") if "api_key_env" not in a]
+    assert main(args) == 3
+    con = duckdb.connect(str(store), read_only=True)
+    messages = [m for (m,) in con.execute("SELECT message FROM errors").fetchall()]
+    con.close()
+    assert messages and all("Incorrect API key provided: ***" in m for m in messages), messages
+    for needle in NEEDLES:
+        assert find(tmp_path, needle) == []
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "+model.api_key=sk-test-SECRET123-do-not-log",
+        "++model.api_key=sk-test-SECRET123-do-not-log",
+        "+model.extra.api_key=sk-test-SECRET123-do-not-log",
+        "model.extra={api_key: sk-test-SECRET123-do-not-log}",
+        "+model.extra.extra_headers={Authorization: Bearer-SECRET123}",
+    ],
+)
+def test_key_like_overrides_are_refused_before_anything_is_written(override, tmp_path, monkeypatch, capfd):
+    """Each was accepted and written to runs.config, .hydra/*.yaml and result.json."""
+    from runner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "model.name=mock/judge", f"store.path={tmp_path / 'vat.duckdb'}", override])
+    out, err = capfd.readouterr()
+    assert code == 2, (out, err)
+    assert (
+        err.startswith("error: override ")
+        and "model.api_key_env" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    assert "SECRET123" not in out + err and "Traceback" not in err
+    assert list(tmp_path.rglob("*")) == []

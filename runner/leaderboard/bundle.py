@@ -13,16 +13,31 @@ what the release *would* send; it re-parses every rating from the stored answer 
 it recomputes every metric from the raw rows in an in-memory DuckDB with the store's own schema, through
 the same code as ``vat report`` (runner.states, runner.report). What recomputation cannot catch — answer
 texts invented wholesale, consistently — only asking the provider again can: ``replay=N`` re-sends N
-random requests through runner.execute and compares the ratings, and records the outcome in a sidecar
+requests through runner.execute and compares the ratings, and records the outcome in a sidecar
 ``verification.json`` (``<bundle>.verification.json`` beside an archive).
+
+Replay samples by stratum (:func:`replay_sample`): half of the draws go to the rows that drive the
+gain (items of the run's target value, pre and post), the rest to the others, and every stratum must
+agree on its own, so a forgery of a few target-value rows cannot hide behind many honest ones
+(docs/reliability.md gives the detection power). The sidecar is signed with an HMAC key only the
+maintainer holds (``VAT_VERIFY_HMAC_KEY``): a record a submitter writes by hand, or one written
+without the key, never shows as verified (:func:`read_sidecar`).
+
+A bundle is untrusted input: its sizes, its JSON's depth and its columns' types are checked before
+anything is computed from it (:func:`check_bounds`), so a malformed bundle fails verification with a
+reason instead of a traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import math
+import os
 import random
+import re
 import shutil
 import tarfile
 import tempfile
@@ -33,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zlib import error as zlib_error
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,8 +74,19 @@ BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 JUDGMENTS = "judgments.parquet"
 SIDECAR = "verification.json"
-MAX_MEMBER_BYTES = 2_000_000_000
-"""Largest file accepted from an archive (a full release is tens of MB; this stops a decompression bomb)."""
+MAX_MEMBER_BYTES = 500_000_000
+"""Largest judgments file accepted, in a folder or unpacked from an archive (a full release of every
+strategy and target is ~100 MB of Parquet; this stops a decompression bomb)."""
+MAX_MANIFEST_BYTES = 50_000_000
+"""Largest manifest.json (a full release's request keys are ~5 MB)."""
+MAX_ARCHIVE_MEMBERS = 16
+"""Members read from an archive: a bundle has two; thousands of tiny members are an attack."""
+MAX_JSON_DEPTH = 12
+"""Deepest nesting accepted in manifest.json (a real one nests 5 levels; deep JSON exhausted the stack)."""
+MAX_ROWS_FACTOR = 2
+"""A judgments file may hold at most this many times the release's rows (repeats would fail anyway)."""
+HMAC_ENV = "VAT_VERIFY_HMAC_KEY"
+"""The maintainer's key that signs verification records; submitters never have it."""
 TOLERANCE = 1e-9
 """Recomputed metrics must equal the claimed ones to this absolute tolerance."""
 CLAIMED_KEYS = ("gain", "gain_raw", "nvat", "nvat_lit", "rho_rms", "nvat_std", "gini", "ot_abs", "n_scenes")
@@ -164,6 +191,10 @@ def _membership_table(rp: ReleasePlan) -> pa.Table:
         (i, c.plan.run.run_id, c.strategy, c.target, c.direction, r.condition, r.step, r.key)
         for i, (c, r) in enumerate((c, r) for c in rp.conditions for r in c.plan.requests)
     ]
+    return _membership_arrow(rows)
+
+
+def _membership_arrow(rows: list[tuple[Any, ...]]) -> pa.Table:
     names = ("ord", "run_id", "strategy", "target", "direction", "condition", "step", "request_key")
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     return pa.table(
@@ -348,6 +379,7 @@ def write_bundle(store: Any, rp: ReleasePlan, out: Path) -> Path:
     table = judgments_from_store(store, rp)
     claimed = metric_rows(table, rp)
     archive = out.name.endswith(".tar.gz")
+    _keep_records(out)
     folder = Path(tempfile.mkdtemp(prefix="vat-bundle-")) if archive else out
     try:
         if folder.exists() and not archive:
@@ -358,7 +390,6 @@ def write_bundle(store: Any, rp: ReleasePlan, out: Path) -> Path:
         (folder / MANIFEST).write_text(
             json.dumps(manifest, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
         )
-        (folder / SIDECAR).unlink(missing_ok=True)  # a new bundle has not been replayed
         if archive:
             _write_archive(folder, out, stem=out.name[: -len(".tar.gz")])
     finally:
@@ -367,8 +398,23 @@ def write_bundle(store: Any, rp: ReleasePlan, out: Path) -> Path:
     return out
 
 
+def _keep_records(out: Path) -> None:
+    """Refuse to rebuild a bundle over its verification record (issue 21.3: it was silently deleted).
+
+    A rebuilt bundle has new hashes, so the record would no longer apply; deleting it would throw away
+    a maintainer's replay. The user chooses: another ``out=``, or moves the record away first.
+    """
+    record = out.with_name(out.name + "." + SIDECAR) if out.name.endswith(".tar.gz") else out / SIDECAR
+    if record.exists():
+        raise VatError(
+            f"{record} holds the verification record of the bundle at {out}; rebuilding would make it "
+            "stale: choose another out= (or move the record away if you mean to replace that bundle)",
+            2,
+        )
+
+
 def _check_overwritable(folder: Path) -> None:
-    unexpected = [p.name for p in folder.iterdir() if p.name not in (MANIFEST, JUDGMENTS, SIDECAR)]
+    unexpected = [p.name for p in folder.iterdir() if p.name not in (MANIFEST, JUDGMENTS)]
     if unexpected:
         raise VatError(
             f"{folder} exists and holds other files ({', '.join(sorted(unexpected)[:3])}); choose another out=",
@@ -394,6 +440,7 @@ def _write_archive(folder: Path, out: Path, stem: str) -> None:
 def open_bundle(path: Path) -> Iterator[Path]:
     """Yield a folder holding the bundle's files (an archive is unpacked safely into a temporary folder)."""
     if path.is_dir():
+        _check_folder(path)
         yield path
         return
     if not path.is_file():
@@ -402,22 +449,57 @@ def open_bundle(path: Path) -> Iterator[Path]:
     try:
         try:
             with tarfile.open(path, "r:*") as tar:
-                for member in tar.getmembers():
+                for i, member in enumerate(tar):  # streamed: never the whole member list of a bomb
+                    if i >= MAX_ARCHIVE_MEMBERS:
+                        raise VatError(f"{path} has over {MAX_ARCHIVE_MEMBERS} members; a bundle has two", 1)
                     name = Path(member.name).name
                     # Only the two known regular files, by base name: no links, devices or paths outside.
                     if name not in (MANIFEST, JUDGMENTS) or not member.isfile():
                         continue
-                    if member.size > MAX_MEMBER_BYTES:
-                        raise VatError(f"{path}: {member.name} is {member.size:,} bytes, over the limit", 1)
+                    limit = _limit(name)
+                    if member.size > limit:
+                        raise VatError(
+                            f"{path}: {member.name} is {member.size:,} bytes, over the {limit:,}-byte limit",
+                            1,
+                        )
                     src = tar.extractfile(member)
                     if src is not None:
-                        with (tmp / name).open("wb") as dst:
-                            shutil.copyfileobj(src, dst)
-        except tarfile.TarError as exc:
+                        _copy_capped(src, tmp / name, limit, f"{path}: {member.name}")
+        except (tarfile.TarError, EOFError, OSError, zlib_error) as exc:
             raise VatError(f"{path} is not a readable .tar.gz bundle ({exc})", 1) from None
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _limit(name: str) -> int:
+    return MAX_MANIFEST_BYTES if name == MANIFEST else MAX_MEMBER_BYTES
+
+
+def _copy_capped(src: Any, dst: Path, limit: int, shown: str) -> None:
+    """Copy at most ``limit`` bytes (a member's header can lie about its size; the stream cannot)."""
+    written = 0
+    with dst.open("wb") as out:
+        while block := src.read(1 << 20):
+            written += len(block)
+            if written > limit:
+                raise VatError(f"{shown} unpacks to over {limit:,} bytes; a bundle is far smaller", 1)
+            out.write(block)
+
+
+def _check_folder(folder: Path) -> None:
+    """A bundle folder holds two regular files within their size limits (no links to devices)."""
+    import stat as stat_mod
+
+    for name in (MANIFEST, JUDGMENTS):
+        path = folder / name
+        if not path.exists():
+            continue
+        info = path.stat()
+        if not stat_mod.S_ISREG(info.st_mode):
+            raise VatError(f"{path} is not a regular file; a bundle holds two plain files", 1)
+        if info.st_size > _limit(name):
+            raise VatError(f"{path} is {info.st_size:,} bytes, over the {_limit(name):,}-byte limit", 1)
 
 
 def sidecar_path(bundle: Path) -> Path:
@@ -430,11 +512,18 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file() or not (folder / JUDGMENTS).is_file():
         raise VatError(f"the bundle must hold {MANIFEST} and {JUDGMENTS}; make it with `vat bundle`", 1)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    _check_folder(folder)
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
         raise VatError(
-            f"{MANIFEST} is not valid JSON ({exc}); rebuild the bundle with `vat bundle`", 1
+            f"{MANIFEST} nests {depth}+ levels deep (a bundle's nests 5); rebuild it with `vat bundle`", 1
+        )
+    try:
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise VatError(
+            f"{MANIFEST} is not valid JSON ({str(exc)[:200]}); rebuild the bundle with `vat bundle`", 1
         ) from None
     if not isinstance(manifest, dict) or manifest.get("bundle_format") != BUNDLE_FORMAT:
         raise VatError(
@@ -445,7 +534,51 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             raise VatError(f"{MANIFEST} has no {key!r}; rebuild the bundle with `vat bundle`", 1)
     if not isinstance(manifest["entry"], dict) or not isinstance(manifest["entry"].get("id"), str):
         raise VatError(f"{MANIFEST}: entry.id is missing; rebuild the bundle with `vat bundle`", 1)
+    for key, kind in _MANIFEST_TYPES.items():
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise VatError(
+                f"{MANIFEST}: {key} must be a JSON {_JSON_NAMES[kind]}, not {type(manifest[key]).__name__}; "
+                "rebuild the bundle with `vat bundle`",
+                1,
+            )
+    if not all(isinstance(m, dict) for m in manifest["metrics"]):
+        raise VatError(
+            f"{MANIFEST}: metrics must be a list of objects; rebuild the bundle with `vat bundle`", 1
+        )
     return manifest
+
+
+_MANIFEST_TYPES: dict[str, type] = {
+    "release": str,
+    "judgments": dict,
+    "request_keys": list,
+    "metrics": list,
+    "specs": dict,
+    "runs": list,
+    "entry_identity": dict,
+    "release_sha256": str,
+}
+_JSON_NAMES = {str: "string", dict: "object", list: "list"}
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of brackets in ``text`` outside strings (stops counting past MAX_JSON_DEPTH).
+
+    Measured before parsing: ``json.loads`` of 100,000 nested lists raises RecursionError, and deep
+    structures make every later walk over the manifest slow or recursive.
+    """
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                break
+    return deepest
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 # ---------------------------------------------------------------- verification
@@ -662,11 +795,58 @@ def verify_folder(
         else [f"{JUDGMENTS} has SHA-256 {judgments_sha[:16]}…, the manifest says {str(claimed_sha)[:16]}…"],
         f"SHA-256 {judgments_sha[:16]}… matches the manifest",
     )
-    try:
-        table = pq.read_table(folder / JUDGMENTS)
-    except (pa.ArrowInvalid, OSError) as exc:
-        verdict.add("judgments readable", [f"{JUDGMENTS} is not a readable Parquet file ({exc})"], "")
+    table = read_judgments(folder / JUDGMENTS, rp, verdict)
+    if table is None:
         return verdict, rp, None
+    try:
+        check_membership(table, manifest, rp, verdict)
+        check_rows(table, rp, verdict)
+        if verdict.ok:  # metrics of rows that failed a check would mean nothing (and may not compute)
+            rows = metric_rows(table, rp)
+            verdict.rows = rows
+            check_metrics(rows, manifest, verdict)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, pa.ArrowException) as exc:
+        # The checks above assume well-typed values; a hostile manifest can still surprise them.
+        verdict.add("bundle well-formed", [f"{type(exc).__name__}: {str(exc)[:200]}"], "")
+    return verdict, rp, table
+
+
+def judgment_schema() -> pa.Schema:
+    """The Arrow types of a judgments file, as `vat bundle` writes them (from the store's own DDL)."""
+    import duckdb
+
+    from runner.store import DDL
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(DDL)
+        con.register("_membership", _membership_arrow([]))
+        return con.sql(JUDGMENTS_SQL).to_arrow_table().drop_columns(["_has_request", "_has_response"]).schema
+    finally:
+        con.close()
+
+
+def read_judgments(path: Path, rp: ReleasePlan, verdict: Verdict) -> pa.Table | None:
+    """The judgments table if it is readable, of bounded size and of the types `vat bundle` writes; else None.
+
+    The row count is read from the Parquet footer first: a 2-million-row file took 4 GB to load.
+    """
+    limit = MAX_ROWS_FACTOR * len(rp.membership())
+    try:
+        meta = pq.ParquetFile(path).metadata
+        if meta.num_rows > limit:
+            verdict.add(
+                "judgments size",
+                [f"{meta.num_rows:,} rows; the release has {limit // MAX_ROWS_FACTOR:,}"],
+                "",
+            )
+            return None
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        verdict.add(
+            "judgments readable", [f"{JUDGMENTS} is not a readable Parquet file ({str(exc)[:200]})"], ""
+        )
+        return None
     absent = [c for c in JUDGMENT_COLUMNS if c not in table.column_names]
     verdict.add(
         "judgments columns",
@@ -674,14 +854,20 @@ def verify_folder(
         f"{len(JUDGMENT_COLUMNS)} columns present",
     )
     if absent:
-        return verdict, rp, None
+        return None
     table = table.select(list(JUDGMENT_COLUMNS))
-    check_membership(table, manifest, rp, verdict)
-    check_rows(table, rp, verdict)
-    rows = metric_rows(table, rp)
-    verdict.rows = rows
-    check_metrics(rows, manifest, verdict)
-    return verdict, rp, table
+    want = judgment_schema()
+    wrong = [
+        f"{f.name} is {table.schema.field(f.name).type}, expected {f.type}"
+        for f in want
+        if f.name in JUDGMENT_COLUMNS
+        and not table.schema.field(f.name).type.equals(f.type)
+        and not pa.types.is_null(table.schema.field(f.name).type)
+    ]
+    verdict.add("judgments types", wrong, "every column has the type `vat bundle` writes")
+    if wrong:
+        return None
+    return table.cast(pa.schema([want.field(c) for c in JUDGMENT_COLUMNS]))
 
 
 # ---------------------------------------------------------------- replay
@@ -705,8 +891,8 @@ def replay(
             *(table.column(c).to_pylist() for c in ("request_key", "rating", "expected_rating")), strict=True
         )
     }
-    keys = sorted(stored)
-    chosen = random.Random(seed).sample(keys, min(n, len(keys)))
+    sample = replay_sample(rp, n, seed)
+    chosen = [k for keys in sample.values() for k in keys]
     by_key = rp.requests_by_key()
     requests = [by_key[k] for k in chosen]
     ex = rp.cfg.execution
@@ -718,6 +904,7 @@ def replay(
         progress=bool(ex.progress) and rp.cfg.format.value != "json",
         params=gen_params(rp.cfg.model),
         api_key_env=rp.cfg.model.api_key_env,
+        max_retry_after_s=float(ex.max_retry_after_s),
     )
     with (
         tempfile.TemporaryDirectory(prefix="vat-replay-") as tmp,
@@ -733,19 +920,116 @@ def replay(
     answered = sum(1 for k in chosen if k in got)
     agreed = len(chosen) - len(mismatches)
     agreement = agreed / len(chosen) if chosen else 0.0
+    wrong = {m["request_key"] for m in mismatches}
+    strata = {
+        name: {
+            "drawn": len(keys),
+            "agreed": sum(1 for k in keys if k not in wrong),
+            "allowed_mismatches": allowed_mismatches(len(keys), min_agreement),
+        }
+        for name, keys in sample.items()
+    }
+    strata_ok = all(v["drawn"] - v["agreed"] <= v["allowed_mismatches"] for v in strata.values())
     return {
         "requested": len(chosen),
         "answered": answered,
         "agreed": agreed,
         "agreement": round(agreement, 6),
         "min_agreement": min_agreement,
+        "strata": strata,
         "seed": seed,
         "model": rp.entry.model,
-        "passed": bool(chosen) and answered == len(chosen) and agreement >= min_agreement,
+        "passed": bool(chosen) and answered == len(chosen) and agreement >= min_agreement and strata_ok,
         "failed_requests": stats.failed,
         "mismatches": mismatches[:50],
         "replayed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+STRATA = ("target-post", "target-pre", "other-post", "other-pre")
+"""Replay strata: a judgment of the run's target value or another, in the post or the pre condition."""
+TARGET_SHARE = 0.5
+"""Share of the replay draws given to the target-value strata (the rows that drive the gain)."""
+
+
+def strata(rp: ReleasePlan) -> dict[str, list[str]]:
+    """Every request key of the release by replay stratum (a key of the target value in any run is a target key)."""
+    target_keys = {r.key for c in rp.conditions for r in c.plan.requests if r.value == c.target}
+    out: dict[str, set[str]] = {s: set() for s in STRATA}
+    for c in rp.conditions:
+        for r in c.plan.requests:
+            out[f"{'target' if r.key in target_keys else 'other'}-{r.condition}"].add(r.key)
+    return {s: sorted(keys) for s, keys in out.items()}
+
+
+def allocate(n: int, sizes: dict[str, int], target_share: float = TARGET_SHARE) -> dict[str, int]:
+    """Draws per stratum: ``target_share`` of ``n`` to the target strata, the rest to the others.
+
+    Within each group the draws are split evenly; what a small stratum cannot take goes to the others
+    in its group, then to the other group, so exactly ``min(n, total)`` keys are drawn.
+    """
+    n = min(n, sum(sizes.values()))
+    out = {s: 0 for s in sizes}
+    target = [s for s in sizes if s.startswith("target")]
+    other = [s for s in sizes if s not in target]
+    left = _fill(out, sizes, target, math.ceil(n * target_share))
+    left = _fill(out, sizes, other, n - math.ceil(n * target_share) + left)
+    _fill(out, sizes, target + other, left)
+    return out
+
+
+def _fill(out: dict[str, int], sizes: dict[str, int], names: list[str], budget: int) -> int:
+    """Add up to ``budget`` draws over ``names`` evenly, within each stratum's size; return what is left."""
+    while budget > 0:
+        room = [s for s in names if out[s] < sizes[s]]
+        if not room:
+            break
+        share = max(1, budget // len(room))
+        for s in room:
+            take = min(share, sizes[s] - out[s], budget)
+            out[s] += take
+            budget -= take
+            if budget == 0:
+                break
+    return budget
+
+
+def replay_sample(rp: ReleasePlan, n: int, seed: int = 0) -> dict[str, list[str]]:
+    """The keys to replay, by stratum: :func:`allocate` draws from each, uniformly at random (seeded)."""
+    by_stratum = strata(rp)
+    counts = allocate(n, {s: len(k) for s, k in by_stratum.items()})
+    rng = random.Random(seed)
+    return {s: rng.sample(by_stratum[s], counts[s]) for s in STRATA if counts[s]}
+
+
+def allowed_mismatches(drawn: int, min_agreement: float) -> int:
+    """Mismatches a stratum of ``drawn`` replays may have and still pass (provider non-determinism)."""
+    return math.floor((1.0 - min_agreement) * drawn + 1e-9)
+
+
+def detection_power(size: int, forged: int, drawn: int, allowed: int) -> float:
+    """P(a stratum of ``size`` keys with ``forged`` forged ones fails when ``drawn`` are replayed).
+
+    The number of forged keys among the draws is hypergeometric; the stratum fails when it exceeds
+    ``allowed`` (assuming the provider reproduces every honest answer).
+    """
+    total = math.comb(size, drawn)
+    passes = sum(
+        math.comb(forged, x) * math.comb(size - forged, drawn - x) for x in range(0, min(allowed, forged) + 1)
+    )
+    return 1.0 - passes / total
+
+
+def _signature(record: dict[str, Any], key: str) -> str:
+    blob = json.dumps(
+        {k: v for k, v in record.items() if k != "signature"}, sort_keys=True, ensure_ascii=False
+    )
+    return hmac.new(key.encode("utf-8"), blob.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def signing_key() -> str | None:
+    """The maintainer's HMAC key (``VAT_VERIFY_HMAC_KEY``), or None where it is not set."""
+    return os.environ.get(HMAC_ENV) or None
 
 
 def write_sidecar(bundle: Path, verdict: Verdict) -> Path:
@@ -765,12 +1049,19 @@ def write_sidecar(bundle: Path, verdict: Verdict) -> Path:
         "replay": verdict.replay,
         "vat_bench": __version__,
     }
+    key = signing_key()
+    record["signature"] = _signature(record, key) if key else None
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     return path
 
 
 def read_sidecar(bundle: Path, hashes: dict[str, str]) -> dict[str, Any] | None:
-    """The bundle's verification record if it exists and is tied to exactly these files, else None."""
+    """The bundle's verification record if it is signed by the maintainer's key and tied to these files.
+
+    None otherwise: no record, a record of other files, or one that is unsigned or whose signature does
+    not match (hand-written, edited, or made where ``VAT_VERIFY_HMAC_KEY`` was not set). Such a bundle
+    shows as checked, never as verified.
+    """
     path = sidecar_path(bundle)
     if not path.is_file():
         return None
@@ -784,4 +1075,12 @@ def read_sidecar(bundle: Path, hashes: dict[str, str]) -> dict[str, Any] | None:
         "judgments_sha256"
     ) != hashes.get("judgments"):
         return None  # a record of other files: the bundle changed after it was replayed
+    key = signing_key()
+    signature = record.get("signature")
+    if (
+        not key
+        or not isinstance(signature, str)
+        or not hmac.compare_digest(signature, _signature(record, key))
+    ):
+        return None
     return record

@@ -122,7 +122,14 @@ def _size(path: Path) -> int:
 
 def verify(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat verify``: recompute and check a bundle; ``replay=N`` also asks the provider again. Exit 1 on failure."""
-    from runner.leaderboard.bundle import open_bundle, replay, verify_folder, write_sidecar
+    from runner.leaderboard.bundle import (
+        HMAC_ENV,
+        open_bundle,
+        replay,
+        signing_key,
+        verify_folder,
+        write_sidecar,
+    )
 
     positionals, mine, overrides = split_args(tokens, {"replay", "seed", "min_agreement"}, "verify")
     if len(positionals) != 1:
@@ -145,6 +152,11 @@ def verify(tokens: Sequence[str], fmt: str = "table") -> int:
             )
     sidecar = write_sidecar(path, verdict) if n_replay > 0 else None
     _print_verdict(verdict, fmt, time.perf_counter() - start, sidecar)
+    if sidecar is not None and signing_key() is None:
+        display.warn(
+            f"{HMAC_ENV} is not set: the record is unsigned, so the site shows this bundle as checked, "
+            "not verified (only the maintainer's signed record counts)"
+        )
     return 0 if verdict.ok else 1
 
 

@@ -87,9 +87,11 @@ class Entry(_Strict):
     link: str
     contact: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     parameters: GenParams = Field(default_factory=GenParams)
-    api_base: str | None = None
-    api_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] | None = None
-    """Name of the environment variable that holds the key; the key itself is never written anywhere."""
+    api_key_env: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,62}_(API_KEY|TOKEN)$")] | None
+    ) = None
+    """Name of the environment variable that holds the key (``*_API_KEY`` or ``*_TOKEN``, so an entry
+    cannot aim another secret of the maintainer's environment at the provider); never the key itself."""
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
 
     @field_validator("id")
@@ -101,7 +103,7 @@ class Entry(_Strict):
             )
         return v
 
-    @field_validator("link", "api_base")
+    @field_validator("link")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         # Only http(s): the link becomes an href on the site, and javascript: URLs would run there.
@@ -116,12 +118,21 @@ class Entry(_Strict):
             raise ValueError("control characters are not allowed")
         return v
 
+    @property
+    def provider_prefix(self) -> str:
+        """The LiteLLM provider of the model string (``openai`` in ``openai/gpt-4o-mini``)."""
+        return self.model.split("/", 1)[0]
+
     def model_conf(self) -> dict[str, Any]:
-        """The entry as a ``model`` config group node (the fields of runner.config.ModelConf)."""
+        """The entry as a ``model`` config group node (the fields of runner.config.ModelConf).
+
+        The endpoint is never the entry's: it is the maintainer's ``VAT_API_BASE_<PROVIDER>`` (see
+        :func:`maintainer_api_base`), or the provider's default.
+        """
         p = self.parameters
         return {
             "name": self.model,
-            "api_base": self.api_base,
+            "api_base": maintainer_api_base(self.provider_prefix),
             "api_key_env": self.api_key_env,
             "display_name": self.display_name,
             "temperature": p.temperature,
@@ -132,6 +143,62 @@ class Entry(_Strict):
             "seed": p.seed,
             "extra": dict(p.extra),
         }
+
+
+def api_base_variable(provider: str) -> str:
+    """The environment variable that holds the maintainer's endpoint for ``provider`` (``VAT_API_BASE_OPENAI``)."""
+    return "VAT_API_BASE_" + re.sub(r"[^A-Z0-9]", "_", provider.upper())
+
+
+def maintainer_api_base(provider: str) -> str | None:
+    """The endpoint the maintainer configured for ``provider`` outside every entry, or None (the default)."""
+    import os
+
+    return os.environ.get(api_base_variable(provider)) or None
+
+
+ENTRY_ROUTING_FIELDS = frozenset({"custom_llm_provider", "api_version", "organization", "deployment_id"})
+"""Provider parameters that change where a request goes or which account pays: the maintainer's to set."""
+
+
+def forbidden_entry_fields(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """(location, reason) of every field an entry may not set: endpoints, keys, headers, routing.
+
+    An entry is written by a submitter, and its model is run with the maintainer's key (``vat verify
+    replay=``): an ``api_base`` (top level or under ``parameters.extra``) would send that key to the
+    submitter's server, and a header or key field would replace it. Checked before the schema, with
+    a message that names the fix, at any depth of ``parameters``.
+    """
+    from runner.secrets import ENDPOINT_FIELDS, is_secret_field
+
+    def reason(key: str) -> str | None:
+        if key == "api_key_env":
+            return None
+        if key in ENDPOINT_FIELDS or key.startswith("api_base"):
+            return (
+                "an entry cannot choose the endpoint (it would receive the maintainer's key); the "
+                f"maintainer sets it outside the entry with {api_base_variable('<provider>')}"
+            )
+        if is_secret_field(key):
+            return "an entry cannot hold keys or headers; name the key's variable with api_key_env"
+        if key in ENTRY_ROUTING_FIELDS:
+            return "an entry cannot change the provider's routing or account"
+        return None
+
+    out: list[tuple[tuple[str, ...], str]] = []
+
+    def walk(node: Any, loc: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            why = reason(str(key))
+            if why:
+                out.append(((*loc, str(key)), why))
+            elif loc or key == "parameters":
+                walk(value, (*loc, str(key)))
+
+    walk(data, ())
+    return out
 
 
 # ---------------------------------------------------------------- releases
@@ -246,6 +313,8 @@ def _read(path: Path, model: type[BaseModel], base: Path) -> tuple[Any | None, l
         return None, [
             Problem(shown, ydoc.line_of(("id",)), "id", "remove it: the id is the file name's stem")
         ]
+    if model is Entry and (forbidden := forbidden_entry_fields(ydoc.data)):
+        return None, [Problem(shown, ydoc.line_of(loc), ".".join(loc), why) for loc, why in forbidden]
     try:
         return model.model_validate({"id": path.stem, **ydoc.data}), []
     except ValidationError as exc:
