@@ -54,7 +54,10 @@ def test_pre_condition_is_shared_by_every_strategy_and_target(index):
         plan = plan_for(index, *overrides)
         pres.append([r.key for r in plan.requests if r.condition == "pre"])
     assert all(p == pres[0] for p in pres)
-    assert len(pres[0]) == 4 * 20
+    # one pre request per action of the four selected scenes, however many actions each scene has
+    scenes = {r.scene_id for r in plan_for(index, "strategy=baseline").requests}
+    assert len(scenes) == 4
+    assert len(pres[0]) == sum(len(index.scenes[s].actions) for s in scenes)
 
 
 def test_fewshot_demonstrations_come_from_train_and_follow_direction(index):
