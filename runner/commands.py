@@ -6,7 +6,6 @@ import functools
 import importlib.metadata
 import json
 import math
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +17,7 @@ from omegaconf import DictConfig
 
 from runner import display
 from runner.errors import VatError
+from runner.paths import git_revision
 
 # ---------------------------------------------------------------- validate
 
@@ -266,14 +266,10 @@ def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
+    rev = git_revision()  # of the package's own checkout, not of the current folder
     return {
-        "git_revision": rev or None,
+        "git_revision": rev,
+        "source": "git checkout" if rev else "not a git checkout",
         "overrides": [o for o in overrides if "key" not in o.split("=", 1)[0].lower()],
         "versions": {n: version(n) for n in ("vat-bench", "litellm", "duckdb", "hydra-core", "xllamacpp")},
         "started_at": datetime.now().isoformat(timespec="seconds"),
