@@ -534,6 +534,8 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
         models = rep.stored_models(store)
     rows = rep.filter_rows(every, filters)
     fmt = fmt or cfg.format.value
+    if fmt == "results" and (rows or not models):
+        return _results_document(cfg, rows, rep.families(rows), filters, values)
     if not rows and not models:  # an empty store is not an error: there is nothing yet
         if fmt == "json":
             display.emit_json(rep.report_json([], [], filters))
@@ -557,6 +559,37 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
     if cfg.report.plots:
         written = rep.write_plots(rows, fams, values, Path(cfg.report.dir))
         display.note(f"wrote {len(written)} plots to {cfg.report.dir}/ (SVG; open them in any browser)")
+    return 0
+
+
+def _results_document(
+    cfg: DictConfig,
+    rows: list[dict[str, Any]],
+    fams: list[dict[str, Any]],
+    filters: dict[str, list[str]],
+    values: list[str],
+) -> int:
+    """`vat report format=results`: the versioned document of runner.results_doc on stdout."""
+    from omegaconf import OmegaConf
+
+    from runner import results_doc
+    from runner.store import open_store
+
+    runs: list[dict[str, Any]] = []
+    if rows:  # an empty store gives an empty, still valid, document
+        with open_store(cfg.store.path, read_only=True) as store:
+            runs = results_doc.run_provenance(store, [r["run_id"] for r in rows])
+    metrics = OmegaConf.to_container(cfg.metrics, resolve=True)
+    doc = results_doc.build(
+        rows,
+        fams,
+        filters=filters,
+        metrics=metrics,
+        values=values,
+        runs=runs,
+        store=str(cfg.store.path),  # type: ignore[arg-type]
+    )
+    display.emit_json(_json_safe(doc))
     return 0
 
 
