@@ -35,7 +35,7 @@ examples:
 config keys (override any with key=value; `vat plan --cfg job` prints them all):
   model=smollm2|openai_gpt4o_mini|anthropic_claude_haiku|vllm   model.name=<any LiteLLM model string>
   strategy=baseline|fewshot_2|fewshot_4|fewshot_8|system_prompt|checkpoint
-  target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N
+  target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N (or limit=N)
   store.path=results/vat.duckdb  execution.concurrency=8  execution.max_retries=4  execution.timeout_s=60
   execution.workers=N (processes; default one per core for remote models)  execution.mode=online|batch
 """
@@ -68,6 +68,16 @@ import keys: source mapping=<file.yaml> columns.<field>=<column or column.key> p
   split subset revision=<commit> (Hub ids) strict_names=true; source may be a file, a Hub-layout folder or a Hub id
 (bare keys are short for generate.<key> / importer.<key>; model.*, execution.* work as in `vat run`)
 """
+
+
+OVERRIDE_ALIASES = {"limit": "selection.max_scenes"}
+"""Short keys of `vat plan/run/demo` (as lm-eval and inspect spell them) → the config key they set."""
+
+
+def _alias(override: str) -> str:
+    """``limit=5`` → ``selection.max_scenes=5`` (sweeps too: ``limit=2,5``); other overrides unchanged."""
+    key, sep, value = override.partition("=")
+    return f"{OVERRIDE_ALIASES[key]}={value}" if sep and key in OVERRIDE_ALIASES else override
 
 
 def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
@@ -203,6 +213,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     im.add_argument("overrides", nargs="*", help="key=value (import keys and Hydra overrides)")
+    ls = sub.add_parser(
+        "list",
+        help="list the shipped values, strategies, prompts, leaderboard releases or entries (format=json)",
+    )
+    ls.add_argument("kind", choices=("values", "strategies", "prompts", "releases", "entries"))
+    ls.add_argument("--spec-dir", default="spec", help="spec folder (default: spec, else the shipped one)")
     e = sub.add_parser("export", help="write the scene set as one row per action (Parquet or JSONL)")
     e.add_argument("output", help="output file: .parquet or .jsonl")
     e.add_argument("--spec-dir", default="spec")
@@ -238,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.verb in CONFIG_VERBS:
             args.overrides = list(args.overrides) + unknown
+            if args.verb in ("plan", "run", "demo"):
+                args.overrides = [_alias(o) for o in args.overrides]
             if fmt:
                 args.overrides.append(f"format={fmt}")
         args.format = fmt or "table"
@@ -314,6 +332,12 @@ def _verb_demo(args: argparse.Namespace) -> int:
     return demo(args.overrides)
 
 
+def _verb_list(args: argparse.Namespace) -> int:
+    from runner.listing import list_verb
+
+    return list_verb(args.kind, args.spec_dir, fmt=args.format)
+
+
 def _verb_export(args: argparse.Namespace) -> int:
     from runner.commands import export
 
@@ -371,6 +395,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _verb_run,
     "report": _verb_report,
     "demo": _verb_demo,
+    "list": _verb_list,
     "export": _verb_export,
     "ingest": _verb_ingest,
     "generate": _verb_generate,
