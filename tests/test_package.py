@@ -1,5 +1,6 @@
 """The package finds its shipped data from any folder; the wheel carries it (issue 20, item 1)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import paths
+from runner import paths, results_doc
 from runner.errors import VatError
 from runner.providers import EMBEDDED_INSTALL, register_for
 
@@ -162,3 +163,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert "to send" in vat("plan", "model.name=sim/circle")
     out = vat("run", "model.name=sim/circle", "selection.max_scenes=1", f"store.path={user / 'r.duckdb'}")
     assert "0 failed" in out
+    assert "self_direction" in vat("list", "values")
+    doc = json.loads(vat("report", f"store.path={user / 'r.duckdb'}", "format=results"))
+    assert (
+        doc["schema"] == "vat-bench/results"
+        and doc["provenance"]["generator"]["source"] == "not a git checkout"
+    )
+    assert results_doc.problems(doc) == [] and len(doc["rows"]) == 1
