@@ -34,7 +34,7 @@ examples:
 
 config keys (override any with key=value; `vat plan --cfg job` prints them all):
   model=smollm2|openai_gpt4o_mini|anthropic_claude_haiku|vllm   model.name=<any LiteLLM model string>
-  strategy=baseline|fewshot_2|fewshot_4|fewshot_8|system_prompt|checkpoint
+  strategy=baseline|fewshot_2|fewshot_4|fewshot_8|fewshot_<2|4|8>_balanced|system_prompt|checkpoint
   target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N (or limit=N)
   store.path=results/vat.duckdb  execution.concurrency=8  execution.max_retries=4  execution.timeout_s=60
   execution.workers=N (processes; default one per core for remote models)  execution.mode=online|batch
@@ -43,11 +43,13 @@ config keys (override any with key=value; `vat plan --cfg job` prints them all):
 LEADERBOARD_EPILOG = """\
 examples:
   vat run model=openai__gpt-4o-mini             any leaderboard entry is also a `model` option
+  vat leaderboard plan entry=openai__gpt-4o-mini release=v0.1    price every condition (pre once); sends nothing
   vat leaderboard run entry=openai__gpt-4o-mini release=v0.1     judge every condition of the release
   vat bundle entry=openai__gpt-4o-mini release=v0.1 out=sub.tar.gz
   vat verify sub.tar.gz replay=20               recompute, check, and re-ask the provider 20 times
   vat leaderboard build out=results/site        static site from leaderboard/submissions/ and the store
-  vat leaderboard release-scenes                the id@version pins of the current test split
+  vat leaderboard release-scenes                the id@version pins of the current test and train splits
+  vat leaderboard freeze release=v0.1           copy what a release pins into leaderboard/releases/<r>/spec/
 """
 
 CONFIG_VERBS = {"plan", "run", "report", "demo", "validate-metrics", "power"}
@@ -153,7 +155,10 @@ def _parser() -> argparse.ArgumentParser:
             "verify",
             "check a bundle: recompute every metric, check every key and hash (replay=N asks the provider)",
         ),
-        ("leaderboard", "leaderboard run|build|release-scenes: judge a release, build the static site"),
+        (
+            "leaderboard",
+            "leaderboard run|plan|build|release-scenes|freeze: judge or price a release, build the static site",
+        ),
     ):
         sp = sub.add_parser(
             verb,
@@ -253,11 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 2,
             )
         if args.verb in CONFIG_VERBS:
-            args.overrides = list(args.overrides) + unknown
+            # format= before the flags: after `-m`, Hydra's parser takes no more overrides.
+            args.overrides = list(args.overrides) + ([f"format={fmt}"] if fmt else []) + unknown
             if args.verb in ("plan", "run", "demo"):
                 args.overrides = [_alias(o) for o in args.overrides]
-            if fmt:
-                args.overrides.append(f"format={fmt}")
         args.format = fmt or "table"
         return int(_VERBS[args.verb](args) or 0)
     except VatError as exc:

@@ -27,13 +27,15 @@ def validate(
 ) -> int:
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
     from runner.leaderboard.entries import leaderboard_problems
-    from runner.load import collect, write_lock
+    from runner.load import collect, unreviewed_problems, write_lock
     from runner.quality import quality_problems
 
     index, problems = collect(spec_dir, check_lock=not update_lock)
     if index is not None:
-        problems = sorted(set(problems) | set(quality_problems(index)))
-    problems = sorted(set(problems) | set(leaderboard_problems(index)))  # entries and releases
+        problems = sorted(set(problems) | set(quality_problems(index)) | set(unreviewed_problems(index)))
+    board = set(leaderboard_problems(index))  # entries and releases
+    n_spec = len(set(problems) - board)
+    problems = sorted(set(problems) | board)
     if update_lock and index is not None and not problems:
         path = write_lock(index)
         display.note(f"recorded {len(index.hashes)} (id, version, hash) entries in {path}")
@@ -48,8 +50,18 @@ def validate(
         if show_coverage and index is not None:
             _print_coverage(index)
         if problems:
-            display.error(f"{len(problems)} problem(s) in {spec_dir}/")
+            display.error(_problem_summary(n_spec, len(problems) - n_spec, spec_dir))
     return 1 if problems else 0
+
+
+def _problem_summary(n_spec: int, n_board: int, spec_dir: str) -> str:
+    """The error line of `vat validate`: each count under its folder ("3 problem(s): 2 in spec/, 1 in leaderboard/")."""
+    from runner.leaderboard import leaderboard_dir
+
+    # The folder's name, as the problem lines show it (leaderboard/entries/..., or lb/... for another board).
+    shown = leaderboard_dir().name
+    parts = [f"{n} in {where}/" for n, where in ((n_spec, spec_dir.rstrip("/")), (n_board, shown)) if n]
+    return f"{n_spec + n_board} problem(s): " + ", ".join(parts)
 
 
 def _summary(index: Any) -> dict[str, Any]:
@@ -171,6 +183,7 @@ def plan_numbers(cfg: DictConfig, plan: Any) -> tuple[dict[str, Any], list[Any],
         "requests": len(keys),
         "stored": len(stored),
         "to_send": len(todo),
+        **plan.elicitation(),
     }
     numbers.update(estimate(todo, int(cfg.model.max_tokens)))
     return numbers, todo, stored
@@ -208,6 +221,9 @@ def plan(overrides: list[str], print_cfg: bool = False) -> int:
         "target",
         "direction",
         "scenes",
+        "elicitation",
+        "variant",
+        "judgments_per_action",
         "requests",
         "stored",
         "to_send",

@@ -70,6 +70,8 @@ class SelectionConf:
     countries: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     scenes: list[str] = field(default_factory=list)
+    train_scenes: list[str] = field(default_factory=list)
+    """Few-shot demonstrations come only from these train scenes (a release pins them); empty: every one."""
 
 
 @dataclass
@@ -201,6 +203,22 @@ class ImportConf:
 
 
 @dataclass
+class ElicitationConf:
+    """What each judgment asks (docs/elicitation.md); every choice has its own request keys.
+
+    Chosen with ``elicitation=action|value|micro_value`` (conf/elicitation/, which also sets ``prompt``).
+    """
+
+    ask: str = "action"
+    """action: one question per action, naming no value (the paper's v0.1 wording); value: each action
+    judged with respect to each value (×10); micro_value: with respect to each micro-value."""
+    micro_values: str = "scene"
+    """ask=micro_value: the micro-values the scene's actions name (scene), or all of spec/values (all)."""
+    variant: str = "base"
+    """The prompt's wording: base, or a bias-control variant of the prompt spec (para1, reversed, ...)."""
+
+
+@dataclass
 class VatConf:
     """The root config of every verb."""
 
@@ -219,6 +237,7 @@ class VatConf:
     format: OutputFormat = OutputFormat.table
     spec_dir: str = "spec"
     prompt: str = "judgment"
+    elicitation: ElicitationConf = field(default_factory=ElicitationConf)
 
 
 def register_configs() -> dict[str, Any]:
@@ -282,17 +301,21 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
 
 
 def _check_experiment(overrides: list[str]) -> None:
-    """``experiment`` is an *optional* Hydra group, so Hydra silently ignores a name with no file: refuse it."""
+    """Refuse a group option with no file, naming the choices.
+
+    ``experiment`` is an *optional* Hydra group, so Hydra silently ignores such a name; for
+    ``elicitation`` its own message names no choice.
+    """
     for o in overrides:
         key, _, name = o.lstrip("+").partition("=")
-        if key != "experiment" or not name or name == "null" or "," in name:
+        if key not in ("experiment", "elicitation") or not name or name == "null" or "," in name:
             continue
-        options = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+        options = sorted(p.stem for p in (conf_dir() / key).glob("*.yaml"))
         if name not in options:
             close = difflib.get_close_matches(name, options, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise VatError(
-                f"experiment={name!r} names no file in conf/experiment/; {hint}choose one of: {', '.join(options)}",
+                f"{key}={name!r} names no file in conf/{key}/; {hint}choose one of: {', '.join(options)}",
                 2,
             )
 

@@ -746,7 +746,8 @@ def _header(scene: Scene) -> str:
     by = scene.generated.get("by", "vat generate") if scene.generated else "vat generate"
     return (
         f"Written by `{by}` ({scene.generated.get('model') if scene.generated else '?'}); review before use.\n"
-        f"Scores and failures are under `generated`. To adopt it, fix what the review lists, move the file to\n"
+        f"Scores and failures are under `generated`. To adopt it, fix what `generated.review` lists and delete\n"
+        f"that list (`vat validate` refuses a scene that still has one), move the file to\n"
         f"spec/scenarios/{scene.country}/ and run `vat validate --update-lock`."
     )
 

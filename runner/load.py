@@ -7,7 +7,9 @@ Nothing downstream runs on an invalid spec: :func:`load_index` raises :class:`Sp
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,19 @@ from pydantic import ValidationError
 
 from runner.errors import Problem, SpecInvalid
 from runner.paths import spec_dir
-from runner.specs import KINDS, Prompt, Scene, Strategy, Value, ValueSystem, _Doc, content_hash
+from runner.specs import (
+    COUNTRIES,
+    COUNTRIES_FILE,
+    KINDS,
+    Prompt,
+    Scene,
+    Strategy,
+    Value,
+    ValueSystem,
+    _Doc,
+    content_hash,
+    read_countries,
+)
 from runner.yamlio import YamlDoc, YamlProblem, read_yaml
 
 LOCK_FILE = "spec.lock.json"
@@ -38,6 +52,8 @@ class SpecIndex:
     """``"<kind>/<id>"`` → path relative to the spec root's parent (for messages)."""
     lines: dict[str, dict[tuple[str | int, ...], int]] = field(default_factory=dict)
     """``"<kind>/<id>"`` → line of each field (for messages of later checks)."""
+    countries: dict[str, str] = field(default_factory=dict)
+    """Country code → name, from ``<root>/countries.yaml``."""
 
     @property
     def values(self) -> list[Value]:
@@ -174,10 +190,28 @@ def _check_values(vs: ValueSystem, ydoc: YamlDoc) -> list[Problem]:
 
 
 def check_scene(
-    scene: Scene, ydoc: YamlDoc, value_ids: list[str], micro_to_value: dict[str, str]
+    scene: Scene,
+    ydoc: YamlDoc,
+    value_ids: list[str],
+    micro_to_value: dict[str, str],
+    countries: Collection[str] | None = None,
 ) -> list[Problem]:
-    """References resolve, action ids are unique, and every value has one express and one suppress action."""
+    """References resolve, action ids are unique, and every value has one express and one suppress action.
+
+    ``countries``: the spec's country codes (default: the shipped spec/countries.yaml).
+    """
     out = []
+    known = COUNTRIES if countries is None else countries
+    if scene.country not in known:
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("country",)),
+                "country",
+                f"unknown country {scene.country!r}; use one of {', '.join(known)}, or add "
+                f"`{scene.country}: <name>` to spec/{COUNTRIES_FILE}",
+            )
+        )
     seen: Counter[str] = Counter()
     for i, a in enumerate(scene.actions):
         seen[a.id] += 1
@@ -238,6 +272,75 @@ def completeness(scene: Scene, ydoc: YamlDoc, value_ids: list[str]) -> list[Prob
             f"incomplete: no action for {', '.join(missing)}; add one per value and polarity",
         )
     ]
+
+
+def id_matches_path(kind: str, doc: _Doc, ydoc: YamlDoc) -> list[Problem]:
+    """A document's ``id`` is its path: ``<kind>/<id>.yaml``; a scene's ``<country>/<topic>[-n].yaml``."""
+    path = Path(ydoc.path)
+    if kind != "scenarios":
+        if doc.id == path.stem:
+            return []
+        problem = f"id {doc.id!r} disagrees with the file's path; rename the file to {doc.id}{path.suffix} or set `id: {path.stem}`"
+        return [Problem(ydoc.path, ydoc.line_of(("id",)), "id", problem)]
+    scene: Scene = doc  # type: ignore[assignment]
+    folder, stem = path.parent.name, path.stem
+    out = []
+    if folder != scene.country:
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("country",)),
+                "country",
+                f"country {scene.country!r} but the file is under {folder}/; move it to spec/scenarios/"
+                f"{scene.country}/ or set `country: {folder}`",
+            )
+        )
+    if not re.fullmatch(rf"{re.escape(scene.topic)}(-[0-9]+)?", stem):
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("topic",)),
+                "topic",
+                f"topic {scene.topic!r} but the file is {path.name}; name it {scene.topic}.yaml "
+                f"(or {scene.topic}-<n>.yaml for another scene of the cell)",
+            )
+        )
+    if doc.id != f"{folder}-{stem}":
+        out.append(
+            Problem(
+                ydoc.path,
+                ydoc.line_of(("id",)),
+                "id",
+                f"id {doc.id!r} disagrees with the file's path; set `id: {folder}-{stem}` "
+                "(a scene at spec/scenarios/<country>/<topic>[-n].yaml has id <country>-<topic>[-n])",
+            )
+        )
+    return out
+
+
+def unreviewed_problems(index: SpecIndex) -> list[Problem]:
+    """A scene in spec/ must not still list the review notes `vat generate` / `vat import` left in it.
+
+    A `vat validate` check (not a load check): a contributor may run a draft before finishing its review.
+    """
+    out = []
+    for scene in index.scenes.values():
+        notes = (scene.generated or {}).get("review")
+        if notes:
+            key = f"scenarios/{scene.id}"
+            line = index.lines.get(key, {}).get(("generated", "review"), 1)
+            first = str(notes[0] if isinstance(notes, list) else notes)
+            n = len(notes) if isinstance(notes, list) else 1
+            out.append(
+                Problem(
+                    index.files.get(key, key),
+                    line,
+                    "generated.review",
+                    f"the draft still lists {n} review note(s) (first: {first[:80]!r}); resolve each, "
+                    "then delete `review:` from `generated`",
+                )
+            )
+    return out
 
 
 def _check_lock(
@@ -318,6 +421,8 @@ def collect(
             Problem(str(root), 0, "", "spec folder not found; run from the project root or set spec_dir=")
         ]
     docs, problems = _read_docs(root)
+    countries, country_problems = read_countries(root)
+    problems += country_problems
     hashes: dict[str, tuple[int, str]] = {}
     files: dict[str, str] = {}
     lines: dict[str, dict[tuple[str | int, ...], int]] = {}
@@ -335,6 +440,7 @@ def collect(
                     )
                 )
                 continue
+            problems.extend(id_matches_path(kind, doc, ydoc))
             files[key] = ydoc.path
             lines[key] = ydoc.lines
             hashes[key] = (doc.version, content_hash(doc))
@@ -351,7 +457,8 @@ def collect(
     value_ids = [v.id for v in sorted(vs.values, key=lambda v: v.circle_index)]
     micro = {m.id: v.id for v in vs.values for m in v.micro_values}
     for doc, ydoc in docs.get("scenarios", []):
-        problems.extend(check_scene(doc, ydoc, value_ids, micro))  # type: ignore[arg-type]
+        # A missing or broken country list is reported once; the scenes are then checked against the shipped one.
+        problems.extend(check_scene(doc, ydoc, value_ids, micro, countries or None))  # type: ignore[arg-type]
     if DEFAULT_PROMPT not in by_kind.get("prompts", {}):
         problems.append(Problem(str(root / "prompts"), 0, "", f"prompt {DEFAULT_PROMPT!r} is missing"))
     if check_lock:
@@ -365,6 +472,7 @@ def collect(
         hashes=hashes,
         files=files,
         lines=lines,
+        countries=countries,
     )
     return index, sorted(set(problems))
 

@@ -1,9 +1,12 @@
 """VAT metrics: pure functions on numpy arrays, exactly as ``METRICS.md``.
 
 Two layers. :func:`evidence` and :func:`value_states` turn judgments into value states E[scene, value]
-(§2; the expected rating r̂ is :func:`runner.parse.expected_rating`). :func:`vat_metrics` turns a paired pre/post pair of value-state arrays into
-one report row (§3–§5, §7); :func:`family_metrics` summarises several rows (§5). No I/O, no pandas, and
-no scipy (it is a test-only dependency): ranks, Spearman and Kendall τ_b are implemented here.
+(§2; the expected rating r̂ is :func:`runner.parse.expected_rating`). :func:`vat_metrics` turns a
+paired pre/post pair of value-state arrays into one report row (§3–§5, §7), with its permutation null,
+bias-corrected tax, intervals, tested hubs and scenes needed (§8: :func:`tax_calibration`,
+:func:`hub_test`, :func:`scenes_needed_for_tax`); :func:`family_metrics` summarises several rows (§5).
+No I/O, no pandas, and no scipy (it is a test-only dependency): ranks, Spearman, Kendall τ_b and the
+t quantile are implemented here.
 """
 
 from __future__ import annotations
@@ -390,15 +393,22 @@ def bootstrap_mean_shifts(
 ) -> np.ndarray:
     """Paired bootstrap over scenes (or whole clusters): mean shift of every value in ``b`` resamples, (b, V).
 
-    All index sets are drawn at once (:func:`bootstrap_index`, ``numpy.random.default_rng(seed)``); the
-    means come from fancy indexing, in chunks only to bound memory.
+    All index sets are drawn at once (:func:`bootstrap_index`, ``numpy.random.default_rng(seed)``).
+    A resample's mean is (w @ Δ)/(w @ finite) with w its row counts (one bincount for all resamples),
+    the same as averaging the resampled rows, without materialising them.
     """
     n, n_values = delta.shape
     if n == 0:
         return np.full((b, n_values), np.nan)
     idx = bootstrap_index(n, b, seed, groups)
-    padded = np.vstack([delta, np.full((1, n_values), np.nan)])  # index −1 (cluster padding) = missing
-    return np.concatenate([_nanmean(padded[idx[sl]], axis=1) for sl in _chunks(b, idx.shape[1] * n_values)])
+    rows = np.broadcast_to(np.arange(b)[:, None] * n, idx.shape)
+    used = idx >= 0  # −1 is cluster padding: no row
+    weights = np.bincount((rows + idx)[used], minlength=b * n).reshape(b, n).astype(float)
+    finite = np.isfinite(delta)
+    total = weights @ np.where(finite, delta, 0.0)
+    count = weights @ finite.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan)
 
 
 def subsample_nvat(delta: np.ndarray, b: int, frac: float, seed: int, min_scenes: int) -> np.ndarray:
@@ -676,14 +686,17 @@ def _null_couplings(delta: np.ndarray, idx: np.ndarray, min_scenes: int) -> tupl
     """
     b, n_values, n = idx.shape
     x, mask = _unit_ranks(delta)
+    # Single precision for the gathered ranks and their products: the null needs r to ~1e-6, and the
+    # gather of B·V·n ranks is the cost of the whole null (memory-bound).
+    x32 = x.astype(np.float32) if mask.all() else x
     offset = (np.arange(n_values, dtype=np.int64) * n)[:, None]
     joint, cond = [], []
     for sl in _chunks(b, n * n_values):
         flat = idx[sl] + offset  # (chunk, V, n) into the (V·n) flattened ranks
-        xp = np.take(x.ravel(), flat)
+        xp = np.take(x32.ravel(), flat)
         if mask.all():
-            joint.append(np.matmul(xp, np.swapaxes(xp, 1, 2)))
-            cond.append(np.matmul(xp, x.T))
+            joint.append(np.matmul(xp, np.swapaxes(xp, 1, 2)).astype(float))
+            cond.append(np.matmul(xp, x32.T).astype(float))
         else:
             mp = np.take(mask.ravel(), flat)
             joint.append(_masked_corr(xp, mp, xp, mp, min_scenes))
@@ -700,11 +713,12 @@ def permutation_p(observed: np.ndarray | float, null: np.ndarray) -> np.ndarray:
     """The permutation p-value (1 + #{null ≥ observed}) / (1 + B) along axis 0 of ``null``; NaN where observed is NaN.
 
     The +1 counts the observed data as one of the permutations, so p is never 0 and the test is exact.
-    A relative tolerance of 1e-9 counts a null value equal to the observed one up to rounding as ≥.
+    A relative tolerance of 1e-6 counts a null value equal to the observed one up to rounding (the null
+    is computed in single precision) as ≥.
     """
     obs = np.asarray(observed, dtype=float)
     null = np.asarray(null, dtype=float)
-    tol = 1e-9 * np.maximum(1.0, np.abs(obs))
+    tol = 1e-6 * np.maximum(1.0, np.abs(obs))
     ge = (np.where(np.isfinite(null), null, -np.inf) >= obs - tol).sum(axis=0)
     b = np.isfinite(null).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -795,13 +809,48 @@ def _jackknife_interval(estimate: float, replicates: np.ndarray, level: float) -
     return [estimate - half, estimate + half]
 
 
+def _union_interval(estimate2: float, replicates2: np.ndarray, level: float) -> list[float]:
+    """Interval of a root statistic (nVAT, rho_rms) from its corrected square and jackknife replicates.
+
+    The union of the jackknife t intervals on the squared scale and on the signed-root scale, mapped to
+    the root scale and clipped at 0 (the population value is ≥ 0). Near zero coupling the estimate is
+    a sum of many small squared noise terms, close to normal on the squared scale; with clear coupling
+    it is closer to normal on the root scale, and a low estimate's root-scale interval is wide where the
+    squared one is too short. Either scale alone under-covers at one end of the coupling range
+    (measured: 88–90 %); the union covers at both, at the price of width near 0 (docs/validation.md §5).
+    """
+    lo2, hi2 = _jackknife_interval(estimate2, replicates2, level)
+    lo, hi = _jackknife_interval(float(_signed_sqrt(estimate2)), _signed_sqrt(replicates2), level)
+    if not (math.isfinite(lo2) and math.isfinite(lo)):
+        return [math.nan, math.nan]
+    ends = (min(float(_signed_sqrt(lo2)), lo), max(float(_signed_sqrt(hi2)), hi))
+    return [max(0.0, ends[0]), max(0.0, ends[1])]
+
+
+def _gini_interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:
+    """Union of the jackknife t intervals around the corrected Gini and its jackknife bias correction.
+
+    The corrected Gini is still biased low where weak couplings leave noise VATs in the vector; the
+    jackknife's bias estimate G·θ̂ − (G − 1)·θ̄ moves the centre toward the population value there
+    but is too noisy to use alone (measured: 70–87 % coverage), so both intervals are kept.
+    """
+    rep = replicates[np.isfinite(replicates)]
+    lo, hi = _jackknife_interval(estimate, rep, level)
+    if not math.isfinite(lo):
+        return [math.nan, math.nan]
+    unbiased = rep.size * estimate - (rep.size - 1) * float(rep.mean())
+    lo_b, hi_b = _jackknife_interval(unbiased, rep, level)
+    return [min(lo, lo_b), max(hi, hi_b)]
+
+
 def _t_quantile(q: float, df: int) -> float:
-    """Student-t quantile by the Cornish–Fisher expansion in 1/df (error < 1e-3 for df ≥ 5; numpy only)."""
+    """Student-t quantile by the Cornish–Fisher expansion in 1/df (error < 1e-3 for df ≥ 5; no scipy)."""
     z = _NORMAL.inv_cdf(q)
     g1 = (z**3 + z) / 4.0
     g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96.0
     g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384.0
-    return z + g1 / df + g2 / df**2 + g3 / df**3
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160.0
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
 
 
 def tax_calibration(
@@ -829,10 +878,8 @@ def tax_calibration(
     level = p["ci_level"]
     ci: dict[str, list[float]] = {}
     for k in ("nvat", "rho_rms"):
-        lo, hi = _jackknife_interval(float(est[f"{k}2"][0]), jk[f"{k}2"], level)
-        # Squared scale → the statistic's scale; the population value is ≥ 0, so the ends are clipped.
-        ci[k] = [max(0.0, float(_signed_sqrt(x))) if math.isfinite(x) else math.nan for x in (lo, hi)]
-    g_lo, g_hi = _jackknife_interval(float(est["gini"][0]), jk["gini"], level)
+        ci[k] = _union_interval(float(est[f"{k}2"][0]), jk[f"{k}2"], level)
+    g_lo, g_hi = _gini_interval(float(est["gini"][0]), jk["gini"], level)
     # Zero coupling inside the nVAT interval makes Gini 0 (Σ VAT = 0) a plausible value too: the Gini
     # interval is then widened down to 0 (the projection of the coupling's confidence set).
     if math.isfinite(g_lo) and ci["nvat"][0] <= 0.0:
@@ -863,11 +910,34 @@ def tax_calibration(
         "rho_rms_ci": ci["rho_rms"],
         "gini_ci": ci["gini"],
         "interval_method": (
-            f"delete-one-{left_out} jackknife, t interval around the null-corrected estimate "
-            "(squared scale for nVAT and rho_rms; Gini down to 0 when the nVAT interval reaches 0)"
+            f"delete-one-{left_out} jackknife t intervals around the null-corrected estimate (nVAT, "
+            "rho_rms: union of the squared and root scales; Gini: with its jackknife bias correction, "
+            "down to 0 when nVAT's reaches 0)"
         ),
         "vat_p": permutation_p(vat_obs, null_vat),
+        # Population coupling for `scenes_needed`: sign(r)·sqrt(max(corrected r², 0)) per pair.
+        "rho_corrected": np.sign(r) * np.sqrt(np.maximum(corrected_pairs(r, null_r2, null_d), 0.0))
+        + np.eye(n_values),
     }
+
+
+def _settle_corrected(cal: dict[str, Any], signal: Mapping[str, bool]) -> None:
+    """Make the shown corrected estimates readable: Gini only with a tax, every interval holding its point.
+
+    Gini is a property of a tax that exists: with no coupling every population VAT(u) is 0 and the
+    Gini is 0 by convention (METRICS §4), while the Gini of noisy corrected VATs (most clipped to 0) is
+    large (≈ 0.6 with nothing coupled). So the corrected Gini is reported as 0 unless nVAT itself beats
+    its null; its expectation with no coupling is then ≈ α·0.6 ≈ 0.03 (measured in tests). The signed
+    root of a corrected square can be negative (observed coupling below its null mean) while the
+    interval of a non-negative parameter is clipped at 0: the lower end is stretched to the point so a
+    reader never sees an estimate outside its own interval. Both changes only widen intervals.
+    """
+    if not signal.get("nvat", False) and math.isfinite(cal["gini_corrected"]):
+        cal["gini_corrected"] = 0.0
+    for k in ("nvat", "rho_rms", "gini"):
+        point, ci = cal[f"{k}_corrected"], cal[f"{k}_ci"]
+        if math.isfinite(point) and all(math.isfinite(x) for x in ci):
+            cal[f"{k}_ci"] = [min(ci[0], point), max(ci[1], point)]
 
 
 def hub_test(
@@ -891,29 +961,71 @@ def hub_test(
     }
 
 
+def _pair_covariance(rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair correlations ρ_p (K,) and n·Cov(r̂_p, r̂_q) (K, K) of a correlation matrix (Pearson–Filon).
+
+    For pairs p = (i, j), q = (k, l) of a Gaussian: n·Cov = ½ρ_ij ρ_kl (ρ_ik² + ρ_il² + ρ_jk² + ρ_jl²)
+    + ρ_ik ρ_jl + ρ_il ρ_jk − ρ_ij ρ_ik ρ_il − ρ_ij ρ_jk ρ_jl − ρ_ik ρ_jk ρ_kl − ρ_il ρ_jl ρ_kl, which
+    gives Var(r̂) = (1 − ρ²)²/n on the diagonal.
+    """
+    iu, iw = np.triu_indices(len(rho), k=1)
+    i, j = iu[:, None], iw[:, None]
+    k, m = iu[None, :], iw[None, :]
+    rij, rkl = rho[i, j], rho[k, m]
+    rik, ril, rjk, rjl = rho[i, k], rho[i, m], rho[j, k], rho[j, m]
+    cov = (
+        0.5 * rij * rkl * (rik**2 + ril**2 + rjk**2 + rjl**2)
+        + rik * rjl
+        + ril * rjk
+        - rij * rik * ril
+        - rij * rjk * rjl
+        - rik * rjk * rkl
+        - ril * rjl * rkl
+    )
+    return rho[iu, iw], cov
+
+
 def scenes_needed_for_tax(
-    nvat: float | None, n_values: int, alpha: float = 0.05, power: float = 0.8, cap: int = 100_000
+    coupling: np.ndarray | float | None,
+    n_values: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    cap: int = 100_000,
 ) -> int | None:
     """Scenes needed for the permutation test of nVAT at level ``alpha`` to reject with ``power``.
 
-    Model (Fisher: a rank correlation over n scenes is ≈ N(ρ, 1/(n − 1))): (n − 1)·Σ_{pairs} r̂² is
-    non-central χ² with K = V(V − 1)/2 degrees of freedom and non-centrality λ = (n − 1)·V·nVAT²/2
-    (Σ_{u≠w} ρ² = V·nVAT²); the null's 1 − α quantile is Wilson–Hilferty's, the power Patnaik's
-    approximation of the non-central χ² by a scaled central one. rho_rms = nVAT/sqrt(V − 1) is tested by
-    the same n. None when ``nvat`` is missing or ≤ 0, or no n ≤ ``cap`` suffices.
+    ``coupling`` is the population coupling matrix (V × V; a report row passes its bias-corrected one),
+    or a number: an nVAT spread evenly over every pair (ρ = nVAT/sqrt(V − 1)). The test statistic
+    S = Σ_{pairs} r̂² (∝ nVAT², rho_rms²: one test for both) is treated as normal with
+    E[S] = Σ ρ_p² + Σ Var(r̂_p) and Var(S) = 2·tr(C²) + 4·ρᵀCρ, C the Pearson–Filon covariance of the
+    pair estimates (:func:`_pair_covariance`, ∝ 1/n); the null's 1 − α quantile is the Wilson–Hilferty
+    quantile of χ²_K/(n − 1), K = V(V − 1)/2. None when no coupling is left or no n ≤ ``cap`` suffices.
     """
-    if nvat is None or not math.isfinite(nvat) or nvat <= 0 or n_values < 2:
+    if coupling is None or n_values < 2:
         return None
-    k = n_values * (n_values - 1) / 2.0
+    if np.ndim(coupling) == 0:
+        x = float(coupling)
+        if not math.isfinite(x) or x <= 0:
+            return None
+        rho = np.full((n_values, n_values), min(x / math.sqrt(n_values - 1), 0.99))
+        np.fill_diagonal(rho, 1.0)
+    else:
+        rho = np.asarray(coupling, dtype=float)
+    if not np.isfinite(rho).all():
+        return None
+    rp, c1 = _pair_covariance(rho)
+    signal = float(rp @ rp)
+    if signal <= 1e-9:
+        return None
+    k = len(rp)
     z_a, z_power = _NORMAL.inv_cdf(1 - alpha), _NORMAL.inv_cdf(power)
-    crit = k * (1 - 2 / (9 * k) + z_a * math.sqrt(2 / (9 * k))) ** 3  # Wilson–Hilferty χ²_K quantile
+    crit = k * (1 - 2 / (9 * k) + z_a * math.sqrt(2 / (9 * k))) ** 3  # χ²_K quantile (Wilson–Hilferty)
+    trace, trace2, quad = float(np.trace(c1)), float((c1 * c1).sum()), float(rp @ c1 @ rp)
 
     def enough(n: int) -> bool:
-        lam = (n - 1) * n_values * nvat * nvat / 2.0
-        # Patnaik: non-central χ²_K(λ) ≈ c·χ²_h, c = (K + 2λ)/(K + λ), h = (K + λ)²/(K + 2λ).
-        c, h = (k + 2 * lam) / (k + lam), (k + lam) ** 2 / (k + 2 * lam)
-        z = ((crit / c / h) ** (1 / 3) - (1 - 2 / (9 * h))) / math.sqrt(2 / (9 * h))
-        return z <= -z_power
+        mean = signal + trace / n
+        sd = math.sqrt(max(2 * trace2 / n**2 + 4 * quad / n, 1e-300))
+        return (mean - crit / (n - 1)) / sd >= z_power
 
     lo, hi = 5, cap  # power grows with n: bisect for the smallest n that is enough
     if not enough(hi):
@@ -996,6 +1108,7 @@ def vat_metrics(
     tax_p = {k: null[k]["p"] for k in TAX_STATS}
     signal = {k: bool(math.isfinite(x) and x < p["alpha"]) for k, x in tax_p.items()}
     flags += [f"{k}_within_noise" for k in TAX_STATS if not signal[k]]
+    _settle_corrected(cal, signal)
     with np.errstate(invalid="ignore", divide="ignore"):
         profile = vat / tax["nvat"] if tax["nvat"] > 0 else np.full(len(values), np.nan)
     needed = scenes_needed_for_tax(cal["nvat_corrected"], len(values), p["alpha"], p["power"], p["power_cap"])

@@ -16,6 +16,10 @@ off-target structure it measures, over replicate datasets of n scenes:
 The scenes needed are where (z_{1−α/2} + z_{power})·sd(n) = effect, with sd(n) = c·n^b fitted on the
 simulated grid (b ≈ −½), so sizes beyond the grid are extrapolated. Replicates reuse the first n scenes
 of one larger simulated set (common random numbers), so curves are smooth in n.
+
+``nvat=X`` also gives the scenes needed to tell an nVAT of X from no coupling at all (the permutation
+null of every report row) by :func:`tax_scenes_needed`, a closed-form non-central χ² approximation that
+every report row uses for its ``scenes_needed`` field.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class PowerConfig:
     gain: float = 0.05
     """Planted on-target gain (value-state units) and the gain to detect."""
     nvat_diff: float = 0.03
+    nvat: float | None = None
+    """A (bias-corrected) nVAT to tell from the no-coupling null: `scenes needed` for it is printed."""
     nvat_gain: float | None = None
     """Planted gain of the two strategies whose nVATs are compared (default: ``gain``)."""
     amplitude: float | None = None
@@ -222,6 +228,11 @@ def analyse(profile: Profile, cfg: PowerConfig, shipped: dict[str, int]) -> Powe
             ns, [r["nvat_diff_sd"] for r in result.by_scenes], cfg.nvat_diff, cfg.alpha, cfg.power
         ),
     }
+    if cfg.nvat is not None:
+        result.needed["nvat_vs_null"] = {
+            "nvat": cfg.nvat,
+            "scenes": tax_scenes_needed(cfg.nvat, len(profile.values), cfg.alpha, cfg.power),
+        }
     mult = _N.inv_cdf(1 - cfg.alpha / 2) + _N.inv_cdf(cfg.power)
     for split, n in shipped.items():
         row = next((r for r in result.by_scenes if r["scenes"] == n), None)
@@ -238,6 +249,18 @@ def analyse(profile: Profile, cfg: PowerConfig, shipped: dict[str, int]) -> Powe
     return result
 
 
+def tax_scenes_needed(
+    nvat: float | None, n_values: int, alpha: float = 0.05, power: float = 0.8, cap: int = 100_000
+) -> int | None:
+    """Scenes for the permutation test of nVAT (or rho_rms) to reject the null at ``alpha`` with ``power``.
+
+    The closed-form approximation every report row uses (``scenes_needed``, see
+    :func:`runner.metrics.scenes_needed_for_tax`): fast, no simulation. None when ``nvat`` ≤ 0 or no n
+    up to ``cap`` suffices.
+    """
+    return metrics.scenes_needed_for_tax(nvat, n_values, alpha, power, cap)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The verb
 # ---------------------------------------------------------------------------------------------------
@@ -246,6 +269,7 @@ _KEYS = {
     "profile": str,
     "gain": float,
     "nvat_diff": float,
+    "nvat": float,
     "nvat_gain": float,
     "amplitude": float,
     "noise": float,
@@ -387,6 +411,12 @@ def print_result(res: PowerResult) -> None:
         out.print(
             f"scenes needed to detect {label} {effect} at {conf:.0f} % confidence with {pw:.0f} % power: "
             f"[bold]{need['scenes']}[/bold] (sd ∝ n^{need['exponent']:.2f})"
+        )
+    if "nvat_vs_null" in res.needed:
+        need = res.needed["nvat_vs_null"]
+        out.print(
+            f"scenes needed to tell an nVAT of {need['nvat']} from no coupling (permutation test, "
+            f"α = {c['alpha']}, {pw:.0f} % power): [bold]{need['scenes'] or 'more than 100000'}[/bold]"
         )
     for split, s in res.shipped.items():
         out.print(

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from runner import metrics
-from runner.states import coverage, value_states
+from runner import bias, metrics
+from runner.states import AUTO_EXPECTED_SHARE, PairedStates, coverage, paired_states
 from runner.store import Store
 
 EMBEDDED_NOTE = (
@@ -66,64 +66,238 @@ def build_rows(
     model: str | None = None,
     circle_index: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Compute one metrics row per (run, checkpoint step) in the store."""
+    """Compute one metrics row per (run, checkpoint step) in the store, over items paired by identity.
+
+    A condition pair with no item answered in both conditions (an aborted or all-unparseable run) is
+    left out with a warning naming the run, so one bad run cannot stop the report of the others.
+    """
     runs = _runs(store, model)
     if not runs:
         return []
     params = dict(params)
     rating = params.pop("rating", "auto")
     run_ids = [r["run_id"] for r in runs]
-    states = value_states(store, run_ids, list(values), rating=rating)
+    states = paired_states(store, run_ids, list(values), rating=rating)
     cover = coverage(store, run_ids)
-    rows = []
+    rows, kept = [], []
     for run in runs:
-        pre = states.get((run["run_id"], "pre", -1))
-        steps = sorted(s for (rid, cond, s) in states if rid == run["run_id"] and cond == "post")
-        for step in steps:
-            post = states[(run["run_id"], "post", step)]
-            if pre is None:
+        keys = sorted(k for k in states if k[0] == run["run_id"])
+        if not keys:
+            _skip(run, None, "it has no item planned in both conditions", cover)
+        for key in keys:
+            ps = states[key]
+            why = _unusable(ps)
+            if why:
+                _skip(run, ps.step, why, cover)
                 continue
-            e_pre, e_post, scenes = _paired(pre, post)
-            row = metrics.vat_metrics(
-                e_pre,
-                e_post,
-                list(values),
-                run["target"],
-                run["direction"],
-                circle_index=circle_index,
-                **params,
-            )
-            fam, k = family_of(run["strategy"])
-            cfg = json.loads(run["config"]) if isinstance(run["config"], str) else (run["config"] or {})
-            row.update(
-                {
-                    "run_id": run["run_id"],
-                    "model": run["model"],
-                    "display_name": (cfg.get("model") or {}).get("display_name") or run["model"],
-                    "strategy": run["strategy"],
-                    "family": fam if step < 0 else "checkpoint",
-                    "k": k,
-                    "step": None if step < 0 else step,
-                    "target": run["target"],
-                    "direction": run["direction"],
-                    "split": run["split"],
-                    "scenes": scenes,
-                    "coverage": cover.get(run["run_id"], {}),
-                    "rating_source": rating,
-                    "caveat": model_caveat(run["model"]),
-                }
-            )
-            row["label"] = f"k={k}" if k is not None else (f"step={step}" if step >= 0 else run["strategy"])
-            rows.append(row)
+            rows.append(_row(run, ps, values, params, rating, circle_index, cover))
+            kept.append(ps)
+    _attach_prompt_sensitivity(rows, kept, params)
     return rows
 
 
-def _paired(pre: Any, post: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Align pre and post states on their common scenes (pairing is by scene id)."""
-    common = sorted(set(pre.scenes) & set(post.scenes))
-    ip = [pre.scenes.index(s) for s in common]
-    iq = [post.scenes.index(s) for s in common]
-    return pre.array[ip], post.array[iq], common
+def _unusable(ps: PairedStates) -> str | None:
+    """Why a condition pair cannot give a row (None when it can)."""
+    if "mixed_units" in ps.flags:
+        return "it mixes questions that name a value with questions that do not (two sample units)"
+    if ps.n_items == 0:
+        return "no item has a rating in both conditions"
+    if not np.isfinite(ps.post - ps.pre).any():
+        return "no value has both polarities answered in both conditions in any scene"
+    return None
+
+
+def _skip(run: dict[str, Any], step: int | None, why: str, cover: dict[str, dict[str, int]]) -> None:
+    from runner import display
+
+    c = cover.get(run["run_id"], {})
+    at = "" if step is None or step < 0 else f" step {step}"
+    display.warn(
+        f"run {run['run_id']} ({run['model']}, {run['strategy']}, {run['target']} {run['direction']}){at} "
+        f"is left out of the report: {why} ({c.get('parsed', 0)} of {c.get('planned', 0)} requests parsed)"
+    )
+
+
+def _row(
+    run: dict[str, Any],
+    ps: PairedStates,
+    values: Sequence[str],
+    params: dict[str, Any],
+    rating: str,
+    circle_index: dict[str, int] | None,
+    cover: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """The report row of one condition pair: metrics, identity, unit, rating source, coverage, bias."""
+    clustered = ps.unit == "scene_action"
+    # Scene–action samples of one scene are not independent: intervals and nulls resample whole scenes.
+    groups = ps.clusters if clustered else None
+    row = metrics.vat_metrics(
+        ps.pre,
+        ps.post,
+        list(values),
+        run["target"],
+        run["direction"],
+        circle_index=circle_index,
+        groups=groups,
+        **params,
+    )
+    step = ps.step
+    fam, k = family_of(run["strategy"])
+    cfg = json.loads(run["config"]) if isinstance(run["config"], str) else (run["config"] or {})
+    finite = np.isfinite(ps.post - ps.pre).any(axis=1)
+    flags = list(row.get("flags") or []) + ps.flags
+    acq = bias.acquiescence(
+        ps.acquiescence,
+        b=int(params.get("bootstrap_b", 1000)),
+        seed=int(params.get("seed", 0)),
+        level=float(params.get("ci_level", 0.95)),
+    )
+    flags += [f"acquiescence_bias:{cond}" for cond, a in acq.items() if a["biased"]]
+    row.update(
+        {
+            "run_id": run["run_id"],
+            "model": run["model"],
+            "display_name": (cfg.get("model") or {}).get("display_name") or run["model"],
+            "strategy": run["strategy"],
+            "family": fam if step < 0 else "checkpoint",
+            "k": k,
+            "step": None if step < 0 else step,
+            "target": run["target"],
+            "direction": run["direction"],
+            "split": run["split"],
+            "scenes": sorted({ps.scenes[c] for c in ps.clusters[finite]}),
+            "n_scenes": len({int(c) for c in ps.clusters[finite]}),
+            "n_samples": int(finite.sum()),
+            "unit": ps.unit,
+            "unit_params": _unit_params(ps),
+            "variants": ps.variants,
+            "variant": ps.variants[0] if len(ps.variants) == 1 else None,
+            # What was asked (compile records it when it is not today's action question).
+            "elicitation": dict(cfg.get("elicitation") or {"ask": "action"}),
+            "coverage": cover.get(run["run_id"], {}),
+            "coverage_by_value": ps.coverage_by_value,
+            "n_items_paired": ps.n_items,
+            "rating_source": ps.rating_source,
+            "rating_fallback_share": ps.rating_fallback_share,
+            "rating_rule": {"mode": rating, "expected_min_share": AUTO_EXPECTED_SHARE},
+            "acquiescence": acq,
+            "prompt_sensitivity": None,
+            "flags": list(dict.fromkeys(flags)),
+            "caveat": model_caveat(run["model"]),
+        }
+    )
+    row["label"] = f"k={k}" if k is not None else (f"step={step}" if step >= 0 else run["strategy"])
+    return row
+
+
+def _unit_params(ps: PairedStates) -> dict[str, Any]:
+    """What one sample is, where its value and its sign come from, and what clusters inference uses."""
+    if ps.unit == "scene_action":
+        return {
+            "sample": "(scene, action)",
+            "value": "asked value; states average its asked micro-values",
+            "sign": "the answer's own (how far the action honours or goes against the value)",
+            "cluster": "scene",
+            "n_clusters": len(ps.scenes),
+        }
+    return {
+        "sample": "scene",
+        "value": "the action's value label",
+        "sign": "polarity (express +1, suppress -1)",
+        "cluster": "scene",
+        "n_clusters": len(ps.scenes),
+    }
+
+
+def _attach_prompt_sensitivity(
+    rows: list[dict[str, Any]], states: list[PairedStates], params: dict[str, Any]
+) -> None:
+    """``prompt_sensitivity`` of every row: across the wordings inside its run, else across its sibling runs.
+
+    Sibling runs are rows of the same model, strategy, target, direction, step, split, unit and
+    elicitation (what is asked), each asked in one wording, with different wordings; they are compared
+    on their common samples.
+    """
+    seed, min_scenes = int(params.get("seed", 0)), int(params.get("min_scenes", 5))
+    for row, ps in zip(rows, states, strict=True):
+        if len(ps.by_variant) > 1:
+            deltas = {v: post - pre for v, (pre, post) in ps.by_variant.items()}
+            sens = bias.prompt_sensitivity(
+                deltas,
+                ps.clusters,
+                ps.values.index(row["target"]),
+                _sign(row),
+                seed=seed,
+                min_scenes=min_scenes,
+            )
+            row["prompt_sensitivity"] = sens and {**sens, "source": "variants within the run"}
+    siblings: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if row["variant"] is not None:
+            key = (
+                row["model"],
+                row["strategy"],
+                row["target"],
+                row["direction"],
+                row["step"],
+                row["split"],
+                row["unit"],
+                _asked(row["elicitation"]),
+            )
+            siblings[key].append(i)
+    for members in siblings.values():
+        by_variant = {rows[i]["variant"]: i for i in members}
+        if len(by_variant) < 2:
+            continue
+        sens = _across_runs(by_variant, rows, states, seed, min_scenes)
+        for i in by_variant.values():
+            if rows[i]["prompt_sensitivity"] is None:
+                rows[i]["prompt_sensitivity"] = sens
+
+
+def _across_runs(
+    by_variant: dict[str, int],
+    rows: list[dict[str, Any]],
+    states: list[PairedStates],
+    seed: int,
+    min_scenes: int,
+) -> dict[str, Any] | None:
+    """Prompt sensitivity over sibling runs (one wording each), on the samples they share."""
+    common = sorted(set.intersection(*(set(states[i].samples) for i in by_variant.values())))
+    if not common:
+        return None
+    deltas, scene_of = {}, {}
+    for variant, i in by_variant.items():
+        ps = states[i]
+        pos = np.searchsorted(ps.samples, common)
+        deltas[variant] = (ps.post - ps.pre)[pos]
+        scene_of.update({s: ps.scenes[ps.clusters[p]] for s, p in zip(common, pos, strict=True)})
+    scenes = sorted(set(scene_of.values()))
+    clusters = np.searchsorted(scenes, [scene_of[s] for s in common])
+    first = rows[next(iter(by_variant.values()))]
+    sens = bias.prompt_sensitivity(
+        deltas,
+        clusters,
+        states[next(iter(by_variant.values()))].values.index(first["target"]),
+        _sign(first),
+        seed=seed,
+        min_scenes=min_scenes,
+    )
+    return sens and {
+        **sens,
+        "source": "sibling runs",
+        "runs": {v: rows[i]["run_id"] for v, i in by_variant.items()},
+    }
+
+
+def _asked(elicitation: dict[str, Any]) -> tuple[str, Any]:
+    """What an elicitation asks, without its wording: the question type (and which micro-values)."""
+    ask = elicitation.get("ask", "action")
+    return ask, elicitation.get("micro_values") if ask == "micro_value" else None
+
+
+def _sign(row: dict[str, Any]) -> int:
+    return 1 if row["direction"] in ("reinforce", 1, "+1", "1") else -1
 
 
 def families(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -29,10 +29,24 @@ import pyarrow as pa
 
 from runner.errors import VatError
 
-SCHEMA_VERSION = 2
-"""2: messages moved from ``requests`` to ``prompts`` (a version 1 store is migrated when opened)."""
+SCHEMA_VERSION = 3
+"""2: messages moved from ``requests`` to ``prompts``; 3: ``requests`` records what the question asked
+(``asked_value``, ``asked_micro_value``, ``variant``, ``scale_reversed``). Older stores are migrated when
+opened (:data:`MIGRATIONS`)."""
 
-DDL = """
+ASKED_COLUMNS = {
+    "asked_value": "VARCHAR",
+    "asked_micro_value": "VARCHAR",
+    "variant": "VARCHAR DEFAULT 'base'",
+    "scale_reversed": "BOOLEAN DEFAULT false",
+}
+"""Schema 3's request columns: the value and micro-value the question names (NULL when it names none,
+the ``judgment`` prompt), the wording's id and whether the answer scale was shown reversed (the stored
+rating stays the digit as given on the displayed scale). The defaults are what every older row was: the
+base wording on the plain scale, so old stores and old sweep shards read back unchanged."""
+
+DDL = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS specs (
     kind VARCHAR, id VARCHAR, version INTEGER, hash VARCHAR, body JSON,
@@ -44,7 +58,9 @@ CREATE TABLE IF NOT EXISTS prompts (prompt_hash VARCHAR PRIMARY KEY, messages JS
 CREATE TABLE IF NOT EXISTS requests (
     request_key VARCHAR PRIMARY KEY, model VARCHAR, scene_id VARCHAR, scene_version INTEGER,
     action_id VARCHAR, value VARCHAR, micro_value VARCHAR, polarity VARCHAR, sample INTEGER,
-    prompt_hash VARCHAR);
+    prompt_hash VARCHAR, """
+    + ", ".join(f"{c} {t}" for c, t in ASKED_COLUMNS.items())
+    + """);
 CREATE TABLE IF NOT EXISTS run_requests (
     run_id VARCHAR, request_key VARCHAR, condition VARCHAR, step INTEGER,
     PRIMARY KEY (run_id, request_key, condition));
@@ -56,6 +72,7 @@ CREATE TABLE IF NOT EXISTS errors (
     request_key VARCHAR, attempt INTEGER, error_type VARCHAR, status INTEGER, message VARCHAR,
     final BOOLEAN, created_at TIMESTAMP);
 """
+)
 
 REQUEST_COLUMNS = (
     "request_key",
@@ -67,13 +84,15 @@ REQUEST_COLUMNS = (
     "micro_value",
     "polarity",
     "sample",
+    *ASKED_COLUMNS,
     "messages",
 )
 """A request as readers see it: ``requests`` joined with its ``prompts`` row (see :data:`REQUESTS_SQL`)."""
 REQUEST_TABLE_COLUMNS = (*REQUEST_COLUMNS[:-1], "prompt_hash")
-"""The columns of the ``requests`` table itself."""
+"""The columns of the ``requests`` table itself (in no particular order: readers name them)."""
 REQUESTS_SQL = (
-    "SELECT q.* EXCLUDE (prompt_hash), p.messages FROM requests q LEFT JOIN prompts p USING (prompt_hash)"
+    f"SELECT {', '.join('q.' + c for c in REQUEST_COLUMNS[:-1])}, p.messages "
+    "FROM requests q LEFT JOIN prompts p USING (prompt_hash)"
 )
 """Every request with its messages, in :data:`REQUEST_COLUMNS` order (a subquery for readers)."""
 RESPONSE_COLUMNS = (
@@ -456,6 +475,10 @@ def _request_tables(reqs: Sequence[Any], hashes: dict[int, str]) -> tuple[pa.Tab
             "polarity": [r.polarity for r in reqs],
             "sample": pa.array([r.sample for r in reqs], pa.int32()),
             "prompt_hash": prompt_keys,
+            "asked_value": pa.array([r.asked_value for r in reqs], pa.string()),
+            "asked_micro_value": pa.array([r.asked_micro_value for r in reqs], pa.string()),
+            "variant": pa.array([r.variant for r in reqs], pa.string()),
+            "scale_reversed": pa.array([r.scale_reversed for r in reqs], pa.bool_()),
         }
     )
 
@@ -478,8 +501,8 @@ def open_store(path: str | Path, read_only: bool = False) -> Store:
         raise VatError(f"no store at {path}; run `vat run` first or set store.path=", 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only)
-    if read_only and _has_inline_messages(con):
-        con.close()  # a version 1 store: upgrade it once (a short write), then read it as asked
+    if read_only and _pending_migrations(con):
+        con.close()  # an older store: upgrade it once (a short write), then read it as asked
         con = _connect(path, False)
         _migrate(con)
         con.close()
@@ -514,29 +537,69 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         ) from None
 
 
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The column names of ``table`` (empty when it does not exist)."""
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def _has_inline_messages(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``requests`` still holds its messages (a schema version 1 store)."""
-    return bool(
-        con.execute(
-            "SELECT 1 FROM information_schema.columns WHERE table_name = 'requests' AND column_name = 'messages'"
-        ).fetchall()
+    return "messages" in _columns(con, "requests")
+
+
+def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 1 → 2: each distinct prompt into ``prompts``, ``requests`` points at it."""
+    digest = PROMPT_HASH_SQL
+    con.execute(
+        f"INSERT INTO prompts SELECT DISTINCT {digest}, messages FROM requests ON CONFLICT DO NOTHING"
     )
+    con.execute("ALTER TABLE requests ADD COLUMN prompt_hash VARCHAR")
+    con.execute(f"UPDATE requests SET prompt_hash = {digest}")
+    con.execute("ALTER TABLE requests DROP COLUMN messages")
+
+
+def _lacks_asked_columns(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``requests`` predates schema 3 (no record of what the question asked)."""
+    cols = _columns(con, "requests")
+    return bool(cols) and not set(ASKED_COLUMNS) <= cols
+
+
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 2 → 3: add the :data:`ASKED_COLUMNS`, filled with their defaults.
+
+    Every old row asked no value, in the base wording, on the plain scale.
+    """
+    have = _columns(con, "requests")
+    for name, sql_type in ASKED_COLUMNS.items():
+        if name not in have:
+            con.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
+
+
+MIGRATIONS = (
+    ("v1_to_v2_prompts", _has_inline_messages, _v1_to_v2),
+    ("v2_to_v3_asked_columns", _lacks_asked_columns, _v2_to_v3),
+)
+"""Named store upgrades in order: (name, whether a store needs it, the upgrade)."""
+
+
+def _pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The names of the migrations ``con``'s store still needs."""
+    return [name for name, needed, _ in MIGRATIONS if needed(con)]
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Schema 1 → 2, in one transaction: each distinct prompt into ``prompts``, ``requests`` points at it."""
-    if not _has_inline_messages(con):
+    """Bring an older store up to :data:`SCHEMA_VERSION`, every pending step in one transaction."""
+    if not _pending_migrations(con):
         return
-    digest = PROMPT_HASH_SQL
     con.execute("BEGIN")
     try:
         con.execute(DDL)
-        con.execute(
-            f"INSERT INTO prompts SELECT DISTINCT {digest}, messages FROM requests ON CONFLICT DO NOTHING"
-        )
-        con.execute("ALTER TABLE requests ADD COLUMN prompt_hash VARCHAR")
-        con.execute(f"UPDATE requests SET prompt_hash = {digest}")
-        con.execute("ALTER TABLE requests DROP COLUMN messages")
+        for _name, needed, upgrade in MIGRATIONS:
+            if needed(con):  # checked again: an earlier step changes what the next one sees
+                upgrade(con)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:

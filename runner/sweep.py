@@ -106,21 +106,33 @@ def run_hydra(argv: list[str]) -> int:
         sys.argv = saved
     multirun = "-m" in argv or "--multirun" in argv
     if multirun:
-        return _sweep_exit_code()
+        return _sweep_exit_code(as_json="format=json" in argv)
     return _LAST_RC[-1] if _LAST_RC else 0
 
 
-def _sweep_exit_code() -> int:
-    """After a multirun: the worst exit code of its jobs (read from their result.json files)."""
-    from runner.display import note
+def _sweep_exit_code(as_json: bool = False) -> int:
+    """After a multirun: the worst exit code of its jobs (read from their result.json files).
 
+    With ``as_json`` (``format=json``), stdout gets one document: every job's result, in job order.
+    """
+    from runner.display import emit_json, note
+
+    jobs = [json.loads(Path(p).read_text()) for p in LAST_SWEEP_RESULTS]
     if _LAST_RC:  # basic launcher: the jobs ran in this process
         codes = list(_LAST_RC)
     else:
-        codes = [json.loads(Path(p).read_text()).get("rc", 1) for p in LAST_SWEEP_RESULTS]
+        codes = [job.get("rc", 1) for job in jobs]
     failed = [c for c in codes if c]
     note(f"sweep finished: {len(codes)} job(s), {len(failed)} with errors")
+    if as_json:
+        emit_json({"jobs": jobs, "failed": len(failed), "rc": max(codes) if codes else 0})
     return max(codes) if codes else 0
+
+
+def job_order(path: str) -> tuple[int, str]:
+    """Sort key of a job's result.json: its job number as a number (0, 1, 2, ..., 10), not as text."""
+    name = Path(path).parent.name
+    return (int(name) if name.isdigit() else 1 << 30, path)
 
 
 LAST_SWEEP_RESULTS: list[str] = []
@@ -145,7 +157,7 @@ class IngestShards(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Ingest the shards under the sweep folder into ``store.path``."""
         sweep_dir = Path(config.hydra.sweep.dir)
-        results = sorted(glob.glob(str(sweep_dir / "**" / "result.json"), recursive=True))
+        results = sorted(glob.glob(str(sweep_dir / "**" / "result.json"), recursive=True), key=job_order)
         LAST_SWEEP_RESULTS[:] = results
         shards = [str(Path(r).parent / "shard") for r in results if (Path(r).parent / "shard").is_dir()]
         if shards:

@@ -35,8 +35,14 @@ Checks (all must pass for exit code 0):
 - *top hub*: the report's first hub must be the top hub of at least one simulated dataset of this
   size (when any value is planted-coupled).
 
+- *instrument* (``instrument=fast`` by default, ``full``, ``off``): over fresh simulated datasets at
+  the shipped sizes (:func:`instrument_study`), the report's calibrated tax (METRICS.md §8) must cover
+  the planted nVAT, rho_rms and Gini in ≥ 90 % of datasets, its corrected nVAT² must average 0 where
+  nothing is coupled, its tested hubs must name an uncoupled value in ≤ 5 % of datasets, and a planted
+  hub must be found in ≥ 80 % at the larger size — each a 1 % binomial test of the frequency.
+
 Chance alone fails a profile's checks with probability about 0.1 % per mean-shift family and per range
-check, plus the 1 % of the taxed-value test where some off-target value is uncoupled: about 3 % for the
+check, 1 % per instrument check, plus the 1 % of the taxed-value test where some off-target value is uncoupled: about 3 % for the
 three shipped profiles together. The simulated data change only when scenes (or their ids) change —
 the judge's noise is drawn from item and condition identities, not from prompt wording.
 """
@@ -406,7 +412,7 @@ def _hub_checks(
 # Running the pipeline
 # ---------------------------------------------------------------------------------------------------
 
-_OWN_KEYS = ("profile", "profiles", "reps")
+_OWN_KEYS = ("profile", "profiles", "reps", "instrument")
 
 
 def _split_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -607,6 +613,9 @@ def validate_metrics(args: Sequence[str]) -> int:
         raise VatError(f"reps={own['reps']!r} is not a whole number; e.g. reps=2000", 2) from None
     if reps < 100:
         raise VatError("reps= must be at least 100 simulated datasets for the expected ranges", 2)
+    mode = own.get("instrument", "fast")
+    if mode not in INSTRUMENT_MODES:
+        raise VatError(f"instrument={mode!r} is not a mode; use one of: {', '.join(INSTRUMENT_MODES)}", 2)
     base = ["selection.split=all", "execution.concurrency=32"] + rest
     fmt = "json" if "format=json" in rest else "table"
     explicit = next((o.split("=", 1)[1] for o in rest if o.startswith("store.path=")), None)
@@ -614,7 +623,13 @@ def validate_metrics(args: Sequence[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="vat-validate-") as tmp:
         store = explicit or str(Path(tmp) / "validation.duckdb")
         for name in names:
-            results.append(run_profile(name, base, store, reps))
+            result = run_profile(name, base, store, reps)
+            result.checks += run_instrument(prepare(name, base, store), mode)
+            results.append(result)
+        from runner import bias_checks
+
+        # Issue 16: the acquiescence index and the scene–action unit (runner/bias_checks.py).
+        results.append(bias_checks.profile_result(store, [(r.profile, r.run_id) for r in results]))
     if fmt == "json":
         display.emit_json(
             metrics.to_json(
@@ -778,3 +793,99 @@ def instrument_study(
         false_hub=false_hub / reps,
         hub_found={h: found[h] / reps for h in hubs},
     )
+
+
+INSTRUMENT_MODES = {"off": (0, 0), "fast": (60, 200), "full": (400, 500)}
+"""instrument= mode → (simulated datasets per size, permutations per dataset)."""
+COVERAGE_TARGET = 0.90
+CHECK_ERROR = 0.01
+"""Each instrument check fails by chance with probability ≤ 1 % when the property holds exactly."""
+
+
+def _binomial_floor(reps: int, rate: float, error: float = CHECK_ERROR) -> int:
+    """The smallest count k with P(Binomial(reps, rate) < k) ≤ ``error`` (exact, by summation)."""
+    total, k = 0.0, 0
+    while k <= reps:
+        term = math.comb(reps, k) * rate**k * (1 - rate) ** (reps - k)
+        if total + term > error:
+            return k
+        total += term
+        k += 1
+    return reps
+
+
+def _binomial_ceiling(reps: int, rate: float, error: float = CHECK_ERROR) -> int:
+    """The largest count k with P(Binomial(reps, rate) > k) ≤ ``error``."""
+    return reps - _binomial_floor(reps, 1 - rate, error)
+
+
+def instrument_checks(
+    res: InstrumentResult, hub_alpha: float = 0.05, hub_required: bool = False
+) -> list[Check]:
+    """Checks of one :func:`instrument_study`: coverage, unbiasedness under no coupling, hub error rates.
+
+    Each passes unless the simulated frequencies reject the stated property at the 1 % level:
+    coverage ≥ 90 % per statistic; with nothing coupled, the corrected nVAT² has mean 0 (|z| < 2.58)
+    and hubs appear in at most ``hub_alpha`` of datasets (Holm's family-wise rate); with
+    ``hub_required`` (the all-scenes size, where its measured power is ~95 %) a planted hub must be
+    found in ≥ 80 % of datasets; otherwise its detection rate is shown, not checked.
+    """
+    tag = f"n={res.n}, {res.reps} datasets"
+    floor = _binomial_floor(res.reps, COVERAGE_TARGET)
+    checks = [
+        Check(
+            f"{k} interval coverage ({tag})",
+            f"{res.planted[k]:.3f}",
+            f"≥ {COVERAGE_TARGET:.0%} (≥ {floor}/{res.reps})",
+            f"{res.coverage[k]:.1%}",
+            round(res.coverage[k] * res.reps) >= floor,
+        )
+        for k in INSTRUMENT_STATS
+    ]
+    nothing = res.planted["nvat"] == 0
+    if nothing:
+        z = res.bias["nvat_corrected_squared"] / max(res.bias["nvat_corrected_squared_se"], 1e-300)
+        checks.append(
+            Check(
+                f"corrected nVAT² unbiased, no coupling ({tag})",
+                "0",
+                "|z| < 2.58",
+                f"{res.bias['nvat_corrected_squared']:+.4f} (z {z:+.2f}; plug-in nVAT "
+                f"{res.bias['nvat_plugin']:+.3f})",
+                abs(z) < 2.58,
+            )
+        )
+    ceiling = _binomial_ceiling(res.reps, hub_alpha)
+    checks.append(
+        Check(
+            f"false hubs ({tag})",
+            "none" if nothing else "none outside the planted ones",
+            f"≤ {hub_alpha:.0%} (≤ {ceiling}/{res.reps})",
+            f"{res.false_hub:.1%}",
+            round(res.false_hub * res.reps) <= ceiling,
+        )
+    )
+    for hub, share in res.hub_found.items():
+        checks.append(
+            Check(
+                f"planted hub {hub} found ({tag})",
+                hub,
+                "≥ 80 %" if hub_required else "shown (power grows with n)",
+                f"{share:.1%}",
+                share >= 0.8 if hub_required else None,
+            )
+        )
+    return checks
+
+
+def run_instrument(prep: Prepared, mode: str, seed: int = 0) -> list[Check]:
+    """The instrument checks of one profile at the shipped sizes (test split and all scenes)."""
+    reps, b = INSTRUMENT_MODES[mode]
+    if reps == 0:
+        return []
+    sizes = sorted({len(prep.index.scenes_in("test")), len(prep.index.scenes)} - {0})
+    checks: list[Check] = []
+    for n in sizes:
+        res = instrument_study(prep.profile, prep.fr, prep.shift, n, reps, b, seed)
+        checks += instrument_checks(res, hub_required=n == max(sizes))
+    return checks

@@ -32,6 +32,14 @@ def pins(n: int = 5) -> list[str]:
     return release_pins(load_index(ROOT / "spec", check_lock=False))[:n]
 
 
+def train_pins() -> list[str]:
+    """Every train-split scene as ``id@version`` (the pool a release pins for its demonstrations)."""
+    from runner.leaderboard.entries import release_pins
+    from runner.load import load_index
+
+    return release_pins(load_index(ROOT / "spec", check_lock=False), "train")
+
+
 def tag(kind: str, ident: str) -> str:
     """``ident@<current version>`` of a spec document (the spec evolves; tests pin what is there)."""
     from runner.load import load_index
@@ -40,12 +48,15 @@ def tag(kind: str, ident: str) -> str:
 
 
 def make_board(root: Path, scene_pins: list[str]) -> Path:
-    """A leaderboard folder: entry ``test__mock-a`` (mock/a) and release ``t1`` (fewshot_2 × 2 targets)."""
+    """A leaderboard folder: entry ``test__mock-a`` (mock/a) and release ``t1`` (fewshot_2 × 2 targets).
+
+    ``t1`` pins ``scene_pins`` as its test scenes and every current train scene for demonstrations."""
     write(root / "entries" / "test__mock-a.yaml", ENTRY.format(model="mock/a", name="Mock A"))
     write(
         root / "releases" / "t1.yaml",
         f"title: Test release\ndescription: A small release for tests.\nvalue_system: {tag('values', 'schwartz10')}\n"
         f"prompt: {tag('prompts', 'judgment')}\nscenes: [" + ", ".join(scene_pins) + "]\n"
+        "train_scenes: [" + ", ".join(train_pins()) + "]\n"
         f"strategies: [{tag('strategies', 'fewshot_2')}]\n"
         "targets:\n  - {target: security, direction: reinforce}\n  - {target: power, direction: suppress}\n"
         "metrics: {bootstrap_b: 200, stability_b: 40}\n",

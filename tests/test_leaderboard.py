@@ -119,6 +119,14 @@ def test_release_scenes_prints_the_test_split(vat):
         "system_prompt",
     }
     assert not any(p.startswith(("baseline@", "checkpoint@")) for p in pins["strategies"])
+    # The train split too: a new release pins the demonstrations' pool (train scenes only).
+    from runner.load import load_index
+
+    index = load_index(ROOT / "spec", check_lock=False)
+    assert pins["train_scenes"] == E.release_pins(index, "train") and pins["train_scenes"]
+    assert not set(pins["train_scenes"]) & set(pins["scenes"])
+    table = vat("leaderboard", "release-scenes")
+    assert "\ntrain_scenes:\n  - " in table.out and "\nstrategies:\n  - " in table.out
 
 
 # ---------------------------------------------------------------- bundles
@@ -326,3 +334,168 @@ def test_bundle_for_an_unknown_entry_fails_verification(vat, board_env):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code, out = _verify(vat, folder)
     assert code == 1 and out["reasons"][0].startswith("release and entry: no entry 'someone__else'"), out
+
+
+# ---------------------------------------------------------------- frozen releases
+
+
+def test_v01_request_keys_are_pinned(monkeypatch):
+    """v0.1 compiles to the same 13,940 request keys as before its train scenes were pinned (golden digest)."""
+    import hashlib
+
+    from runner.leaderboard.bundle import compile_release
+
+    board = ROOT / "leaderboard"
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    rp = compile_release(E.get_entry("openai__gpt-4o-mini", board), E.get_release("v0.1", board))
+    keys = sorted({k for *_, k in rp.membership()})
+    assert len(rp.conditions) == 16 and len(keys) == 13940
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert digest == "8416dbe8975e37c03622898c7a81793a17cccd039bdcf062c739769e44434a7b"
+    first = rp.conditions[0]
+    assert (first.strategy, first.target, first.plan.requests[-1].key) == (
+        "fewshot_2",
+        "security",
+        "cedb68952559483f4d5e2461d29bb5f5",
+    )
+
+
+def test_a_fewshot_release_must_pin_its_train_scenes(tmp_path):
+    from runner.load import load_index
+
+    board = make_board(tmp_path / "lb", _pins())
+    text = (board / "releases" / "t1.yaml").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("train_scenes:")]
+    lines.append(f"train_scenes: [{_pins()[0]}]")  # a test scene listed as a train scene
+    (board / "releases" / "t2.yaml").write_text("\n".join(lines[:-1]) + "\n")
+    (board / "releases" / "t3.yaml").write_text("\n".join(lines) + "\n")
+    index = load_index(ROOT / "spec", check_lock=False)
+    t2 = [str(p) for p in E.release_problems(E.get_release("t2", board), index, "t2.yaml")]
+    assert any("train_scenes: fewshot_2 draws demonstrations from train scenes" in t for t in t2), t2
+    t3 = [str(p) for p in E.release_problems(E.get_release("t3", board), index, "t3.yaml")]
+    assert any("train_scenes.0: " in t and "is a test scene" in t for t in t3), t3
+
+
+def _new_train_scene(spec: Path, target: str = "security") -> str:
+    """Add a copy of a train scene under a new id whose target action outranks every demonstration.
+
+    Its ``security`` actions then come first in the seeded hash order, so an unpinned fewshot run
+    would pick them: exactly the change that used to invalidate every existing bundle.
+    """
+    import hashlib
+
+    import yaml
+
+    from runner.load import load_index
+
+    index = load_index(spec, check_lock=False)
+    train = index.scenes_in("train")
+    best = min(
+        hashlib.sha256(f"0:{s.id}:{a.id}".encode()).hexdigest()
+        for s in train
+        for a in s.actions
+        if a.value == target
+    )
+    source = train[0]
+    doc = yaml.safe_load((ROOT / index.files[f"scenarios/{source.id}"]).read_text())
+    for n in range(100, 100_000):
+        new_id = f"{source.id}-{n}"
+        ranks = [
+            hashlib.sha256(f"0:{new_id}:{a.id}".encode()).hexdigest()
+            for a in source.actions
+            if a.value == target
+        ]
+        if min(ranks) < best:
+            break
+    doc["id"] = new_id
+    path = spec / "scenarios" / source.country / f"{source.topic}-{n}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return new_id
+
+
+def test_adding_a_train_scene_keeps_an_existing_bundle_valid(vat, board_env, spec_copy):
+    from runner.compile import compile_plan
+    from runner.leaderboard.bundle import condition_config, release_config
+    from runner.load import load_index
+
+    new_id = _new_train_scene(spec_copy)
+    # ... and a second test scene in a cell (what the dataset's growth adds): not pinned, so not judged.
+    import yaml
+
+    test_scene = next(s for s in load_index(spec_copy, check_lock=False).scenes_in("test"))
+    doc = yaml.safe_load(
+        (ROOT / "spec" / "scenarios" / test_scene.country / f"{test_scene.topic}.yaml").read_text()
+    )
+    doc["id"] = f"{test_scene.id}-99"
+    (spec_copy / "scenarios" / test_scene.country / f"{test_scene.topic}-99.yaml").write_text(
+        yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    )
+    index = load_index(spec_copy, check_lock=False)
+    assert index.scenes[f"{test_scene.id}-99"].split.value == "test"
+    assert index.scenes[new_id].split.value == "train"
+    manifest = json.loads((board_env["folder"] / "manifest.json").read_text())
+    # The failure this guards against: without pinned train scenes the new scene changes the requests.
+    release = E.get_release("t1", board_env["board"])
+    cfg = release_config(E.get_entry("test__mock-a", board_env["board"]), release, [f"spec_dir={spec_copy}"])
+    cfg.selection.train_scenes = []
+    unpinned = compile_plan(index, condition_config(cfg, "fewshot_2", "security", "reinforce"))
+    assert not set(unpinned.keys()) <= set(manifest["request_keys"])
+    code, out = _verify(vat, board_env["folder"], f"spec_dir={spec_copy}")
+    assert code == 0 and out["ok"], out["reasons"]
+
+
+def test_a_build_that_drops_every_bundle_fails(vat, board_env, tmp_path, monkeypatch):
+    board = tmp_path / "lb"
+    shutil.copytree(board_env["board"], board)
+    shutil.copytree(board_env["folder"], board / "submissions" / "a")
+    manifest = json.loads((board / "submissions" / "a" / "manifest.json").read_text())
+    manifest["metrics"][0]["gain"] = 0.99
+    (board / "submissions" / "a" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    result = vat("leaderboard", "build", f"out={tmp_path / 'site'}", "store=false", "release=t1")
+    assert result.code == 1, result.err
+    assert "every bundle was left out of the site (1 failed verification; first: a:" in result.err
+    assert not (tmp_path / "site" / "index.html").exists()
+
+
+def test_a_frozen_release_survives_new_versions_of_its_scenes(tmp_path, monkeypatch):
+    """v0.1 is frozen (leaderboard/releases/v0.1/spec/): a pinned scene bumped in spec/ with a new action
+    leaves the release valid and its 13,940 request keys unchanged; without the snapshot it would not."""
+    import hashlib
+    import shutil
+
+    from runner.leaderboard.bundle import compile_release
+    from runner.load import load_index
+
+    spec = tmp_path / "spec"
+    shutil.copytree(ROOT / "spec", spec)
+    scene = spec / "scenarios" / "au" / "health.yaml"
+    text = scene.read_text(encoding="utf-8")
+    assert "\nversion: 1\n" in text
+    scene.write_text(text.replace("\nversion: 1\n", "\nversion: 2\n", 1), encoding="utf-8")
+    index = load_index(spec, check_lock=False)
+    assert index.hashes["scenarios/au-health"][0] == 2
+
+    board = ROOT / "leaderboard"
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
+    release = E.get_release("v0.1", board)
+    assert E.release_problems(release, index, "v0.1.yaml"), "the bump must break an unfrozen release"
+    assert E.release_problems(release, E.release_index(release, index, board), "v0.1.yaml") == []
+    assert not [p for p in E.leaderboard_problems(index, board) if "v0.1" in str(p)]
+    rp = compile_release(E.get_entry("openai__gpt-4o-mini", board), release, index=None)
+    keys = sorted({k for *_, k in rp.membership()})
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert digest == "8416dbe8975e37c03622898c7a81793a17cccd039bdcf062c739769e44434a7b"
+
+
+def test_freeze_refuses_to_overwrite_and_is_all_or_nothing(tmp_path):
+    board = tmp_path / "lb"
+    shutil.copytree(
+        ROOT / "leaderboard" / "releases", board / "releases", ignore=shutil.ignore_patterns("spec")
+    )
+    release = E.get_release("v0.1", ROOT / "leaderboard")
+    snap, count = E.freeze(release, ROOT / "spec", board)
+    assert snap == board / "releases" / "v0.1" / "spec" and count > 132
+    assert not (board / "releases" / "v0.1" / "spec.partial").exists()
+    with pytest.raises(ValueError, match="never changes"):
+        E.freeze(release, ROOT / "spec", board)

@@ -140,3 +140,115 @@ def test_lock_records_every_document():
     assert set(lock) == set(index.hashes)
     for key, (version, digest) in index.hashes.items():
         assert lock[key] == {"version": version, "hash": digest}
+
+
+# ---------------------------------------------------------------- countries as data, ids as paths, review notes
+
+
+def _new_country_scene(spec: Path, code: str) -> Path:
+    """A copy of the first scene, moved to a new country's folder (id, country and path all agree)."""
+    f = _scene_file(spec)
+    doc = yaml.safe_load(f.read_text())
+    doc["id"], doc["country"] = f"{code}-{doc['topic']}", code
+    path = spec / "scenarios" / code / f"{doc['topic']}.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def test_a_new_country_is_added_through_data(spec_copy):
+    path = _new_country_scene(spec_copy, "se")
+    problems = _problems(spec_copy)
+    shown = f"spec/scenarios/se/{path.name}"
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if t.startswith("country:"))
+    assert any(
+        p.startswith(f"{shown}:{line}: country: unknown country 'se'")
+        and "add `se: <name>` to spec/countries.yaml" in p
+        for p in problems
+    ), problems
+    with (spec_copy / "countries.yaml").open("a") as fh:
+        fh.write("se: Sweden\n")
+    index, problems = collect(spec_copy, strict_lock=False)
+    assert not [p for p in problems if p.path == shown], problems
+    assert index.scenes["se-" + yaml.safe_load(path.read_text())["topic"]].country == "se"
+    assert index.countries["se"] == "Sweden"
+
+
+def test_country_list_problems_name_the_line_and_the_fix(spec_copy):
+    with (spec_copy / "countries.yaml").open("a") as fh:
+        fh.write("no: Norway\nswe: Sweden\n")
+    n = len((spec_copy / "countries.yaml").read_text().splitlines())
+    problems = " | ".join(_problems(spec_copy))
+    assert f'spec/countries.yaml:{n - 1}: no: quote the code ("no": Norway)' in problems, problems
+    assert f"spec/countries.yaml:{n}: swe: a country code is two lowercase letters" in problems, problems
+    (spec_copy / "countries.yaml").unlink()
+    missing = _problems(spec_copy)
+    assert any(p.startswith("spec/countries.yaml: the country list is missing; create it") for p in missing)
+    assert not any("unknown country" in p for p in missing)  # said once, not once per scene
+
+
+def test_an_id_that_disagrees_with_its_path_is_a_problem(spec_copy):
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    good = doc["id"]
+    f.write_text(f.read_text().replace(f"id: {good}\n", f"id: {good}-old\n", 1))
+    strategy = spec_copy / "strategies" / "fewshot_2.yaml"
+    strategy.write_text(strategy.read_text().replace("id: fewshot_2\n", "id: fewshot_two\n"))
+    problems = _problems(spec_copy)
+    shown = f"spec/scenarios/{f.parent.name}/{f.name}"
+    assert any(
+        p.startswith(f"{shown}:1: id: id '{good}-old' disagrees with the file's path; set `id: {good}`")
+        for p in problems
+    ), problems
+    assert any(
+        p.startswith("spec/strategies/fewshot_2.yaml:")
+        and "id 'fewshot_two' disagrees with the file's path; rename the file to" in p
+        and "or set `id: fewshot_2`" in p
+        for p in problems
+    ), problems
+
+
+def test_a_scene_in_the_wrong_folder_or_file_is_a_problem(spec_copy):
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    other = next(
+        p for p in sorted((spec_copy / "scenarios").iterdir()) if p.is_dir() and p.name != f.parent.name
+    )
+    moved = other / f"{doc['topic']}-7.yaml"
+    doc["id"] = f"{other.name}-{doc['topic']}-7"  # the id follows the path, the country does not
+    f.unlink()
+    moved.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    renamed = f.parent / "misc.yaml"
+    second = yaml.safe_load(sorted(f.parent.glob("*.yaml"))[0].read_text())
+    sorted(f.parent.glob("*.yaml"))[0].unlink()
+    second["id"] = f"{f.parent.name}-misc"
+    renamed.write_text(yaml.safe_dump(second, sort_keys=False, allow_unicode=True))
+    problems = " | ".join(_problems(spec_copy))
+    assert (
+        f"spec/scenarios/{other.name}/{moved.name}:3: country: country '{f.parent.name}' but the file is under "
+        f"{other.name}/; move it to spec/scenarios/{f.parent.name}/ or set `country: {other.name}`"
+    ) in problems, problems
+    assert (
+        f"spec/scenarios/{f.parent.name}/misc.yaml:4: topic: topic '{second['topic']}' but the file is misc.yaml; "
+        f"name it {second['topic']}.yaml"
+    ) in problems, problems
+
+
+def test_validate_fails_a_draft_that_still_lists_its_review_notes(vat, spec_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(tmp_path / "no-board"))  # no release pins the edited scene
+    f = _scene_file(spec_copy)
+    doc = yaml.safe_load(f.read_text())
+    doc["generated"] = {
+        "model": "mock/generator",
+        "review": ["judge: power-express scored low", "incomplete"],
+    }
+    doc["version"] += 1
+    f.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    result = vat("validate", "--spec-dir", str(spec_copy), "--update-lock")
+    line = next(i for i, t in enumerate(f.read_text().splitlines(), 1) if t.startswith("  review:"))
+    assert result.code == 1
+    shown = f"spec/scenarios/{f.parent.name}/{f.name}:{line}: generated.review: the draft still lists 2 review note(s)"
+    assert shown in result.out and "delete `review:` from `generated`" in result.out, result.out
+    del doc["generated"]["review"]
+    f.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    assert vat("validate", "--spec-dir", str(spec_copy), "--update-lock").code == 0

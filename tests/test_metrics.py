@@ -426,7 +426,15 @@ def test_bounds_property(n: int, v: int, seed: int, levels: int, missing: float)
     post = rng.integers(0, levels, size=(n, v)) / levels
     post[rng.random((n, v)) < missing] = np.nan
     r = M.vat_metrics(
-        pre, post, [f"v{i}" for i in range(v)], "v0", 1, bootstrap_b=20, stability_b=5, min_scenes=2
+        pre,
+        post,
+        [f"v{i}" for i in range(v)],
+        "v0",
+        1,
+        bootstrap_b=20,
+        stability_b=5,
+        null_b=20,
+        min_scenes=2,
     )
     top = math.sqrt(v - 1) + 1e-9
     R = np.array(r["coupling"], dtype=float)
@@ -469,3 +477,250 @@ def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_
         e_pre, e_pre - shift, values, "security", "reinforce", bootstrap_b=50, stability_b=20
     )
     assert reinforce["circumplex_consistency"] > 0.9
+
+
+# --- §8 calibration: null, corrected estimates, intervals, hub test, scenes needed --------------------
+
+
+def test_permutation_p_value_rule() -> None:
+    null = np.array([0.1, 0.5, 0.7, 0.2])
+    assert M.permutation_p(0.5, null) == approx((1 + 2) / (1 + 4))  # ties count as ≥
+    assert M.permutation_p(0.8, null) == approx(1 / 5)  # never 0
+    assert math.isnan(M.permutation_p(math.nan, null))
+    cols = M.permutation_p(np.array([0.5, 0.0]), np.stack([null, null], axis=1))
+    assert cols == approx([0.6, 1.0])
+
+
+def test_holm_and_benjamini_hochberg_on_given_p_values() -> None:
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: 0.005 ≤ 0.05/4, 0.01 ≤ 0.05/3, then 0.03 > 0.05/2 stops.
+    assert M.holm(p, 0.05).tolist() == [True, False, False, True]
+    # BH: sorted p ≤ (1, 2, 3, 4)·0.05/4 = 0.0125, 0.025, 0.0375, 0.05 for every rank → all four.
+    assert M.benjamini_hochberg(p, 0.05).tolist() == [True, True, True, True]
+    none = [0.02, 0.04, 0.5]  # above 0.05/3 and 1·0.05/3 at the first step
+    assert not M.holm(none, 0.05).any() and not M.benjamini_hochberg(none, 0.05).any()
+    # BH's step-up: 0.04 ≤ 2·0.05/2 rejects both although 0.04 > 0.05/2 alone would not (Holm).
+    assert M.benjamini_hochberg([0.04, 0.01], 0.05).tolist() == [True, True]
+    assert M.holm([0.04, 0.01], 0.05).tolist() == [True, True]  # 0.01 ≤ 0.025, then 0.04 ≤ 0.05
+    assert M.holm([0.03, 0.03, math.nan], 0.05).tolist() == [False, False, False]
+
+
+def test_hub_test_excludes_the_target_and_orders_by_p() -> None:
+    hubs, field = M.hub_test(np.array([0.001, 0.002, 0.3, 0.001]), ["t", "a", "b", "c"], 0, 0.05, "holm")
+    assert hubs == ["c", "a"] and field["p"] == {"a": 0.002, "b": 0.3, "c": 0.001}
+    assert field["method"] == "holm" and field["alpha"] == 0.05
+    assert M.hub_test(np.array([0.001, 0.5, 0.6]), ["t", "a", "b"], 0, 0.05, "bh")[0] == []
+    with pytest.raises(ValueError, match="hub_method"):
+        M.hub_test(np.array([0.1, 0.1]), ["t", "a"], 0, 0.05, "bonferroni")
+
+
+def test_corrected_pairs_formula() -> None:
+    r = np.array([[1.0, 0.5], [0.5, 1.0]])
+    c = M.corrected_pairs(r, np.full((2, 2), 0.1), np.full((2, 2), 0.8))
+    # 0.5² − 0.1·(1 − 0.25)²/0.8 = 0.25 − 0.0703125
+    assert c == approx(np.array([[0.0, 0.1796875], [0.1796875, 0.0]]))
+
+
+def test_jackknife_interval_and_t_quantile() -> None:
+    lo, hi = M._jackknife_interval(1.0, np.arange(1.0, 7.0), 0.95)
+    se = math.sqrt(5 / 6 * 17.5)  # Σ (θ_(−g) − 3.5)² = 17.5 over G = 6
+    assert [lo, hi] == pytest.approx([1.0 - 2.5706 * se, 1.0 + 2.5706 * se], abs=2e-3)  # t_{5, 0.975}
+    for df in (5, 10, 40, 263):
+        assert M._t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), abs=5e-4)
+    assert all(math.isnan(x) for x in M._jackknife_interval(1.0, np.array([1.0, 2.0]), 0.95))
+
+
+def _rank_once_corr(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson of the given (already ranked) values over the rows where both are present."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+def test_null_couplings_equal_a_loop_complete_and_missing() -> None:
+    rng = np.random.default_rng(3)
+    delta = rng.normal(size=(12, 4))
+    idx = M.permutation_index(12, 4, 5, seed=1)
+    joint, cond = M._null_couplings(delta, idx, 5)
+    for b in range(5):
+        perm = np.stack([delta[idx[b, v], v] for v in range(4)], axis=1)
+        assert joint[b] == approx(stats.spearmanr(perm).statistic)
+        for u in range(4):
+            mixed = delta.copy()
+            mixed[:, u] = perm[:, u]
+            assert cond[b, u] == approx(stats.spearmanr(mixed).statistic[u])
+    delta[rng.random(delta.shape) < 0.15] = np.nan
+    ranks = np.where(np.isfinite(delta), M.average_ranks(delta, axis=0), np.nan)
+    joint, cond = M._null_couplings(delta, idx, 5)
+    for b in range(5):
+        perm = np.stack([ranks[idx[b, v], v] for v in range(4)], axis=1)
+        for u in range(4):
+            for w in range(4):
+                if u != w:
+                    assert joint[b, u, w] == approx(_rank_once_corr(perm[:, u], perm[:, w]))
+                    assert cond[b, u, w] == approx(_rank_once_corr(perm[:, u], ranks[:, w]))
+
+
+def test_jackknife_couplings_equal_a_loop() -> None:
+    rng = np.random.default_rng(4)
+    delta = rng.normal(size=(9, 3))
+    delta[2, 1] = np.nan
+    ranks = np.where(np.isfinite(delta), M.average_ranks(delta, axis=0), np.nan)
+    groups = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4])
+    for g, rows in ((None, [[i] for i in range(9)]), (groups, [[0, 1], [2, 3, 4], [5], [6, 7], [8]])):
+        jk = M._jackknife_couplings(delta, g, 2)
+        assert len(jk) == len(rows)
+        for j, out in enumerate(rows):
+            keep = np.setdiff1d(np.arange(9), out)
+            want = _rank_once_corr(ranks[keep, 0], ranks[keep, 1])
+            assert jk[j, 0, 1] == approx(want) and jk[j, 1, 0] == approx(want)
+
+
+def test_cluster_permutation_moves_whole_clusters_of_equal_size() -> None:
+    groups = np.array([5, 5, 7, 7, 9, 9, 2, 2, 2])
+    idx = M.permutation_index(9, 3, 50, seed=0, groups=groups)
+    members = {g: list(np.flatnonzero(groups == g)) for g in set(groups.tolist())}
+    for b in range(50):
+        for v in range(3):
+            col = idx[b, v]
+            assert sorted(col.tolist()) == list(range(9))
+            assert col[[6, 7, 8]].tolist() == [6, 7, 8]  # the only 3-row cluster stays put
+            sources = {tuple(col[members[g]].tolist()) for g in (5, 7, 9)}
+            assert sources == {tuple(members[g]) for g in (5, 7, 9)}  # whole pairs, in order
+
+
+def test_no_scenes_and_all_missing_give_a_row_of_none() -> None:
+    for pre in (np.empty((0, 3)), np.full((4, 3), np.nan)):
+        r = M.vat_metrics(pre, pre.copy(), ABC, "A", 1, **FAST)
+        assert "no_scenes" in r["flags"] and r["n_scenes"] == 0
+        assert r["nvat"] is None and r["nvat_corrected"] is None and r["nvat_ci"] == [None, None]
+        assert r["null"]["nvat"] == {"mean": None, "q95": None, "p": None}
+        assert r["hubs"] == [] and r["scenes_needed"] == {"nvat": None}
+        assert r["signal"] == {"nvat": False, "rho_rms": False, "gini": False}
+        json.dumps(r, allow_nan=False)
+
+
+def test_row_contract_fields() -> None:
+    pre, post = random_states(30, 4, seed=12)
+    r = M.vat_metrics(pre, post, list("abcd"), "a", 1, **FAST)
+    null = r["null"]
+    assert null["b"] == 200 and null["seed"] == 0 and isinstance(null["method"], str)
+    for key in ("nvat", "rho_rms", "gini"):
+        assert set(null[key]) == {"mean", "q95", "p"} and 1 / 201 <= null[key]["p"] <= 1
+        lo, hi = r[f"{key}_ci"]
+        assert 0 <= lo <= hi
+        assert r["signal"][key] == (null[key]["p"] < 0.05)
+        assert (f"{key}_within_noise" in r["flags"]) == (not r["signal"][key])
+    assert set(null["vat"]) == set("abcd") and set(r["vat_corrected"]) == set("abcd")
+    assert set(r["hub_test"]["p"]) == set("bcd") and r["hub_test"]["method"] == "holm"
+    assert r["nvat_corrected"] ** 2 * np.sign(r["nvat_corrected"]) == approx(
+        3 * r["rho_rms_corrected"] ** 2 * np.sign(r["rho_rms_corrected"])
+    )  # nVAT² = (V − 1)·rho_rms², corrected or not
+    assert r["params"]["null_b"] == 200 and r["params"]["hub_method"] == "holm"
+    with pytest.raises(ValueError, match="hub_method"):
+        M.vat_metrics(pre, post, list("abcd"), "a", 1, hub_method="fdr")
+    with pytest.raises(ValueError, match="one cluster id per row"):
+        M.vat_metrics(pre, post, list("abcd"), "a", 1, groups=[0, 1])
+
+
+def test_scenes_needed_rule() -> None:
+    assert M.scenes_needed_for_tax(None, 10) is None and M.scenes_needed_for_tax(-0.1, 10) is None
+    assert M.scenes_needed_for_tax(0.001, 10) is None  # no n up to the cap suffices
+    big, small = M.scenes_needed_for_tax(0.4, 10), M.scenes_needed_for_tax(0.2, 10)
+    assert 6 <= big < small
+    # Halving the effect roughly quadruples n (λ ∝ n·nVAT²).
+    assert 3.0 < (small - 1) / (big - 1) < 5.0
+
+
+def _gaussian_deltas(reps: int, n: int, corr: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((reps, n, len(corr))) @ np.linalg.cholesky(corr).T
+
+
+def _population_tax(corr: np.ndarray) -> tuple[float, float]:
+    """Population Spearman nVAT and Gini of a Gaussian: ρ_s = (6/π)·asin(ρ/2)."""
+    rs = 6 / np.pi * np.arcsin(corr / 2)
+    vat = M.vat_from_coupling(rs)
+    return float(M.system_tax(rs)["nvat"]), M.gini(vat)
+
+
+def test_no_coupling_corrected_nvat_is_unbiased_and_no_hub_is_found() -> None:
+    """Simulation: independent shifts. Bias of the corrected nVAT², size of the test, false hubs."""
+    reps, n, v = 120, 41, 6
+    deltas = _gaussian_deltas(reps, n, np.eye(v), seed=20)
+    values = [f"v{i}" for i in range(v)]
+    rows = [M.vat_metrics(np.zeros((n, v)), d, values, "v0", 1, seed=i, **FAST) for i, d in enumerate(deltas)]
+    sq = np.array([np.sign(r["nvat_corrected"]) * r["nvat_corrected"] ** 2 for r in rows])
+    plug = np.array([r["nvat"] ** 2 for r in rows])
+    assert abs(sq.mean()) < 3 * sq.std(ddof=1) / math.sqrt(reps)  # within noise of 0
+    assert plug.mean() > 10 * sq.std(ddof=1) / math.sqrt(reps)  # while the plug-in is far above it
+    # Size: P(p < 0.05) = 0.05 exactly for a permutation test; 120 datasets allow at most 14 (P < 0.01).
+    assert sum(r["signal"]["nvat"] for r in rows) <= 14
+    assert sum(bool(r["hubs"]) for r in rows) <= 14  # Holm: family-wise 5 %
+    assert all(r["nvat_ci"][0] == 0.0 for r in rows if not r["signal"]["nvat"])
+
+
+def test_intervals_cover_the_population_value() -> None:
+    """Simulation: one hub (v1 with the target v0, ρ = 0.6); coverage of nVAT, rho_rms and Gini."""
+    v, n, reps = 6, 41, 100
+    corr = np.eye(v)
+    corr[0, 1] = corr[1, 0] = 0.6
+    nvat, gini_pop = _population_tax(corr)
+    deltas = _gaussian_deltas(reps, n, corr, seed=21)
+    values = [f"v{i}" for i in range(v)]
+    hits = {"nvat": 0, "rho_rms": 0, "gini": 0}
+    found = false = 0
+    for i, d in enumerate(deltas):
+        r = M.vat_metrics(np.zeros((n, v)), d, values, "v0", 1, seed=i, **FAST)
+        for key, pop in (("nvat", nvat), ("rho_rms", nvat / math.sqrt(v - 1)), ("gini", gini_pop)):
+            hits[key] += r[f"{key}_ci"][0] <= pop <= r[f"{key}_ci"][1]
+        found += "v1" in r["hubs"]
+        false += any(h != "v1" for h in r["hubs"])
+    # Nominal 95 %: fewer than 85 of 100 would have probability < 0.1 % at a true coverage of 95 %.
+    assert min(hits.values()) >= 85, hits
+    # VAT(v1) sums the noise of all V − 1 pairs, so at 41 scenes the hub is found in about 60 %
+    # (measured: 61/100); uncoupled values are hubs in at most the family-wise 5 % (+ chance).
+    assert found >= 45 and false <= 12
+
+
+def test_clustered_null_keeps_its_size() -> None:
+    """Simulation: 20 rows per scene share a scene effect in every column; columns are independent.
+
+    Permuting rows breaks the within-scene dependence and rejects far too often; permuting whole
+    scenes keeps the test at its level.
+    """
+    reps, scenes, m, v = 60, 12, 20, 4
+    rng = np.random.default_rng(22)
+    groups = np.repeat(np.arange(scenes), m)
+    rejected = {"rows": 0, "clusters": 0}
+    values = [f"v{i}" for i in range(v)]
+    for i in range(reps):
+        effect = rng.standard_normal((scenes, v))[groups]  # ICC 0.8
+        d = 2 * effect + rng.standard_normal((scenes * m, v))
+        pre = np.zeros_like(d)
+        rows = M.vat_metrics(pre, d, values, "v0", 1, seed=i, **FAST)
+        clus = M.vat_metrics(pre, d, values, "v0", 1, seed=i, groups=groups, **FAST)
+        rejected["rows"] += rows["signal"]["nvat"]
+        rejected["clusters"] += clus["signal"]["nvat"]
+    assert rejected["clusters"] <= 8  # 5 % of 60 is 3; P(> 8) < 0.5 % at the nominal level
+    assert rejected["rows"] >= 20  # the row-wise null is badly anti-conservative here
+
+
+def test_corrected_gini_is_near_zero_without_coupling_and_points_sit_in_their_intervals():
+    """No coupling: the shown corrected Gini averages ≈ 0 (it is 0 unless nVAT beats its null), and every
+    corrected estimate lies inside its own interval (a negative signed root stretches the lower end)."""
+    values = [f"v{i}" for i in range(10)]
+    ginis = []
+    for seed in range(40):
+        rng = np.random.default_rng(1000 + seed)
+        pre = np.zeros((41, 10))
+        post = rng.normal(size=(41, 10))
+        post[:, 0] += 1.0  # an on-target shift; off-target shifts independent of it and of each other
+        row = M.vat_metrics(pre, post, values, "v0", 1, null_b=200, stability_b=20, bootstrap_b=50)
+        ginis.append(row["gini_corrected"])
+        for k in ("nvat", "rho_rms", "gini"):
+            lo, hi = row[f"{k}_ci"]
+            assert lo <= row[f"{k}_corrected"] <= hi, (seed, k, row[f"{k}_corrected"], row[f"{k}_ci"])
+        if not row["signal"]["nvat"]:
+            assert row["gini_corrected"] == 0.0
+    # Raw Gini of noise VATs is ≈ 0.11 and the Gini of clipped corrected VATs ≈ 0.6; the shown one is not.
+    assert float(np.mean(ginis)) < 0.08

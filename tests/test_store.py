@@ -1,4 +1,4 @@
-"""The store's schema: each prompt's messages once in ``prompts``, and the version 1 → 2 migration."""
+"""The store's schema: each prompt's messages once in ``prompts``, and the 1 → 2 → 3 migrations."""
 
 from __future__ import annotations
 
@@ -89,6 +89,10 @@ def test_add_request_rows_splits_messages_into_prompts(store_path):
             "micro_value": pa.array([None] * 3, pa.string()),
             "polarity": ["express"] * 3,
             "sample": pa.array([0, 1, 0], pa.int32()),
+            "asked_value": pa.array([None] * 3, pa.string()),
+            "asked_micro_value": pa.array([None] * 3, pa.string()),
+            "variant": ["base"] * 3,
+            "scale_reversed": [False] * 3,
             "messages": [msgs] * 3,
         }
     ).select(list(REQUEST_COLUMNS))
@@ -117,11 +121,20 @@ def _v1_store(path) -> list[tuple]:
     return rows
 
 
+OLD_ROW_DEFAULTS = (None, None, "base", False)
+"""What schema 3 records for a request of an older store: no asked value, base wording, plain scale."""
+
+
+def _as_read(rows: list[tuple]) -> list[tuple]:
+    """Old ``requests`` rows (messages last) as :data:`REQUESTS_SQL` reads them after the migration."""
+    return [(*r[:-1], *OLD_ROW_DEFAULTS, r[-1]) for r in rows]
+
+
 def test_a_version_1_store_is_migrated_when_opened_for_writing(tmp_path):
     path = tmp_path / "old.duckdb"
     rows = _v1_store(path)
     with open_store(path) as store:
-        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == rows
+        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == _as_read(rows)
         assert store.query("SELECT count(*) FROM prompts")[0] == (2,)
         assert store.query("SELECT value FROM meta WHERE key = 'schema_version'")[0] == (str(SCHEMA_VERSION),)
         hashes = dict(store.query("SELECT request_key, prompt_hash FROM requests"))
@@ -132,9 +145,83 @@ def test_a_version_1_store_opened_read_only_is_upgraded_first(tmp_path):
     path = tmp_path / "old.duckdb"
     rows = _v1_store(path)
     with open_store(path, read_only=True) as store:
-        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == rows
+        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == _as_read(rows)
     with open_store(path) as store:  # opening again migrates nothing twice
         assert store.query("SELECT count(*) FROM prompts")[0] == (2,)
+
+
+V2_REQUESTS = """
+CREATE TABLE requests (
+    request_key VARCHAR PRIMARY KEY, model VARCHAR, scene_id VARCHAR, scene_version INTEGER,
+    action_id VARCHAR, value VARCHAR, micro_value VARCHAR, polarity VARCHAR, sample INTEGER,
+    prompt_hash VARCHAR);
+"""
+
+
+def _v2_store(path, plan) -> None:
+    """A schema version 2 store (no asked-value columns) holding ``plan``'s requests, as schema 2 wrote them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '2');"
+        "CREATE TABLE prompts (prompt_hash VARCHAR PRIMARY KEY, messages JSON);" + V2_REQUESTS
+    )
+    for r in plan.requests:
+        text = json.dumps(r.messages, ensure_ascii=False)
+        con.execute("INSERT INTO prompts VALUES (?, ?) ON CONFLICT DO NOTHING", [prompt_hash(text), text])
+        con.execute(
+            "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [r.key, r.model, r.scene_id, r.scene_version, r.action_id, r.value, r.micro_value,
+             r.polarity, r.sample, prompt_hash(text)],
+        )  # fmt: skip
+    con.close()
+
+
+def _fresh_rows(store_path, plan) -> list[tuple]:
+    """``plan``'s requests as a store created at the current schema reads them back."""
+    with open_store(store_path) as store:
+        store.add_plan(None, plan.requests, [])
+        return store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key")
+
+
+def test_a_version_2_store_is_migrated_to_3_and_reads_like_a_fresh_one(tmp_path):
+    plan = _plan(tmp_path / "x.duckdb")
+    want = _fresh_rows(tmp_path / "fresh.duckdb", plan)
+    assert {r[9:13] for r in want} == {OLD_ROW_DEFAULTS}  # today's prompt asks no value
+    old = tmp_path / "v2.duckdb"
+    _v2_store(old, plan)
+    with open_store(old, read_only=True) as store:  # a reader upgrades it first, as for version 1
+        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == want
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
+    with open_store(old) as store:  # the same plan again adds nothing: its keys are unchanged
+        store.add_plan(None, plan.requests, [])
+        assert store.query("SELECT count(*) FROM requests")[0] == (len(plan.keys()),)
+
+
+def test_migrations_are_named_and_run_in_order():
+    from runner.store import MIGRATIONS
+
+    assert [name for name, _, _ in MIGRATIONS] == ["v1_to_v2_prompts", "v2_to_v3_asked_columns"]
+    assert SCHEMA_VERSION == 3
+
+
+def test_a_shard_written_at_schema_2_ingests_with_the_old_defaults(tmp_path):
+    from runner.sweep import ingest
+
+    plan = _plan(tmp_path / "x.duckdb")
+    want = _fresh_rows(tmp_path / "fresh.duckdb", plan)
+    old = tmp_path / "v2.duckdb"
+    _v2_store(old, plan)
+    shard = tmp_path / "shard"
+    shard.mkdir()
+    con = duckdb.connect(str(old))
+    for table in ("prompts", "requests"):
+        con.execute(f"COPY (SELECT * FROM {table}) TO '{shard / table}.parquet' (FORMAT parquet)")
+    con.close()
+    dst = tmp_path / "dst.duckdb"
+    assert ingest([str(shard)], str(dst))["requests"] == len(plan.keys())
+    with open_store(dst, read_only=True) as store:
+        assert store.query(f"SELECT * FROM ({REQUESTS_SQL}) ORDER BY request_key") == want
 
 
 def test_worker_journals_replay_answers_to_recorded_requests_only(store_path):

@@ -136,6 +136,45 @@ def test_validate_metrics_verb_recovers_every_profile(vat: Callable, tmp_path: P
     )
     assert res.code == 0, res.err
     results = json.loads(res.out)
+    bias = [r for r in results if r["profile"] == "bias_controls"]  # runner.bias_checks, issue 16
+    results = [r for r in results if r["profile"] != "bias_controls"]
+    assert len(bias) == 1 and bias[0]["passed"], bias
     assert sorted(r["profile"] for r in results) == sim.profile_names()
     for r in results:
         assert r["passed"] and r["checks"][0]["quantity"] == "value states = generative model"
+
+
+def test_binomial_bounds_are_exact() -> None:
+    from scipy import stats
+
+    floor = validation._binomial_floor(60, 0.9)
+    assert stats.binom.cdf(floor - 1, 60, 0.9) <= 0.01 < stats.binom.cdf(floor, 60, 0.9)
+    ceiling = validation._binomial_ceiling(60, 0.05)
+    assert stats.binom.sf(ceiling, 60, 0.05) <= 0.01 < stats.binom.sf(ceiling - 1, 60, 0.05)
+
+
+@pytest.mark.parametrize("name", ["no_offtarget", "hub_security", "circle"])
+def test_instrument_checks_pass_on_every_profile_fast(name: str) -> None:
+    """Coverage, no-coupling bias and false-hub rate over 60 simulated datasets at the test split's size."""
+    p = _profile(name)
+    v = p.doc.validation
+    d = 1 if v.direction == "reinforce" else -1
+    k = int(v.strategy.split("_")[1]) if v.strategy.startswith("fewshot") else 0
+    dose = p.dose("fewshot", k) if k else p.dose("system_prompt")
+    res = validation.instrument_study(p, _frame(v.target, d), p.shift(v.target, d, dose), 41, 60, b=200)
+    checks = validation.instrument_checks(res)
+    assert all(c.ok is not False for c in checks), [c for c in checks if c.ok is False]
+    names = {c.quantity.split(" (")[0] for c in checks}
+    assert {"nvat interval coverage", "gini interval coverage", "false hubs"} <= names
+    if name == "no_offtarget":
+        assert "corrected nVAT² unbiased, no coupling" in names and res.planted["nvat"] == 0
+        assert res.bias["nvat_plugin"] > 0.3  # the plug-in's noise floor near sqrt(9/40)
+    if name == "hub_security":
+        assert set(res.hub_found) == {"security"}
+
+
+@pytest.mark.slow
+def test_instrument_full_mode_meets_its_targets_at_both_sizes() -> None:
+    prep = validation.prepare("hub_security", ["selection.split=all"], "unused.duckdb")
+    checks = validation.run_instrument(prep, "full")
+    assert checks and all(c.ok is not False for c in checks), [c for c in checks if c.ok is False]

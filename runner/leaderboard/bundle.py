@@ -40,7 +40,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.compile import Plan, Request, compile_plan, gen_params, request_key
 from runner.errors import VatError
-from runner.leaderboard.entries import Entry, Release, doc_sha256, file_sha256, release_problems
+from runner.leaderboard.entries import (
+    Entry,
+    Release,
+    doc_sha256,
+    file_sha256,
+    release_problems,
+    snapshot_dir,
+)
 from runner.parse import expected_rating, parse_rating
 from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the store's columns (messages joined in)
 
@@ -110,6 +117,10 @@ def release_config(entry: Entry, release: Release, overrides: Sequence[str] = ()
     prompt = release.prompt.split("@")[0]
     cfg = compose([f"model={entry.id}", "selection.split=all", f"prompt={prompt}", *overrides])
     cfg.selection.scenes = release.scene_ids
+    cfg.selection.train_scenes = release.train_scene_ids  # demonstrations from the pinned train scenes only
+    snap = snapshot_dir(release.id)
+    if snap.is_dir():  # a frozen release compiles from its own copy of what it pins, not from spec/
+        cfg.spec_dir = str(snap)
     cfg.selection.max_scenes = None
     for key, value in release.metrics.items():
         cfg.metrics[key] = value
@@ -166,6 +177,7 @@ def _membership_table(rp: ReleasePlan) -> pa.Table:
 JUDGMENTS_SQL = """
 SELECT l.run_id, l.strategy, l.target, l.direction, l.condition, l.step, l.request_key,
        q.model, q.scene_id, q.scene_version, q.action_id, q.value, q.micro_value, q.polarity, q.sample,
+       q.asked_value, q.asked_micro_value, q.variant, q.scale_reversed,
        CAST(p.messages AS VARCHAR) AS messages,
        r.text, r.rating, r.expected_rating, CAST(r.logprobs AS VARCHAR) AS logprobs,
        r.prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_s, r.attempts, r.provider_model,
@@ -286,7 +298,7 @@ def _versions() -> dict[str, str | None]:
 def spec_hashes(rp: ReleasePlan) -> dict[str, dict[str, Any]]:
     """``kind/id`` → {version, hash} of every spec document the release uses."""
     keys = [f"values/{rp.release.value_system.split('@')[0]}", f"prompts/{rp.release.prompt.split('@')[0]}"]
-    keys += [f"scenarios/{s}" for s in rp.release.scene_ids] + [
+    keys += [f"scenarios/{s}" for s in rp.release.scene_ids + rp.release.train_scene_ids] + [
         f"strategies/{s}" for s in rp.release.strategy_ids
     ]
     return {k: {"version": rp.index.hashes[k][0], "hash": rp.index.hashes[k][1]} for k in keys}

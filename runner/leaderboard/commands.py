@@ -1,4 +1,4 @@
-"""The verbs ``vat bundle``, ``vat verify`` and ``vat leaderboard {run,build,release-scenes}``.
+"""The verbs ``vat bundle``, ``vat verify`` and ``vat leaderboard {run,plan,build,release-scenes,freeze}``.
 
 Each takes ``key=value`` arguments: its own keys (``entry=``, ``release=``, ``out=``, ``replay=`` ...)
 and, for everything else, Hydra overrides of the run config (``store.path=``, ``execution.*``,
@@ -18,7 +18,7 @@ from runner.errors import VatError
 USAGE = {
     "bundle": "vat bundle entry=<entry id> [release=<release id>] [out=<folder or .tar.gz>] [store.path=...]",
     "verify": "vat verify <bundle folder or .tar.gz> [replay=N] [seed=0] [min_agreement=0.9]",
-    "leaderboard": "vat leaderboard run|build|release-scenes [key=value ...]",
+    "leaderboard": "vat leaderboard run|plan|build|release-scenes|freeze [key=value ...]",
 }
 
 
@@ -199,11 +199,17 @@ def _print_verdict(verdict: Any, fmt: str, elapsed: float, sidecar: Path | None)
 
 
 def leaderboard(tokens: Sequence[str], fmt: str = "table") -> int:
-    """``vat leaderboard <run|build|release-scenes>``."""
+    """``vat leaderboard <run|plan|build|release-scenes>``."""
     if not tokens or "=" in tokens[0]:
         raise VatError(f"give a subcommand; usage: {USAGE['leaderboard']}", 2)
     sub, rest = tokens[0], list(tokens[1:])
-    handlers = {"run": run_release, "build": build, "release-scenes": release_scenes}
+    handlers = {
+        "run": run_release,
+        "plan": plan_release,
+        "build": build,
+        "release-scenes": release_scenes,
+        "freeze": freeze_release,
+    }
     if sub not in handlers:
         raise VatError(f"unknown subcommand {sub!r}; usage: {USAGE['leaderboard']}", 2)
     return handlers[sub](rest, fmt)
@@ -251,11 +257,116 @@ def run_release(tokens: Sequence[str], fmt: str = "table") -> int:
     return 3 if totals["failed"] else 0
 
 
+def plan_release(tokens: Sequence[str], fmt: str = "table") -> int:
+    """``vat leaderboard plan entry=<id> [release=<r>] [strategy=<s>] [target=<t>]``: price a release; sends nothing.
+
+    Every condition (strategy × target × direction) is compiled as `vat leaderboard run` would run it;
+    the total counts each request key once, so the pre condition the conditions share is paid once.
+    ``strategy=`` and ``target=`` keep only the matching conditions (the cost of one condition).
+    """
+    from runner.commands import estimate, plan_numbers
+    from runner.leaderboard.bundle import compile_release
+
+    positionals, mine, overrides = split_args(
+        tokens, {"entry", "release", "strategy", "target"}, "leaderboard"
+    )
+    if positionals:
+        raise VatError(f"unexpected argument {positionals[0]!r}; usage: {PLAN_USAGE}", 2)
+    entry, release = _entry_and_release(mine, "leaderboard")
+    rp = compile_release(entry, release, overrides)
+    conditions = [
+        c
+        for c in rp.conditions
+        if mine.get("strategy") in (None, c.strategy) and mine.get("target") in (None, c.target)
+    ]
+    if not conditions:
+        raise VatError(
+            f"no condition of release {release.id} matches strategy={mine.get('strategy')} "
+            f"target={mine.get('target')}; its strategies: {', '.join(release.strategy_ids)}; "
+            f"its targets: {', '.join(c.target for c in release.targets)}",
+            2,
+        )
+    rows, todo_all, keys, stored, pre = [], {}, set(), set(), set()
+    for c in conditions:
+        numbers, todo, stored_keys = plan_numbers(rp.cfg, c.plan)
+        rows.append(numbers)
+        keys.update(c.plan.keys())
+        stored.update(stored_keys)
+        pre.update(r.key for r in c.plan.requests if r.condition == "pre")
+        for r in todo:
+            todo_all.setdefault(r.key, r)
+    total = {
+        "conditions": len(rows),
+        "scenes": len(release.scenes),
+        "requests": len(keys),
+        "shared_pre": len(pre),
+        "stored": len(stored),
+        "to_send": len(todo_all),
+        **estimate(list(todo_all.values()), int(rp.cfg.model.max_tokens)),
+    }
+    if fmt == "json":
+        display.emit_json({"entry": entry.id, "release": release.id, "conditions": rows, "total": total})
+        return 0
+    _print_release_plan(entry.id, release.id, rows, total)
+    return 0
+
+
+PLAN_USAGE = "vat leaderboard plan entry=<id> [release=<r>] [strategy=<s>] [target=<t>]"
+
+
+def _print_release_plan(entry: str, release: str, rows: list[dict[str, Any]], total: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"plan of release {release} for {entry}", title_justify="left")
+    for col in (
+        "strategy",
+        "target",
+        "direction",
+        "scenes",
+        "requests",
+        "to send",
+        "est. tokens",
+        "est. cost $",
+    ):
+        table.add_column(col, justify="left" if col in ("strategy", "target", "direction") else "right")
+    for r in rows:
+        table.add_row(
+            r["strategy"],
+            r["target"],
+            r["direction"],
+            str(r["scenes"]),
+            f"{r['requests']:,}",
+            f"{r['to_send']:,}",
+            f"{r['est_prompt_tokens']:,}",
+            f"{r['est_cost_usd']:.4f}",
+        )
+    table.add_row(
+        f"[bold]total, each key once ({total['shared_pre']:,} pre requests shared)[/bold]",
+        "",
+        "",
+        str(total["scenes"]),
+        f"{total['requests']:,}",
+        f"{total['to_send']:,}",
+        f"{total['est_prompt_tokens']:,}",
+        f"{total['est_cost_usd']:.4f}",
+        end_section=True,
+    )
+    display.out.print(table)
+    if total["unpriced_models"]:
+        display.warn(
+            f"no price known for {', '.join(total['unpriced_models'])}: the cost estimate excludes it"
+        )
+    display.note(
+        f"nothing was sent; `vat leaderboard run entry={entry} release={release}` sends what is missing"
+    )
+
+
 def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat leaderboard release-scenes [split=test]``: the pins a new release would list.
 
     Prints a YAML block to paste into ``leaderboard/releases/<r>.yaml``: the value system, the prompt,
-    every scene of ``split`` and every strategy a release can score, each as ``id@version``.
+    every scene of ``split``, every train scene (the demonstrations' pool) and every strategy a release
+    can score, each as ``id@version``.
     """
     from runner.leaderboard.entries import release_pins
     from runner.load import DEFAULT_PROMPT, DEFAULT_VALUE_SYSTEM, load_index
@@ -272,6 +383,7 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
         "value_system": tag("values", DEFAULT_VALUE_SYSTEM),
         "prompt": tag("prompts", DEFAULT_PROMPT),
         "scenes": release_pins(index, mine.get("split", "test")),
+        "train_scenes": release_pins(index, "train"),
         "strategies": [
             tag("strategies", s.id)
             for s in index.strategies.values()
@@ -281,9 +393,34 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
     if fmt == "json":
         display.emit_json(pins)
         return 0
-    lines = [f"value_system: {pins['value_system']}", f"prompt: {pins['prompt']}", "scenes:"]
-    lines += [f"  - {p}" for p in pins["scenes"]] + ["strategies:"] + [f"  - {p}" for p in pins["strategies"]]
+    lines = [f"value_system: {pins['value_system']}", f"prompt: {pins['prompt']}"]
+    for key in ("scenes", "train_scenes", "strategies"):
+        lines += [f"{key}:", *(f"  - {p}" for p in pins[key])]
     display.out.print("\n".join(lines), markup=False, highlight=False)
+    return 0
+
+
+def freeze_release(tokens: Sequence[str], fmt: str = "table") -> int:
+    """``vat leaderboard freeze release=<r> [spec_dir=spec]``: copy what a release pins into its snapshot.
+
+    After this, ``leaderboard/releases/<r>/spec/`` is what the release is checked, compiled and verified
+    against, so later versions of its scenes in ``spec/`` never invalidate its submissions.
+    """
+    from runner.leaderboard.entries import freeze, get_release
+
+    _, mine, overrides = split_args(tokens, {"release", "spec_dir"}, "leaderboard")
+    if overrides or "release" not in mine:
+        raise VatError("usage: vat leaderboard freeze release=<id> [spec_dir=spec]", 2)
+    release = get_release(mine["release"])
+    try:
+        snap, count = freeze(release, Path(mine.get("spec_dir", "spec")))
+    except ValueError as exc:
+        raise VatError(str(exc), 1) from exc
+    if fmt == "json":
+        display.emit_json({"release": release.id, "snapshot": str(snap), "files": count})
+    else:
+        shown = snap.relative_to(Path.cwd()) if snap.is_relative_to(Path.cwd()) else snap
+        display.out.print(f"froze {release.id}: {count} file(s) in {shown}", markup=False, highlight=False)
     return 0
 
 
@@ -339,9 +476,16 @@ def build_from_config(
         spec_dir=str(cfg.spec_dir),
     )
     report_skipped(data)
+    n_bundles = len({r.get("bundle") for r in data.rows if r["source"] == "bundle"})
+    if data.skipped and not n_bundles:
+        # A board that silently lost every submission looks like an empty release: refuse to publish it.
+        raise VatError(
+            f"every bundle was left out of the site ({len(data.skipped)} failed verification; first: "
+            f"{data.skipped[0]}); fix or remove them, or check that spec/ and leaderboard/ are the release's",
+            1,
+        )
     index_html = build_site(data, out)
     if fmt != "json":
-        n_bundles = len({r.get("bundle") for r in data.rows if r["source"] == "bundle"})
         display.note(
             f"site: {len(data.rows)} rows from {n_bundles} bundle(s) and the store, {len(data.entries)} entries, "
             f"built in {time.perf_counter() - start:.1f} s"

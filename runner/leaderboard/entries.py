@@ -7,8 +7,9 @@ Each entry is also a Hydra ``model`` option under its own id (``vat run model=op
 registered in Hydra's ConfigStore by :func:`register_entries`; the hand-written ``conf/model/*.yaml``
 options keep working beside them (entry ids contain ``__``, which those names never do).
 
-A **release** fixes what a leaderboard scores: pinned scenes (``id@version``), pinned strategies,
-targets with directions, metric parameters and the text the site shows. Releases are frozen: when a
+A **release** fixes what a leaderboard scores: pinned test scenes (``id@version``), the pinned train
+scenes few-shot demonstrations are drawn from, pinned strategies, prompt and value system, targets with
+directions, metric parameters and the text the site shows; a scene added later changes none of it. Releases are frozen: when a
 pinned scene changes version, the release can no longer be compiled from this spec tree, and
 ``vat validate`` says so (publish a new release and mark the old one ``status: archived``).
 
@@ -23,6 +24,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -152,6 +154,8 @@ class Release(_Strict):
     value_system: Pin
     prompt: Pin
     scenes: list[Pin] = Field(min_length=5)
+    train_scenes: list[Pin] = Field(default_factory=list)
+    """The train scenes few-shot demonstrations are drawn from: pinned, so new train scenes change nothing."""
     strategies: list[Pin] = Field(min_length=1)
     targets: list[Condition] = Field(min_length=1)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -166,7 +170,7 @@ class Release(_Strict):
             )
         return v
 
-    @field_validator("scenes", "strategies")
+    @field_validator("scenes", "train_scenes", "strategies")
     @classmethod
     def _unique_ids(cls, v: list[str]) -> list[str]:
         ids = [p.split("@")[0] for p in v]
@@ -204,6 +208,11 @@ class Release(_Strict):
     def scene_ids(self) -> list[str]:
         """The pinned scene ids (without versions), in file order."""
         return [p.split("@")[0] for p in self.scenes]
+
+    @property
+    def train_scene_ids(self) -> list[str]:
+        """The pinned train scene ids (without versions), in file order."""
+        return [p.split("@")[0] for p in self.train_scenes]
 
     @property
     def strategy_ids(self) -> list[str]:
@@ -370,6 +379,9 @@ def release_problems(release: Release, index: Any, path: str, file: Path | None 
     ]
     pins += [(f"scenes.{i}", "scenarios", p, ("scenes", i)) for i, p in enumerate(release.scenes)]
     pins += [
+        (f"train_scenes.{i}", "scenarios", p, ("train_scenes", i)) for i, p in enumerate(release.train_scenes)
+    ]
+    pins += [
         (f"strategies.{i}", "strategies", p, ("strategies", i)) for i, p in enumerate(release.strategies)
     ]
     for field, kind, pin, loc in pins:
@@ -387,6 +399,7 @@ def release_problems(release: Release, index: Any, path: str, file: Path | None 
                     "release file and set `status: archived` on this one",
                 )
             )
+    out += _split_problems(release, index, path, line)
     for i, sid in enumerate(release.strategy_ids):
         strategy = index.strategies.get(sid)
         if strategy is not None and strategy.kind.value in ("baseline", "checkpoint"):
@@ -408,6 +421,43 @@ def release_problems(release: Release, index: Any, path: str, file: Path | None 
                     f"unknown value {c.target!r}; use one of {', '.join(index.value_ids)}",
                 )
             )
+    return out
+
+
+def _split_problems(release: Release, index: Any, path: str, line: Callable[..., int]) -> list[Problem]:
+    """Test pins are test scenes, train pins train scenes, and few-shot strategies have train pins."""
+    out = []
+    for field, ids, split in (
+        ("scenes", release.scene_ids, "test"),
+        ("train_scenes", release.train_scene_ids, "train"),
+    ):
+        for i, sid in enumerate(ids):
+            scene = index.scenes.get(sid)
+            if scene is not None and scene.split.value != split:
+                out.append(
+                    Problem(
+                        path,
+                        line(field, i),
+                        f"{field}.{i}",
+                        f"{sid} is a {scene.split.value} scene; list it under "
+                        f"{'train_scenes' if split == 'test' else 'scenes'}",
+                    )
+                )
+    fewshot = [
+        s
+        for s in release.strategy_ids
+        if s in index.strategies and index.strategies[s].kind.value == "fewshot"
+    ]
+    if fewshot and not release.train_scenes:
+        out.append(
+            Problem(
+                path,
+                line("strategies"),
+                "train_scenes",
+                f"{fewshot[0]} draws demonstrations from train scenes, "
+                "but the release pins none; add `train_scenes:` (printed by `vat leaderboard release-scenes`)",
+            )
+        )
     return out
 
 
@@ -441,8 +491,73 @@ def leaderboard_problems(index: Any | None, root: Path | None = None) -> list[Pr
     if index is not None:
         for rel in releases.values():
             file = root / "releases" / f"{rel.id}.yaml"
-            problems += release_problems(rel, index, _shown(file, root.parent), file)
+            problems += release_problems(
+                rel, release_index(rel, index, root), _shown(file, root.parent), file
+            )
     return problems
+
+
+def snapshot_dir(release_id: str, root: Path | None = None) -> Path:
+    """Where a release's frozen spec lives: ``leaderboard/releases/<release>/spec/`` (see :func:`freeze`)."""
+    return (root or leaderboard_dir()) / "releases" / release_id / "spec"
+
+
+def release_index(release: Release, index: Any, root: Path | None = None) -> Any:
+    """The spec index a release is checked and compiled against: its frozen snapshot when it has one.
+
+    A release pins ``id@version``; once a pinned scene gets a new version in ``spec/`` the old content is
+    gone from the tree, so a frozen release keeps a copy of what it pins. Without a snapshot the current
+    ``index`` is used (a release that was never frozen must still resolve in ``spec/``).
+    """
+    snap = snapshot_dir(release.id, root)
+    if not snap.is_dir():
+        return index
+    from runner.load import load_index
+
+    return load_index(snap, check_lock=False)
+
+
+def freeze(release: Release, spec_root: Path, root: Path | None = None) -> tuple[Path, int]:
+    """Copy every document ``release`` pins from ``spec_root`` into its snapshot; return (folder, files).
+
+    Values, prompts, strategies, schemas, the country list and the lock are copied whole (small, and
+    the compiler reads them); scenes only where pinned (test and train). Refuses to overwrite an
+    existing snapshot (a frozen release never changes) and to freeze pins that do not resolve.
+    """
+    import shutil
+
+    from runner.load import load_index
+
+    snap = snapshot_dir(release.id, root)
+    if snap.exists():
+        raise ValueError(
+            f"{_shown(snap, (root or leaderboard_dir()).parent)} exists: a frozen release never changes"
+        )
+    index = load_index(spec_root, check_lock=False)
+    problems = release_problems(release, index, f"leaderboard/releases/{release.id}.yaml")
+    if problems:
+        raise ValueError(f"{problems[0]}; freeze a release only while spec/ holds what it pins")
+    tmp = snap.with_name("spec.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    count = 0
+    for item in sorted(spec_root.iterdir()):
+        if item.name == "scenarios":
+            continue
+        if item.is_dir():
+            shutil.copytree(item, tmp / item.name)
+            count += sum(1 for f in (tmp / item.name).rglob("*") if f.is_file())
+        else:
+            tmp.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item, tmp / item.name)
+            count += 1
+    for sid in [*release.scene_ids, *release.train_scene_ids]:
+        country, rest = sid.split("-", 1)
+        rel = Path("scenarios") / country / f"{rest}.yaml"
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(spec_root / rel, tmp / rel)
+        count += 1
+    tmp.rename(snap)  # all or nothing: a half-copied snapshot is never seen under the final name
+    return snap, count
 
 
 def release_pins(index: Any, split: str = "test") -> list[str]:

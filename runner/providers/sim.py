@@ -11,9 +11,12 @@ simulated checkpoint with the intervention built in).
 
 How a request is answered
 -------------------------
-The judge reads the request like a person would: the last user message must be the judgment prompt
-rendered for one (scene, action) of the spec index (looked up exactly; the index is the one passed to
-:func:`configure`, else ``$VAT_SPEC_DIR`` or ``spec/``). The intervention is read from the prompt:
+The judge reads the request like a person would: the last user message must be a judgment prompt of
+the spec index, in one of its wordings (variants), rendered for one (scene, action) — looked up exactly,
+or for a prompt that names a value, matched against its template to recover the scene, the action and
+the value or micro-value asked about (the index is the one passed to :func:`configure`, else
+``$VAT_SPEC_DIR`` or ``spec/``). The wording tells whether the scale is shown reversed; demonstrated
+digits are then read as 6 − d. The intervention is read from the prompt:
 
 - few-shot demonstrations (user/assistant pairs before the item): each demonstration is looked up; the
   target t is the value most of them belong to, the direction d = sign(Σ σ_i·(r_i − 3)) over their
@@ -41,6 +44,19 @@ Values v on the circle at θ_v = 2π·index/10; scene s; action a with value v(a
   the item and the condition (:func:`condition_key`: no intervention, or the demonstrations' items and
   ratings, the system_prompt strategy with its target and direction, the checkpoint), so the pre and
   post answers of an item get independent noise, and rewording a prompt does not redraw it.
+- a question that names a value u (elicitation=value / micro_value, docs/elicitation.md) asks how far
+  the action honours or goes against u, so its answer carries its own sign:
+      μ = 3 + 2·(read·ρ(a, u) + lens·(λ[s, u] − w[u])) + action_sd·β[s, a, u] + noise·ε,
+  where ρ(a, u) = σ_a for u = v(a) (σ_a·micro_relevance for another micro-value of v(a)) and
+  σ_a·relevance·cos(θ_u − θ_v(a)) otherwise: a judge that reads the action says how it bears on u, and
+  a change of its valuation of u (scene deviation, intervention) moves every answer about u. So the
+  evidence e = φ(r) ≈ read·ρ + λ − w, and the shift of (s, a) for u is S_{s,a}·k_u + noise: every
+  scene–action pair carries evidence for every value. S_{s,a} = S_s·exp(τ_p·z_{s,a} − τ_p²/2)
+  (τ_p = ``pair_susceptibility_sd``, default 0) lets shifts vary between the actions of a scene.
+- bias terms (every question): μ ← 3 + attention·(μ − 3 content) + acquiescence (towards "agree" /
+  "honours"); a variant other than base adds wording_sd·ω[variant, s, a, u]; on a reversed scale the
+  digit shown is μ ← 6 − μ; digit_bias then moves towards the digit 5 whatever it means. An "always
+  agree" judge (conf/sim/acquiescent.yaml) has low attention and high acquiescence.
 - answer distribution: p(k) ∝ exp(−(k − μ)² / (2·spread²)), k = 1..5. Logprobs are log p (the top
   ``top_logprobs`` tokens). The text answer is the most likely digit at temperature 0; at temperature
   T > 0 it is a draw from p^(1/T), seeded by the condition key and by how many times this process has
@@ -61,9 +77,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
@@ -102,13 +119,26 @@ class ScenesConf(_Strict):
     susceptibility_sd: float = Field(0.5, ge=0.0)
     value_sd: float = Field(0.2, ge=0.0)
     action_sd: float = Field(0.3, ge=0.0)
+    pair_susceptibility_sd: float = Field(
+        0.0, ge=0.0, description="τ_p: log-normal factor per (scene, action) on top of S_s (0: none)"
+    )
 
 
 class JudgeConf(_Strict):
-    """The judge's answer noise."""
+    """The judge's answer noise, and how it reads a question that names a value (docs/elicitation.md)."""
 
     noise: float = Field(0.3, ge=0.0)
     spread: float = Field(0.7, gt=0.0)
+    read: float = Field(
+        0.6, ge=0.0, description="value-named question: φ of an action asked about its own value"
+    )
+    relevance: float = Field(0.3, ge=0.0, description="ρ of an action for another value at cos = 1")
+    micro_relevance: float = Field(0.7, ge=0.0, description="ρ for another micro-value of the action's value")
+    lens: float = Field(1.0, ge=0.0, description="how far a change in λ[s, u] moves answers about u")
+    attention: float = Field(1.0, ge=0.0, description="weight of the item's content in μ (0: ignores it)")
+    acquiescence: float = Field(0.0, description="rating points towards 'agree / honours' on any item")
+    digit_bias: float = Field(0.0, description="rating points towards the digit 5, whatever it means")
+    wording_sd: float = Field(0.0, ge=0.0, description="sd of a variant's fixed effect per item (0: none)")
 
 
 class ValidationConf(_Strict):
@@ -274,6 +304,15 @@ def susceptibility(profile: Profile, scene_id: str) -> float:
     return math.exp(tau * _normal(profile.doc.seed, "susceptibility", scene_id) - tau * tau / 2.0)
 
 
+def pair_susceptibility(profile: Profile, item: Item) -> float:
+    """S_{s,a} / S_s = exp(τ_p·z_{s,a} − τ_p²/2) of one (scene, action); 1 when τ_p = 0 (the default)."""
+    tau = profile.doc.scenes.pair_susceptibility_sd
+    if tau == 0:
+        return 1.0
+    z = _normal(profile.doc.seed, "pair_susceptibility", item.scene_id, item.action_id)
+    return math.exp(tau * z - tau * tau / 2.0)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Reading the request
 # ---------------------------------------------------------------------------------------------------
@@ -281,12 +320,56 @@ def susceptibility(profile: Profile, scene_id: str) -> float:
 
 @dataclass(frozen=True)
 class Item:
-    """What a rendered user message is about."""
+    """What a rendered user message is about: the (scene, action), and what the question asks."""
 
     scene_id: str
     action_id: str
     value: str
     sign: int  # σ: +1 express, −1 suppress
+    micro_value: str | None = None
+    asked_value: str | None = None
+    """The value the question names (None: "How much do you agree with this action?")."""
+    asked_micro_value: str | None = None
+    variant: str = "base"
+    scale_reversed: bool = False
+
+    def asking(self, wording: _Wording, asked: tuple[str, str | None] | None) -> Item:
+        """The same (scene, action) as asked in ``wording`` about ``asked`` (value, micro-value)."""
+        value, micro = asked if asked is not None else (None, None)
+        return replace(
+            self,
+            asked_value=value,
+            asked_micro_value=micro,
+            variant=wording.variant,
+            scale_reversed=wording.scale_reversed,
+        )
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """One (prompt, variant) user template, as a pattern that recovers its scene, action and value."""
+
+    variant: str
+    scale_reversed: bool
+    pattern: re.Pattern[str]
+
+
+_FIELDS = ("scene", "action", "value_label", "value_gloss")
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching ``template`` rendered, with a named group per placeholder (repeats must agree)."""
+    parts = re.split(r"\{(" + "|".join(_FIELDS) + r")\}", template)
+    out, seen = [], set()
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            out.append(re.escape(part))
+        elif part in seen:
+            out.append(f"(?P={part})")
+        else:
+            seen.add(part)
+            out.append(f"(?P<{part}>.+?)")
+    return re.compile("".join(out), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -310,19 +393,65 @@ class Tables:
     items: dict[str, Item] = field(default_factory=dict)
     systems: list[str] = field(default_factory=list)
     suffixes: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    valued: list[_Wording] = field(default_factory=list)
+    """Wordings of value-naming prompts: matched by pattern (rendering each for 56 micro-values would not fit)."""
+    pairs: dict[tuple[str, str], Item] = field(default_factory=dict)
+    """(scene text, action text) → the item, for :attr:`valued` matches."""
+    asked: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+    """(label, gloss) as a question names it → (value, micro-value)."""
+
+    def item_of(self, text: str) -> Item | None:
+        """The item a rendered user message asks about (None when no prompt of the index renders it)."""
+        found = self.items.get(text)
+        if found is not None:
+            return found
+        for wording in self.valued:
+            m = wording.pattern.fullmatch(text)
+            if m is None:
+                continue
+            item = self.pairs.get((m["scene"], m["action"]))
+            asked = self.asked.get((m["value_label"], m["value_gloss"]))
+            if item is not None and asked is not None:
+                return item.asking(wording, asked)
+        return None
+
+
+def _wordings(prompt: Any) -> list[tuple[Any, str, bool]]:
+    """(prompt as shown, variant id, scale reversed) for the base text and every variant."""
+    from runner.compile import wording
+
+    shown = [wording(prompt, v) for v in ("base", *prompt.variants)]
+    return [(w.prompt, w.variant, w.scale_reversed) for w in shown]
 
 
 def build_tables(index: Any) -> Tables:
     """Index every (prompt, scene, action) rendering, every judgment system text and strategy suffix."""
+    from runner.compile import asked_values
     from runner.strategies import Context, steer, user_message
 
     tables = Tables(list(index.value_ids), {v.id: v.circle_index for v in index.values})
+    for scene in index.scenes.values():
+        for a in scene.actions:
+            sign = 1 if a.polarity.value == "express" else -1
+            tables.pairs[(scene.text.strip(), a.text.strip())] = Item(
+                scene.id, a.id, a.value, sign, a.micro_value
+            )
     for prompt in index.prompts.values():
-        tables.systems.append(prompt.system.strip())
-        for scene in index.scenes.values():
-            for a in scene.actions:
-                item = Item(scene.id, a.id, a.value, 1 if a.polarity.value == "express" else -1)
-                tables.items[user_message(prompt, scene.text, a.text)] = item
+        if prompt.names_value:  # every value and micro-value, named as runner.compile names them
+            any_scene = next(iter(index.scenes.values()))  # "all" micro-values do not depend on it
+            for ask in ("value", "micro_value"):
+                for q in asked_values(index, prompt, ask, "all", any_scene):
+                    tables.asked[(q.label, q.gloss)] = (q.value, q.micro_value)
+        for shown, variant, flipped in _wordings(prompt):
+            tables.systems.append(shown.system.strip())
+            w = _Wording(variant, flipped, _template_pattern(shown.user))
+            if prompt.names_value:
+                tables.valued.append(w)
+                continue
+            for scene in index.scenes.values():
+                for a in scene.actions:
+                    item = tables.pairs[(scene.text.strip(), a.text.strip())]
+                    tables.items[user_message(shown, scene.text, a.text)] = item.asking(w, None)
         for strategy in index.strategies.values():
             if strategy.kind.value != "system_prompt":
                 continue
@@ -343,14 +472,20 @@ def _role(message: Any) -> str:
     return str(message["role"] if isinstance(message, dict) else message.role)
 
 
-def _from_demonstrations(demos: list[Any], tables: Tables, profile: Profile) -> Intervention | None:
-    """Target, direction and dose from few-shot demonstrations (user item, assistant rating) pairs."""
+def _from_demonstrations(
+    demos: list[Any], tables: Tables, profile: Profile, scale_reversed: bool = False
+) -> Intervention | None:
+    """Target, direction and dose from few-shot demonstrations (user item, assistant rating) pairs.
+
+    On a reversed scale (the item's wording says so) a demonstrated digit d means 6 − d.
+    """
     seen: list[tuple[Item, int]] = []
     for user, answer in zip(demos[0::2], demos[1::2], strict=False):
-        item = tables.items.get(_content(user))
+        item = tables.item_of(_content(user))
         digits = [c for c in _content(answer) if c in "12345"]
         if item is not None and digits and _role(answer) == "assistant":
-            seen.append((item, int(digits[0])))
+            d = int(digits[0])
+            seen.append((item, 6 - d if scale_reversed else d))
     if not seen:
         if demos:
             raise ValueError(
@@ -404,7 +539,7 @@ def read_request(
     msgs = list(messages)
     if not msgs or _role(msgs[-1]) != "user":
         raise ValueError("sim judge: the request must end with the user message of the item")
-    item = tables.items.get(_content(msgs[-1]))
+    item = tables.item_of(_content(msgs[-1]))
     if item is None:
         raise ValueError(
             "sim judge: the last user message is not the judgment prompt rendered for a (scene, action) of "
@@ -412,7 +547,10 @@ def read_request(
         )
     system = _content(msgs[0]) if _role(msgs[0]) == "system" else ""
     demos = msgs[1 if system else 0 : -1]
-    found = [_from_demonstrations(demos, tables, profile), _from_system(system, tables, profile)]
+    found = [
+        _from_demonstrations(demos, tables, profile, item.scale_reversed),
+        _from_system(system, tables, profile),
+    ]
     if checkpoint is not None:
         if checkpoint.target not in tables.values:
             raise ValueError(f"sim judge: unknown target {checkpoint.target!r} in the model string")
@@ -452,16 +590,38 @@ class SimJudge:
             self._profiles[name] = load_profile(name, self.tables.values, self.tables.circle_index)
         return self._profiles[name]
 
-    def latent(self, profile: Profile, item: Item, interventions: Sequence[Intervention]) -> float:
-        """λ[s, v] of the item's scene and value under the interventions."""
-        seed, v = profile.doc.seed, self.tables.values.index(item.value)
-        lam = profile.weights[v] + profile.doc.scenes.value_sd * _normal(
-            seed, "value", item.scene_id, item.value
-        )
-        for iv in interventions:
-            k = profile.shift(iv.target, iv.direction, iv.dose)
-            lam += susceptibility(profile, item.scene_id) * k[v]
+    def latent(
+        self, profile: Profile, item: Item, interventions: Sequence[Intervention], value: str | None = None
+    ) -> float:
+        """λ[s, v] of the item's scene and value (or ``value``) under the interventions."""
+        value = value or item.value
+        seed, v = profile.doc.seed, self.tables.values.index(value)
+        lam = profile.weights[v] + profile.doc.scenes.value_sd * _normal(seed, "value", item.scene_id, value)
+        if interventions:
+            s = susceptibility(profile, item.scene_id) * pair_susceptibility(profile, item)
+            for iv in interventions:
+                lam += s * profile.shift(iv.target, iv.direction, iv.dose)[v]
         return float(lam)
+
+    def relevance(self, profile: Profile, item: Item) -> float:
+        """ρ(a, u): how far the item's action honours (+) or goes against (−) the asked value u."""
+        jd = profile.doc.judge
+        u = item.asked_value
+        if u == item.value:
+            same_micro = item.asked_micro_value is None or item.asked_micro_value == item.micro_value
+            return item.sign * (1.0 if same_micro else jd.micro_relevance)
+        index = self.tables.circle_index
+        angle = 2.0 * math.pi * (index[str(u)] - index[item.value]) / len(self.tables.values)
+        return item.sign * jd.relevance * math.cos(angle)
+
+    def content(self, profile: Profile, item: Item, interventions: Sequence[Intervention]) -> float:
+        """The item's content term of μ (rating points, canonical scale; module docstring)."""
+        if item.asked_value is None:
+            return 2.0 * item.sign * self.latent(profile, item, interventions)
+        jd = profile.doc.judge
+        u = self.tables.values.index(item.asked_value)
+        moved = self.latent(profile, item, interventions, item.asked_value) - profile.weights[u]
+        return 2.0 * (jd.read * self.relevance(profile, item) + jd.lens * moved)
 
     def answer(self, model: str, messages: Sequence[Any], temperature: float = 0.0) -> Answer:
         """Judge one request deterministically (see the module docstring for the sampling rule)."""
@@ -473,12 +633,19 @@ class SimJudge:
         item, interventions = read_request(messages, self.tables, profile, checkpoint)
         seed, scenes, judge = profile.doc.seed, profile.doc.scenes, profile.doc.judge
         prompt = condition_key(model, item, interventions)
+        wording = (item.scene_id, item.action_id) + ((item_asked(item),) if item.asked_value else ())
         mu = (
             3.0
-            + 2.0 * item.sign * self.latent(profile, item, interventions)
-            + scenes.action_sd * _normal(seed, "action", item.scene_id, item.action_id)
+            + judge.attention * self.content(profile, item, interventions)
+            + judge.acquiescence
+            + scenes.action_sd * _normal(seed, "action", *wording)
             + judge.noise * _normal(seed, "noise", prompt)
         )
+        if item.variant != "base" and judge.wording_sd > 0:
+            mu += judge.wording_sd * _normal(seed, "wording", item.variant, *wording)
+        if item.scale_reversed:
+            mu = 6.0 - mu  # the scale as shown: the agree / honours end is the digit 1
+        mu += judge.digit_bias
         probs = answer_probs(mu, judge.spread)
         if temperature > 0:
             draw_key = f"{temperature}\x1f{prompt}"
@@ -498,7 +665,14 @@ def condition_key(model: str, item: Item, interventions: Sequence[Intervention])
     noise, while the pre and post conditions of an item (and different strategies) draw independently.
     """
     condition = "|".join(sorted(iv.key for iv in interventions)) or "baseline"
-    return f"{model}\x1f{item.scene_id}/{item.action_id}\x1f{condition}"
+    asked = f"@{item_asked(item)}" if item.asked_value else ""
+    return f"{model}\x1f{item.scene_id}/{item.action_id}{asked}\x1f{condition}"
+
+
+def item_asked(item: Item) -> str:
+    """The asked value's identity in noise draws: ``value`` or ``value/micro-value``."""
+    micro = f"/{item.asked_micro_value}" if item.asked_micro_value else ""
+    return f"{item.asked_value}{micro}"
 
 
 _index: Any = None
@@ -573,10 +747,14 @@ def simulate_states(
     wording = sc.action_sd * rng.standard_normal((reps, n_scenes, n_values, 2))
     curve = expected_rating_curve(jd.spread) if rating == "expected" else None
     shared = jd.noise * rng.standard_normal(wording.shape) if paired_noise else None
+    tau_p = sc.pair_susceptibility_sd  # drawn only when set, so other profiles keep their random stream
+    pair = np.exp(tau_p * rng.standard_normal(wording.shape) - tau_p * tau_p / 2.0) if tau_p > 0 else None
 
     def states(lam: np.ndarray) -> np.ndarray:
+        """States from latent values per (…, value) or per (…, value, action)."""
         noise = shared if shared is not None else jd.noise * rng.standard_normal(wording.shape)
-        mu = 3.0 + 2.0 * _SIGN * lam[..., None] + wording + noise
+        content = jd.attention * 2.0 * _SIGN * (lam if lam.ndim == wording.ndim else lam[..., None])
+        mu = 3.0 + content + jd.acquiescence + wording + noise + jd.digit_bias
         if curve is not None:
             r = curve(mu)
         elif temperature <= 0:
@@ -588,7 +766,49 @@ def simulate_states(
         return (_SIGN * (r - 3.0) / 2.0).mean(axis=-1)
 
     pre = states(lam_pre)
-    return pre, [states(lam_pre + suscept * np.asarray(k)) for k in shifts]
+    if pair is None:
+        return pre, [states(lam_pre + suscept * np.asarray(k)) for k in shifts]
+    per_action = suscept[..., None] * pair  # S_s · S_{s,a}/S_s for each value's two actions
+    return pre, [states(lam_pre[..., None] + per_action * np.asarray(k)[:, None]) for k in shifts]
+
+
+def simulate_pair_states(
+    profile: Profile,
+    shifts: Sequence[np.ndarray],
+    n_scenes: int,
+    reps: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """States of ``reps`` simulated datasets under elicitation=value: (pre, [post per shift], scene of each pair).
+
+    The twin of the provider's value-named questions (module docstring), vectorised and on the base
+    scale: each scene has one express and one suppress action per value (as the shipped scenes), and
+    every action is asked about every value, so each (scene, action) pair is a sample with a state for
+    every value: e = φ(r̂) with r̂ the expected rating. Arrays have shape (reps, n_scenes·2·values, values);
+    the last return value gives each pair's scene index (for cluster-aware statistics).
+    """
+    v = len(profile.values)
+    sc, jd = profile.doc.scenes, profile.doc.judge
+    sign = np.tile(_SIGN, v)  # pairs of a scene: (value 0 express, value 0 suppress, value 1 express, ...)
+    own = np.repeat(np.arange(v), 2)
+    cos = np.cos(profile.angles[None, :] - profile.angles[own][:, None])  # (pair, asked value)
+    rho = sign[:, None] * np.where(own[:, None] == np.arange(v)[None, :], 1.0, jd.relevance * cos)
+    tau, tau_p = sc.susceptibility_sd, sc.pair_susceptibility_sd
+    suscept = np.exp(tau * rng.standard_normal((reps, n_scenes, 1, 1)) - tau * tau / 2.0)
+    pair = np.exp(tau_p * rng.standard_normal((reps, n_scenes, 2 * v, 1)) - tau_p * tau_p / 2.0)
+    moved = sc.value_sd * rng.standard_normal((reps, n_scenes, 1, v))  # λ − w before any intervention
+    wording = sc.action_sd * rng.standard_normal((reps, n_scenes, 2 * v, v))
+    curve = expected_rating_curve(jd.spread)
+
+    def states(lam_moved: np.ndarray) -> np.ndarray:
+        noise = jd.noise * rng.standard_normal(wording.shape)
+        content = 2.0 * (jd.read * rho + jd.lens * lam_moved)
+        mu = 3.0 + jd.attention * content + jd.acquiescence + wording + noise + jd.digit_bias
+        return ((curve(mu) - 3.0) / 2.0).reshape(reps, n_scenes * 2 * v, v)
+
+    pre = states(moved)
+    posts = [states(moved + suscept * pair * np.asarray(k)) for k in shifts]
+    return pre, posts, np.repeat(np.arange(n_scenes), 2 * v)
 
 
 # ---------------------------------------------------------------------------------------------------

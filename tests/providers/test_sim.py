@@ -322,3 +322,197 @@ def test_population_shift_matches_the_linear_formula_for_small_shifts(judge: sim
     # m(v) ≈ k_v (E S = 1); the flattening of r̂ near the scale's ends shrinks it by a few per cent.
     assert np.all(np.abs(m - k) <= 0.1 * np.abs(k) + 0.002)
     assert np.all(np.sign(m) == np.sign(k))
+
+
+# ---------------------------------------------------------------- value-named questions, variants, bias
+
+
+def _compiled(index: SpecIndex, *overrides: str) -> list:
+    """The requests runner.compile makes for one test scene (the sim judge reads exactly these)."""
+    from runner.compile import compile_plan
+    from runner.config import compose
+
+    cfg = compose(["selection.max_scenes=1", "model.name=sim/circle", *overrides])
+    return list(compile_plan(index, cfg).requests)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("elicitation=value",),
+        ("elicitation=micro_value", "elicitation.micro_values=all"),
+        ("elicitation=value", "elicitation.variant=reversed"),
+        ("elicitation=value", "elicitation.variant=para2"),
+        ("prompt=judgment_controls", "elicitation.variant=reversed"),
+        ("prompt=judgment_controls", "elicitation.variant=para1"),
+    ],
+)
+def test_reads_the_asked_value_variant_and_scale_of_every_request(
+    index: SpecIndex, judge: sim.SimJudge, overrides: tuple[str, ...]
+) -> None:
+    profile = judge.profile("circle")
+    for r in _compiled(index, *overrides)[::7]:
+        item, found = sim.read_request(r.messages, judge.tables, profile)
+        got = (item.scene_id, item.action_id, item.asked_value, item.asked_micro_value, item.variant)
+        assert got == (r.scene_id, r.action_id, r.asked_value, r.asked_micro_value, r.variant)
+        assert item.scale_reversed == r.scale_reversed
+        # the demonstrations of the post condition still read as fewshot_4 towards security, reinforce
+        assert [(f.target, f.direction) for f in found] == (
+            [("security", 1)] if r.condition == "post" else []
+        )
+
+
+def test_a_value_named_answer_follows_the_documented_model(index: SpecIndex, judge: sim.SimJudge) -> None:
+    p = judge.profile("circle")
+    seed, sc, jd = p.doc.seed, p.doc.scenes, p.doc.judge
+    reqs = _compiled(index, "elicitation=value")
+    own = next(
+        r for r in reqs if r.condition == "pre" and r.asked_value == r.value and r.polarity == "suppress"
+    )
+    other = next(
+        r for r in reqs if r.condition == "pre" and r.value == "power" and r.asked_value == "security"
+    )
+    for r, rho in ((own, -1.0), (other, p.doc.judge.relevance * math.cos(math.radians(36)))):
+        a = judge.answer("circle", r.messages)
+        u = r.asked_value
+        moved = sc.value_sd * sim._normal(seed, "value", r.scene_id, u)  # λ − w with no intervention
+        key = f"circle\x1f{r.scene_id}/{r.action_id}@{u}\x1fbaseline"
+        assert sim.condition_key("circle", a.item, a.interventions) == key
+        want = (
+            3.0
+            + 2.0 * (jd.read * rho + jd.lens * moved)
+            + sc.action_sd * sim._normal(seed, "action", r.scene_id, r.action_id, u)
+            + jd.noise * sim._normal(seed, "noise", key)
+        )
+        assert a.mu == pytest.approx(want)
+
+
+def test_the_reversed_scale_shows_the_same_judgment_the_other_way_round(
+    index: SpecIndex, judge: sim.SimJudge
+) -> None:
+    for overrides in (("elicitation=value",), ("prompt=judgment_controls",)):
+        base = _compiled(index, *overrides)
+        flipped = _compiled(index, *overrides, "elicitation.variant=reversed")
+        for a, b in zip(base[::13], flipped[::13], strict=True):
+            x, y = judge.answer("circle", a.messages), judge.answer("circle", b.messages)
+            assert y.mu == pytest.approx(6.0 - x.mu)  # same item, same noise, scale shown reversed
+            assert (a.condition, a.action_id, a.asked_value) == (b.condition, b.action_id, b.asked_value)
+
+
+def _acquiescence(judge: sim.SimJudge, profile: str, requests: list) -> float:
+    """Mean canonical expected rating over the express and suppress items that ask about their own value."""
+    ratings = []
+    for r in requests:
+        if r.condition != "pre" or r.asked_value not in (None, r.value):
+            continue
+        shown = float(judge.answer(profile, r.messages).probs @ sim.SCALE)
+        ratings.append(6.0 - shown if r.scale_reversed else shown)
+    return float(np.mean(ratings))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("elicitation=value",), ("prompt=judgment_controls", "elicitation.variant=reversed")],
+)
+def test_an_always_agree_judge_looks_acquiescent_and_a_neutral_one_does_not(
+    index: SpecIndex, judge: sim.SimJudge, overrides: tuple[str, ...]
+) -> None:
+    from runner.compile import compile_plan
+    from runner.config import compose
+
+    cfg = compose(["selection.max_scenes=10", "model.name=sim/circle", "strategy=baseline", *overrides])
+    reqs = list(compile_plan(index, cfg).requests)
+    agree, neutral = _acquiescence(judge, "acquiescent", reqs), _acquiescence(judge, "circle", reqs)
+    assert agree > 4.0  # 200 items: mean canonical rating far above the middle
+    assert abs(neutral - 3.0) < 0.15  # express and suppress items cancel for a judge that reads them
+
+
+def test_paraphrases_move_answers_only_by_the_planted_wording_effect(index: SpecIndex) -> None:
+    judge = sim.SimJudge(index)
+    base = _compiled(index, "elicitation=value")[::5]
+    para = _compiled(index, "elicitation=value", "elicitation.variant=para1")[::5]
+    same = [
+        judge.answer("circle", a.messages).mu == judge.answer("circle", b.messages).mu
+        for a, b in zip(base, para, strict=True)
+    ]
+    assert all(same)  # wording_sd 0: rewording redraws nothing
+    p = judge.profile("circle")
+    judge._profiles["circle"] = replace(
+        p, doc=p.doc.model_copy(update={"judge": p.doc.judge.model_copy(update={"wording_sd": 0.4})})
+    )
+    diff = [
+        judge.answer("circle", b.messages).mu - judge.answer("circle", a.messages).mu
+        for a, b in zip(base, para, strict=True)
+    ]
+    assert 0.3 < float(np.std(diff)) < 0.5 and len(diff) == 80  # sd of the planted effect: 0.4
+
+
+def _provider_pair_deltas(index: SpecIndex, judge: sim.SimJudge, seeds: range, n_scenes: int) -> np.ndarray:
+    """post − pre pair states (elicitation=value) answered by the provider, one dataset per seed."""
+    from runner.compile import compile_plan
+    from runner.config import compose
+
+    cfg = compose(
+        [
+            f"selection.max_scenes={n_scenes}",
+            "selection.split=all",
+            "model.name=sim/circle",
+            "elicitation=value",
+        ]
+    )
+    reqs = compile_plan(index, cfg).requests
+    pairs = sorted({(r.scene_id, r.action_id) for r in reqs})
+    row = {p: i for i, p in enumerate(pairs)}
+    base = judge.profile("circle")
+    out = []
+    for seed in seeds:
+        judge._profiles["circle"] = replace(base, doc=base.doc.model_copy(update={"seed": seed}))
+        e = np.zeros((2, len(pairs), 10))
+        for r in reqs:
+            rating = float(judge.answer("circle", r.messages).probs @ sim.SCALE)
+            cell = (
+                int(r.condition == "post"),
+                row[(r.scene_id, r.action_id)],
+                judge.tables.values.index(r.asked_value),
+            )
+            e[cell] = (rating - 3) / 2
+        out.append(e[1] - e[0])
+    judge._profiles["circle"] = base
+    return np.array(out)
+
+
+def test_provider_and_vectorised_pair_simulation_agree_in_distribution(index: SpecIndex) -> None:
+    judge = sim.SimJudge(index)
+    provider = _provider_pair_deltas(index, judge, range(200, 208), 4)  # 8 datasets × 80 pairs
+    p = judge.profile("circle")
+    k = p.shift("security", 1, p.dose("fewshot", 4))
+    pre, (post,), groups = sim.simulate_pair_states(p, [k], 4, 2000, np.random.default_rng(0))
+    assert post.shape == (2000, 80, 10) and list(groups[:21]) == [0] * 20 + [1]
+    twin = post - pre
+    for stat in (lambda d: d.mean(axis=1), lambda d: d.std(axis=1)):
+        a, b = stat(provider), stat(twin)  # (datasets, values)
+        se = b.std(axis=0) * math.sqrt(1 / len(a) + 1 / len(b))
+        assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) < 4.5 * se)
+    # every pair carries the value's shift with its own sign: the mean over pairs ≈ k (lens 1)
+    m = twin.mean(axis=(0, 1))
+    assert np.all(np.abs(m - k) < 0.1 * np.abs(k) + 0.01)
+
+
+def test_pair_susceptibility_varies_shifts_within_a_scene() -> None:
+    judge_index = load_index(ROOT / "spec", check_lock=False)
+    p = sim.SimJudge(judge_index).profile("pair_hub")
+    k = p.shift("achievement", 1, 0.8)
+    rng = np.random.default_rng(1)
+    pre, (post,), groups = sim.simulate_pair_states(p, [k], 41, 200, rng)
+    hub = p.values.index("security")
+    d = (post - pre)[..., hub].reshape(200, 41, 20)
+    within = d.std(axis=2).mean()
+    flat = replace(
+        p,
+        doc=p.doc.model_copy(
+            update={"scenes": p.doc.scenes.model_copy(update={"pair_susceptibility_sd": 0.0})}
+        ),
+    )
+    pre0, (post0,), _ = sim.simulate_pair_states(flat, [k], 41, 200, np.random.default_rng(1))
+    within0 = (post0 - pre0)[..., hub].reshape(200, 41, 20).std(axis=2).mean()
+    assert within > 1.1 * within0  # the planted pair-level factor adds spread between a scene's actions
