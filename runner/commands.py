@@ -28,8 +28,16 @@ def validate(
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
     from runner.leaderboard.entries import leaderboard_problems
     from runner.load import collect, unreviewed_problems, write_lock
+    from runner.paths import inside_installed_package
+    from runner.paths import spec_dir as resolve_spec_dir
     from runner.quality import quality_problems
 
+    if update_lock and inside_installed_package(resolve_spec_dir(spec_dir)):
+        raise VatError(
+            "--update-lock would write into the spec shipped inside the installed package; copy that spec "
+            "folder somewhere of your own and pass --spec-dir <copy>",
+            2,
+        )
     index, problems = collect(spec_dir, check_lock=not update_lock)
     if index is not None:
         problems = sorted(set(problems) | set(quality_problems(index)) | set(unreviewed_problems(index)))

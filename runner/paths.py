@@ -72,3 +72,9 @@ def git_revision() -> str | None:
     if done.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != repo_root():
         return None
     return lines[1]
+
+
+def inside_installed_package(path: Path) -> bool:
+    """Whether ``path`` is shipped data inside an installed wheel (``runner/_data``): never to be written."""
+    packaged = Path(str(resources.files("runner"))) / "_data"
+    return packaged.is_dir() and path.resolve().is_relative_to(packaged.resolve())

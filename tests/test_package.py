@@ -160,6 +160,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     ).stdout.split("\n")
     assert where[0].startswith(site) and where[1] == "None"
     assert "strategies" in vat("validate")
+    locked = subprocess.run(
+        [env_dir / "bin" / "vat", "validate", "--update-lock"],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert locked.returncode == 2 and "--spec-dir" in locked.stderr  # the installed spec is never written
     assert "to send" in vat("plan", "model.name=sim/circle")
     out = vat("run", "model.name=sim/circle", "selection.max_scenes=1", f"store.path={user / 'r.duckdb'}")
     assert "0 failed" in out
