@@ -26,6 +26,7 @@ examples:
   vat run model=openai_gpt4o_mini strategy=fewshot_8 target=hedonism direction=suppress
   vat run model.name=hosted_vllm/my-model model.api_base=http://host:8000/v1
   vat report format=json                         every metric of every run in the store, as JSON
+  vat report format=results > results.json       the versioned results document (runner/results.schema.json)
   vat report target=security strategy=fewshot_8 format=latex   only those conditions, as paper tables
   vat report report.plots=true                   also write SVG plots to results/report/
   vat run -m strategy=fewshot_2,fewshot_4,fewshot_8 target=security,power     a sweep (Hydra multirun)
@@ -34,7 +35,7 @@ examples:
 config keys (override any with key=value; `vat plan --cfg job` prints them all):
   model=smollm2|openai_gpt4o_mini|anthropic_claude_haiku|vllm   model.name=<any LiteLLM model string>
   strategy=baseline|fewshot_2|fewshot_4|fewshot_8|fewshot_<2|4|8>_balanced|system_prompt|checkpoint
-  target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N
+  target=<value id>  direction=reinforce|suppress  selection.split=test  selection.max_scenes=N (or limit=N)
   store.path=results/vat.duckdb  execution.concurrency=8  execution.max_retries=4  execution.timeout_s=60
   execution.workers=N (processes; default one per core for remote models)  execution.mode=online|batch
 """
@@ -71,6 +72,16 @@ import keys: source mapping=<file.yaml> columns.<field>=<column or column.key> p
 """
 
 
+OVERRIDE_ALIASES = {"limit": "selection.max_scenes"}
+"""Short keys of `vat plan/run/demo` (as lm-eval and inspect spell them) → the config key they set."""
+
+
+def _alias(override: str) -> str:
+    """``limit=5`` → ``selection.max_scenes=5`` (sweeps too: ``limit=2,5``); other overrides unchanged."""
+    key, sep, value = override.partition("=")
+    return f"{OVERRIDE_ALIASES[key]}={value}" if sep and key in OVERRIDE_ALIASES else override
+
+
 def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
     """Pull ``format=...`` out of a verb's arguments (it is understood by every verb)."""
     rest, fmt = [], None
@@ -80,12 +91,16 @@ def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
         else:
             rest.append(a)
     verb = next((a for a in rest if not a.startswith("-")), None)
-    if verb == "report" and fmt in ("csv", "markdown", "latex"):
+    if verb == "report" and fmt in ("csv", "markdown", "latex", "results"):
         return rest + [f"format={fmt}"], None  # paper tables: `vat report` reads them (runner.commands)
     if fmt not in (None, "json", "table"):
         raise VatError(
             f"format={fmt!r} is not supported; use format=json or format=table"
-            + (" (and csv, markdown or latex for `vat report`)" if verb == "report" else ""),
+            + (
+                " (and csv, markdown or latex tables, or format=results, for `vat report`)"
+                if verb == "report"
+                else ""
+            ),
             2,
         )
     return rest, fmt
@@ -117,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         (
             "report",
             "VAT metrics of the runs in the store (target=/strategy=/direction= filter; "
-            "format=json|csv|markdown|latex; report.plots=true)",
+            "format=json|csv|markdown|latex|results; report.plots=true)",
         ),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
     ):
@@ -203,6 +218,12 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     im.add_argument("overrides", nargs="*", help="key=value (import keys and Hydra overrides)")
+    ls = sub.add_parser(
+        "list",
+        help="list the shipped values, strategies, prompts, leaderboard releases or entries (format=json)",
+    )
+    ls.add_argument("kind", choices=("values", "strategies", "prompts", "releases", "entries"))
+    ls.add_argument("--spec-dir", default="spec", help="spec folder (default: spec, else the shipped one)")
     e = sub.add_parser("export", help="write the scene set as one row per action (Parquet or JSONL)")
     e.add_argument("output", help="output file: .parquet or .jsonl")
     e.add_argument("--spec-dir", default="spec")
@@ -239,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb in CONFIG_VERBS:
             # format= before the flags: after `-m`, Hydra's parser takes no more overrides.
             args.overrides = list(args.overrides) + ([f"format={fmt}"] if fmt else []) + unknown
+            if args.verb in ("plan", "run", "demo"):
+                args.overrides = [_alias(o) for o in args.overrides]
         args.format = fmt or "table"
         return int(_VERBS[args.verb](args) or 0)
     except VatError as exc:
@@ -313,6 +336,12 @@ def _verb_demo(args: argparse.Namespace) -> int:
     return demo(args.overrides)
 
 
+def _verb_list(args: argparse.Namespace) -> int:
+    from runner.listing import list_verb
+
+    return list_verb(args.kind, args.spec_dir, fmt=args.format)
+
+
 def _verb_export(args: argparse.Namespace) -> int:
     from runner.commands import export
 
@@ -370,6 +399,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _verb_run,
     "report": _verb_report,
     "demo": _verb_demo,
+    "list": _verb_list,
     "export": _verb_export,
     "ingest": _verb_ingest,
     "generate": _verb_generate,

@@ -6,7 +6,6 @@ import functools
 import importlib.metadata
 import json
 import math
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +17,7 @@ from omegaconf import DictConfig
 
 from runner import display
 from runner.errors import VatError
+from runner.paths import git_revision
 
 # ---------------------------------------------------------------- validate
 
@@ -28,8 +28,16 @@ def validate(
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
     from runner.leaderboard.entries import leaderboard_problems
     from runner.load import collect, unreviewed_problems, write_lock
+    from runner.paths import inside_installed_package
+    from runner.paths import spec_dir as resolve_spec_dir
     from runner.quality import quality_problems
 
+    if update_lock and inside_installed_package(resolve_spec_dir(spec_dir)):
+        raise VatError(
+            "--update-lock would write into the spec shipped inside the installed package; copy that spec "
+            "folder somewhere of your own and pass --spec-dir <copy>",
+            2,
+        )
     index, problems = collect(spec_dir, check_lock=not update_lock)
     if index is not None:
         problems = sorted(set(problems) | set(quality_problems(index)) | set(unreviewed_problems(index)))
@@ -282,14 +290,10 @@ def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
+    rev = git_revision()  # of the package's own checkout, not of the current folder
     return {
-        "git_revision": rev or None,
+        "git_revision": rev,
+        "source": "git checkout" if rev else "not a git checkout",
         "overrides": [o for o in overrides if "key" not in o.split("=", 1)[0].lower()],
         "versions": {n: version(n) for n in ("vat-bench", "litellm", "duckdb", "hydra-core", "xllamacpp")},
         "started_at": datetime.now().isoformat(timespec="seconds"),
@@ -560,6 +564,8 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
         models = rep.stored_models(store)
     rows = rep.filter_rows(every, filters)
     fmt = fmt or cfg.format.value
+    if fmt == "results" and (rows or not models):
+        return _results_document(cfg, rows, rep.families(rows), filters, values)
     if not rows and not models:  # an empty store is not an error: there is nothing yet
         if fmt == "json":
             display.emit_json(rep.report_json([], [], filters))
@@ -583,6 +589,37 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
     if cfg.report.plots:
         written = rep.write_plots(rows, fams, values, Path(cfg.report.dir))
         display.note(f"wrote {len(written)} plots to {cfg.report.dir}/ (SVG; open them in any browser)")
+    return 0
+
+
+def _results_document(
+    cfg: DictConfig,
+    rows: list[dict[str, Any]],
+    fams: list[dict[str, Any]],
+    filters: dict[str, list[str]],
+    values: list[str],
+) -> int:
+    """`vat report format=results`: the versioned document of runner.results_doc on stdout."""
+    from omegaconf import OmegaConf
+
+    from runner import results_doc
+    from runner.store import open_store
+
+    runs: list[dict[str, Any]] = []
+    if rows:  # an empty store gives an empty, still valid, document
+        with open_store(cfg.store.path, read_only=True) as store:
+            runs = results_doc.run_provenance(store, [r["run_id"] for r in rows])
+    metrics: dict[str, Any] = dict(OmegaConf.to_container(cfg.metrics, resolve=True))  # type: ignore[arg-type]
+    doc = results_doc.build(
+        rows,
+        fams,
+        filters=filters,
+        metrics=metrics,
+        values=values,
+        runs=runs,
+        store=str(cfg.store.path),
+    )
+    display.emit_json(_json_safe(doc))
     return 0
 
 

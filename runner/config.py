@@ -262,10 +262,12 @@ def register_configs() -> dict[str, Any]:
 
 
 def conf_dir() -> Path:
-    """The project's ``conf/`` folder (next to ``runner/``), unless VAT_CONF_DIR points elsewhere."""
+    """The shipped ``conf/`` folder (see runner.paths), unless VAT_CONF_DIR points to the user's own."""
     import os
 
-    return Path(os.environ.get("VAT_CONF_DIR") or Path(__file__).resolve().parent.parent / "conf")
+    from runner.paths import shipped
+
+    return Path(os.environ.get("VAT_CONF_DIR") or shipped("conf"))
 
 
 def compose(overrides: list[str], hydra: bool = False) -> DictConfig:

@@ -129,7 +129,11 @@ def prompts_dir(configured: str) -> Path:
     path = Path(configured)
     if path.is_dir() or path.is_absolute():
         return path
-    return Path(__file__).resolve().parent.parent / configured
+    from runner.paths import SHIPPED, repo_root, shipped
+
+    if configured == SHIPPED["generation_prompts"]:  # the default: inside the wheel, or the checkout's
+        return shipped("generation_prompts")
+    return repo_root() / configured
 
 
 def load_prompts(folder: Path) -> dict[str, GenPrompt]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from runner.errors import Problem, SpecInvalid
+from runner.paths import spec_dir
 from runner.specs import (
     COUNTRIES,
     COUNTRIES_FILE,
@@ -414,7 +415,7 @@ def collect(
     ``check_lock`` compares contents with ``spec/spec.lock.json`` (changed content needs a new version);
     ``strict_lock`` also requires every document to be recorded there (what `vat validate` and CI ask).
     """
-    root = Path(root)
+    root = spec_dir(root)  # the default `spec` falls back to the shipped spec outside a checkout
     if not root.is_dir():
         return None, [
             Problem(str(root), 0, "", "spec folder not found; run from the project root or set spec_dir=")

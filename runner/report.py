@@ -651,8 +651,8 @@ def _null_cell(row: dict[str, Any], key: str) -> str:
 
 # ---------------------------------------------------------------- paper tables: csv, markdown, latex, json
 
-REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex")
-"""`vat report format=`: terminal tables, JSON, or tables a paper can paste."""
+REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex", "results")
+"""`vat report format=`: terminal tables, JSON, tables a paper can paste, or the versioned results document."""
 
 SUMMARY_FIELDS: tuple[tuple[str, Any], ...] = (
     ("model", lambda r: r["display_name"]),

@@ -17,13 +17,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from runner.errors import Problem
+from runner.paths import shipped
 from runner.yamlio import YamlProblem, read_yaml
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,79}$")]
 """Ids are lowercase slugs: they become file names, SQL values and URL parts, so no '/', '..' or spaces."""
 
-SPEC_ROOT = Path(__file__).resolve().parent.parent / "spec"
-"""The shipped spec tree (next to ``runner/``)."""
+SPEC_ROOT = shipped("spec")  # runner.paths: inside the wheel, or the checkout's spec/
+"""The shipped spec tree (see runner.paths)."""
 COUNTRIES_FILE = "countries.yaml"
 """``spec/countries.yaml``: the countries scenes may be set in, code → name (data, not code)."""
 COUNTRY_CODE = r"^[a-z]{2}$"

@@ -24,4 +24,6 @@ def leaderboard_dir() -> Path:
 
 def template_dir() -> Path:
     """The site template (HTML, CSS, JS sources); always the shipped one, whatever VAT_LEADERBOARD_DIR says."""
-    return Path(__file__).resolve().parent.parent.parent / "leaderboard" / "template"
+    from runner.paths import shipped
+
+    return shipped("leaderboard_template")

