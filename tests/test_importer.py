@@ -17,6 +17,18 @@ from runner.yamlio import read_yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _next_free(country: str, topic: str) -> int:
+    """The suffix an import gives a new scene of a cell: the first ``<topic>-<n>`` not in spec/ (n ≥ 2)."""
+    n = 2
+    while (ROOT / "spec" / "scenarios" / country / f"{topic}-{n}.yaml").exists():
+        n += 1
+    return n
+
+
+PK_N, DE_N = _next_free("pk", "family_gender"), _next_free("de", "environment")
+EG_N, US_N = _next_free("eg", "health"), _next_free("us", "leisure_sports")
+
+
 @functools.cache
 def _index() -> Any:
     """The shipped spec, loaded once for the whole module (read-only)."""
@@ -229,7 +241,7 @@ def test_csv_with_json_column_and_labels(vat, tmp_path):
     result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={out}")
     assert result.code == 0, result.err
     assert rep["rows"] == 14 and rep["scenes_written"] == 2
-    pk = _scene(out / "pk" / "family_gender-2.yaml")  # pk-family_gender is shipped: the next free id
+    pk = _scene(out / "pk" / f"family_gender-{PK_N}.yaml")  # pk-family_gender is shipped: the next free id
     assert pk.text == SCENE_IN and pk.generated["by"] == "vat import" and pk.generated["source"] == str(src)
     acts = {a.id: a for a in pk.actions}
     assert set(acts) == {
@@ -242,7 +254,7 @@ def test_csv_with_json_column_and_labels(vat, tmp_path):
     }
     assert acts["social_power-express"].polarity.value == "express"  # "POSITIVE": labels are case-insensitive
     assert acts["social_power-suppress"].value == "power" and acts["benevolence-express"].micro_value is None
-    de = _scene(out / "de" / "environment-2.yaml")
+    de = _scene(out / "de" / f"environment-{DE_N}.yaml")
     assert {a.id for a in de.actions} == {"unity_with_nature-express", "security-suppress"}
     reasons = {u["reason"]: u for u in rep["unmapped"]}
     assert reasons["unknown micro-value (imported with its value only)"]["rows"] == 2
@@ -258,7 +270,7 @@ def test_csv_with_json_column_and_labels(vat, tmp_path):
     assert reasons["micro-value belongs to another value"]["rows"] == 1
     assert reasons["duplicate action in its scene"]["rows"] == 1
     assert rep["rows_unmapped"] == 5 and rep["actions_written"] == 8
-    assert sorted(rep["incomplete_scenes"]) == ["de-environment-2", "pk-family_gender-2"]
+    assert sorted(rep["incomplete_scenes"]) == [f"de-environment-{DE_N}", f"pk-family_gender-{PK_N}"]
     assert rep["placeholder_scenes"] == []
 
 
@@ -302,16 +314,19 @@ def test_jsonl_without_scene_text_gets_flagged_placeholders(vat, tmp_path):
         f"out={out}",
     )
     assert result.code == 0, result.err
-    assert sorted(rep["placeholder_scenes"]) == ["eg-health-2", "us-leisure_sports-2"]
-    us = _scene(out / "us" / "leisure_sports-2.yaml")
+    assert sorted(rep["placeholder_scenes"]) == [f"eg-health-{EG_N}", f"us-leisure_sports-{US_N}"]
+    us = _scene(out / "us" / f"leisure_sports-{US_N}.yaml")
     assert us.generated["placeholder_scene"] is True and "Placeholder scene" in us.text
     assert [(a.value, a.polarity.value) for a in us.actions] == [
         ("hedonism", "express"),
         ("hedonism", "suppress"),
     ]
-    assert rep["scenes_to_review"]["us-leisure_sports-2"][0].startswith("text: placeholder scene")
+    assert rep["scenes_to_review"][f"us-leisure_sports-{US_N}"][0].startswith("text: placeholder scene")
     assert (
-        (out / "us" / "leisure_sports-2.yaml").read_text().splitlines()[1].startswith("# PLACEHOLDER SCENE")
+        (out / "us" / f"leisure_sports-{US_N}.yaml")
+        .read_text()
+        .splitlines()[1]
+        .startswith("# PLACEHOLDER SCENE")
     )
 
 
@@ -390,7 +405,7 @@ def test_mapping_file_with_relative_source_and_command_line_override(vat, tmp_pa
 def test_the_shipped_example_imports(vat, tmp_path):
     result, rep = _import(vat, "mapping=docs/examples/import/mapping.yaml", f"out={tmp_path}")
     assert result.code == 0, result.err
-    assert rep["scenes_written"] == 3 and rep["placeholder_scenes"] == ["us-leisure_sports-2"]
+    assert rep["scenes_written"] == 3 and rep["placeholder_scenes"] == [f"us-leisure_sports-{US_N}"]
     for _, path in [(s, p) for s, p in read_scenes(tmp_path)]:
         _scene(path)
     assert {u["reason"] for u in rep["unmapped"]} == {
@@ -423,7 +438,7 @@ def test_value_name_aliases_from_the_config(vat, tmp_path):
         vat, f"source={src}", *COLUMNS, "value_names.Kindness=helpful", f"out={tmp_path / 'o'}"
     )
     assert result.code == 0, result.err
-    pk = _scene(tmp_path / "o" / "pk" / "family_gender-2.yaml")
+    pk = _scene(tmp_path / "o" / "pk" / f"family_gender-{PK_N}.yaml")
     assert "helpful-express" in {a.id for a in pk.actions}
 
 
@@ -567,7 +582,7 @@ def test_fenced_json_and_python_dict_cells_are_read(vat, tmp_path):
         "meta: json among text": 1,
         "meta: fenced python dict": 1,
     }
-    pk = _scene(tmp_path / "out" / "pk" / "family_gender-2.yaml")
+    pk = _scene(tmp_path / "out" / "pk" / f"family_gender-{PK_N}.yaml")
     assert {a.id for a in pk.actions} == {
         "respect_for_tradition-express",
         "respect_for_tradition-suppress",
@@ -689,14 +704,16 @@ def test_placeholder_scenes_fail_validate_until_replaced(vat, tmp_path):
 
     src = _jsonl_with_topics(tmp_path / "a.jsonl", ["Health"])
     result, rep = _import(vat, f"source={src}", *JSONL_COLUMNS, f"out={tmp_path / 'out'}")
-    assert result.code == 0 and rep["placeholder_scenes"] == ["eg-health-2"]
+    assert result.code == 0 and rep["placeholder_scenes"] == [f"eg-health-{EG_N}"]
     spec = tmp_path / "spec"
     shutil.copytree(ROOT / "spec", spec)
-    shutil.copy(tmp_path / "out" / "eg" / "health-2.yaml", spec / "scenarios" / "eg" / "health-2.yaml")
+    shutil.copy(
+        tmp_path / "out" / "eg" / f"health-{EG_N}.yaml", spec / "scenarios" / "eg" / f"health-{EG_N}.yaml"
+    )
     result = vat("validate", "--spec-dir", str(spec), "format=json")
     problems = json.loads(result.out)["problems"]
     assert result.code == 1
-    assert any("health-2.yaml" in p and "placeholder scene from `vat import`" in p for p in problems), (
+    assert any(f"health-{EG_N}.yaml" in p and "placeholder scene from `vat import`" in p for p in problems), (
         problems
     )
 
@@ -747,7 +764,7 @@ def test_a_hub_id_is_read_at_the_pinned_revision(vat, tmp_path, monkeypatch):
     assert result.code == 0, result.err
     assert calls == [("someone/vat-actions", None, {"split": "train", "revision": "0123abcd"})]
     assert rep["source"] == "someone/vat-actions@0123abcd"
-    pk = _scene(tmp_path / "o" / "pk" / "family_gender-2.yaml")
+    pk = _scene(tmp_path / "o" / "pk" / f"family_gender-{PK_N}.yaml")
     assert pk.generated["source"] == "someone/vat-actions@0123abcd"
 
 
@@ -759,7 +776,7 @@ def test_the_shipped_generation_file_example_imports(vat, tmp_path):
         ("column 'response' holds a truncated object (no closing '}')", 1)
     ]
     assert sum(rep["cells_parsed"].values()) == 6
-    pk = _scene(tmp_path / "pk" / "family_gender-2.yaml")
+    pk = _scene(tmp_path / "pk" / f"family_gender-{PK_N}.yaml")
     assert [a.id for a in pk.actions] == [
         "respect_for_tradition-express",
         "respect_for_tradition-suppress",

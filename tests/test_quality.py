@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import random
 import shutil
 from pathlib import Path
@@ -123,8 +124,9 @@ def test_folding_leaves_the_shipped_word_sets_alone():
         return {w for w in re.findall(r"[a-z0-9']+", text.lower()) if w not in _STOP}
 
     index = _index()
-    texts = [a.text for s in index.scenes.values() for a in s.actions]
-    assert all(_words(t) == former(t) for t in texts)
+    # The former split dropped non-ASCII letters ("café" → "caf"), so compare where it was defined.
+    texts = [a.text for s in index.scenes.values() for a in s.actions if a.text.isascii()]
+    assert len(texts) > 1000 and all(_words(t) == former(t) for t in texts)
     assert fold("sеcurity") == "security" and _words("Sеcurity ﬁrst") == {"security", "first"}
     assert former("Sеcurity ﬁrst") != {"security", "first"}  # what folding adds
 
@@ -178,6 +180,7 @@ def _copy_scene(spec: Path, source_id: str, new_id: str, version: int | None = N
     src = spec / "scenarios" / country / f"{source_id.removeprefix(country + '-')}.yaml"
     data: dict[str, Any] = dict(read_yaml(src).data)
     data["id"] = new_id
+    data["topic"] = re.sub(r"-\d+$", "", new_id.removeprefix(country + "-"))  # the id names its cell
     if version:
         data["version"] = version
     dst = spec / "scenarios" / country / f"{new_id.removeprefix(country + '-')}.yaml"
@@ -185,7 +188,7 @@ def _copy_scene(spec: Path, source_id: str, new_id: str, version: int | None = N
     return dst
 
 
-@pytest.mark.parametrize("new_id", ["ca-aaa-contributed", "ca-zzz-contributed"])
+@pytest.mark.parametrize("new_id", ["ca-citizenship-9", "ca-work-9"])
 def test_near_duplicates_blame_the_contributed_scene_not_the_shipped_one(tmp_path, new_id):
     # Whether the new id sorts before or after the shipped one, the new file is the one to fix.
     spec = _spec_copy(tmp_path)
@@ -200,7 +203,7 @@ def test_near_duplicates_blame_the_contributed_scene_not_the_shipped_one(tmp_pat
 def test_an_edited_shipped_scene_is_blamed_over_an_unchanged_one(tmp_path):
     # Both files are in git and in the lock; the one whose content no longer matches the lock is newer.
     spec = _spec_copy(tmp_path)
-    edited = _copy_scene(spec, "ca-work", "ca-health", version=2)  # ca-health rewritten as a copy of ca-work
+    edited = _copy_scene(spec, "ca-work", "ca-health", version=3)  # ca-health rewritten as a copy of ca-work
     index = load_index(spec, check_lock=False)
     dups = [p for p in quality_problems(index) if "near-duplicate" in p.message]
     assert dups and {Path(p.path).parts[-3:] for p in dups} == {edited.parts[-3:]}
