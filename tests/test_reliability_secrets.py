@@ -77,14 +77,18 @@ def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FaultServer) 
     board = tmp_path / "leaderboard"
     shutil.copytree(ROOT / "leaderboard", board, ignore=shutil.ignore_patterns("submissions"))
     (board / "submissions").mkdir()
-    release = (board / "releases" / "v0.1.yaml").read_text()
-    head, rest = release.split("scenes:\n", 1)
-    scenes = [line for line in rest.split("strategies:")[0].splitlines() if line.startswith("  - ")]
-    tail = "strategies:\n  - fewshot_2@1\ntargets:\n  - target: security\n    direction: reinforce\nmetrics:"
-    (board / "releases" / "tiny.yaml").write_text(
-        head + "scenes:\n" + "\n".join(scenes[:RELEASE_SCENES]) + "\n" + tail + rest.split("metrics:", 1)[1]
+    import yaml
+
+    release = yaml.safe_load((board / "releases" / "v0.1.yaml").read_text())
+    release.update(
+        scenes=release["scenes"][:RELEASE_SCENES],
+        strategies=["fewshot_2@1"],
+        targets=[{"target": "security", "direction": "reinforce"}],
     )
+    (board / "releases" / "tiny.yaml").write_text(yaml.safe_dump(release, sort_keys=False))
     (board / "releases" / "v0.1.yaml").unlink()
+    # v0.1's frozen copy of what it pins serves the smaller release too (its pins are a subset).
+    (board / "releases" / "v0.1").rename(board / "releases" / "tiny")
     (board / "entries" / "test__fault-judge.yaml").write_text(
         "model: openai/fault-judge\ndisplay_name: Fault judge\nprovider: Test\nlicence: Apache-2.0\n"
         "link: https://example.org/fault\ncontact: nobody\n"
@@ -127,7 +131,7 @@ def test_the_api_key_is_never_written_or_printed(server, board, tmp_path, monkey
     assert vat("leaderboard", "run", *board_args, "execution.progress=false") == 0
     assert vat("bundle", *board_args, f"out={wd / 'bundle'}") == 0
     assert vat("bundle", *board_args, f"out={wd / 'bundle.tar.gz'}") == 0
-    assert vat("verify", str(wd / "bundle"), "replay=5", spec) == 0
+    assert vat("verify", str(wd / "bundle"), "replay=5", spec) == 0, printed[-1][-2000:]
     assert vat("leaderboard", "build", f"out={wd / 'site'}", f"store.path={store}", spec) == 0
     # The provider rejects the key and echoes it in full in its error message.
     server.configure(FaultPlan(permanent_rate=1.0, permanent_kinds=("401",)))
