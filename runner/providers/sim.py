@@ -716,6 +716,8 @@ def logprobs_payload(answer: Answer, top: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 
 _SIGN = np.array([1.0, -1.0])  # one express and one suppress action per value and scene
+ITEMS_PER_VALUE = 4
+"""Actions per value and scene in the shipped scenes: two micro-values, each with express and suppress."""
 
 
 def simulate_states(
@@ -728,6 +730,7 @@ def simulate_states(
     samples: int = 1,
     temperature: float = 1.0,
     paired_noise: bool = False,
+    items_per_value: int = ITEMS_PER_VALUE,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Value states of ``reps`` simulated datasets of ``n_scenes`` new scenes: (pre, [post per shift]).
 
@@ -737,14 +740,17 @@ def simulate_states(
     add nothing: a prompt's logprobs do not change); ``"text"`` averages ``samples`` digits drawn at
     ``temperature`` (0: the most likely digit). ``paired_noise`` reuses the pre condition's prompt noise
     in every post condition: mean shifts keep their expectation with far less Monte Carlo error (for
-    population values; never for couplings, which the noise is part of).
+    population values; never for couplings, which the noise is part of). ``items_per_value`` is the
+    number of actions per value and scene (alternately express and suppress; equal micro-value groups
+    average like all items), 4 as in the shipped scenes.
     """
     n_values = len(profile.values)
+    sign = np.tile(_SIGN, max(1, items_per_value // 2))
     sc, jd = profile.doc.scenes, profile.doc.judge
     tau = sc.susceptibility_sd
     suscept = np.exp(tau * rng.standard_normal((reps, n_scenes)) - tau * tau / 2.0)[..., None]
     lam_pre = profile.weights + sc.value_sd * rng.standard_normal((reps, n_scenes, n_values))
-    wording = sc.action_sd * rng.standard_normal((reps, n_scenes, n_values, 2))
+    wording = sc.action_sd * rng.standard_normal((reps, n_scenes, n_values, sign.size))
     curve = expected_rating_curve(jd.spread) if rating == "expected" else None
     shared = jd.noise * rng.standard_normal(wording.shape) if paired_noise else None
     tau_p = sc.pair_susceptibility_sd  # drawn only when set, so other profiles keep their random stream
@@ -753,7 +759,7 @@ def simulate_states(
     def states(lam: np.ndarray) -> np.ndarray:
         """States from latent values per (…, value) or per (…, value, action)."""
         noise = shared if shared is not None else jd.noise * rng.standard_normal(wording.shape)
-        content = jd.attention * 2.0 * _SIGN * (lam if lam.ndim == wording.ndim else lam[..., None])
+        content = jd.attention * 2.0 * sign * (lam if lam.ndim == wording.ndim else lam[..., None])
         mu = 3.0 + content + jd.acquiescence + wording + noise + jd.digit_bias
         if curve is not None:
             r = curve(mu)
@@ -763,7 +769,7 @@ def simulate_states(
             cdf = np.cumsum(answer_probs(mu, jd.spread, temperature), axis=-1)
             u = rng.random((*mu.shape, samples))
             r = 1.0 + (u[..., None] > cdf[..., None, :4]).sum(axis=-1).mean(axis=-1)
-        return (_SIGN * (r - 3.0) / 2.0).mean(axis=-1)
+        return (sign * (r - 3.0) / 2.0).mean(axis=-1)
 
     pre = states(lam_pre)
     if pair is None:

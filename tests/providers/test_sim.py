@@ -286,10 +286,11 @@ def _provider_deltas(index: SpecIndex, judge: sim.SimJudge, seeds: range, scenes
         for msgs in (pre_msgs, post_msgs):
             e = np.zeros((len(scenes), 10))
             for i, s in enumerate(scenes):
-                for a in s.actions:
+                per_value = {v: sum(x.value == v for x in s.actions) for v in {x.value for x in s.actions}}
+                for a in s.actions:  # the mean evidence σ(r − 3)/2 of a value's items in the scene
                     r = float(judge.answer("circle", msgs[(s.id, a.id)]).probs @ sim.SCALE)
                     e[i, judge.tables.values.index(a.value)] += (
-                        (1 if a.polarity.value == "express" else -1) * (r - 3) / 4
+                        (1 if a.polarity.value == "express" else -1) * (r - 3) / (2 * per_value[a.value])
                     )
             arrays.append(e)
         out.append(arrays[1] - arrays[0])
@@ -444,7 +445,7 @@ def test_paraphrases_move_answers_only_by_the_planted_wording_effect(index: Spec
         judge.answer("circle", b.messages).mu - judge.answer("circle", a.messages).mu
         for a, b in zip(base, para, strict=True)
     ]
-    assert 0.3 < float(np.std(diff)) < 0.5 and len(diff) == 80  # sd of the planted effect: 0.4
+    assert 0.3 < float(np.std(diff)) < 0.5 and len(diff) == len(base) >= 40  # sd of the planted effect: 0.4
 
 
 def _provider_pair_deltas(index: SpecIndex, judge: sim.SimJudge, seeds: range, n_scenes: int) -> np.ndarray:
