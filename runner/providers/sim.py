@@ -716,8 +716,8 @@ def logprobs_payload(answer: Answer, top: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 
 _SIGN = np.array([1.0, -1.0])  # one express and one suppress action per value and scene
-ITEMS_PER_VALUE = 4
-"""Actions per value and scene in the shipped scenes: two micro-values, each with express and suppress."""
+ITEMS_PER_VALUE = 2
+"""Actions per value and scene in the shipped scenes (one express, one suppress); 4 for the staged v0.2 set."""
 
 
 def simulate_states(
@@ -742,7 +742,7 @@ def simulate_states(
     in every post condition: mean shifts keep their expectation with far less Monte Carlo error (for
     population values; never for couplings, which the noise is part of). ``items_per_value`` is the
     number of actions per value and scene (alternately express and suppress; equal micro-value groups
-    average like all items), 4 as in the shipped scenes.
+    average like all items), as in the shipped scenes by default.
     """
     n_values = len(profile.values)
     sign = np.tile(_SIGN, max(1, items_per_value // 2))
