@@ -742,7 +742,7 @@ def test_one_bad_bundle_does_not_stop_the_site_build(vat, board_env, tmp_path):
         # ... but a build that drops EVERY bundle fails instead of publishing an empty board.
         shutil.rmtree(good)
         result = vat("leaderboard", "build", "release=t1", f"out={tmp_path / 'site2'}", "store=false")
-        assert result.code == 1 and "all 1 bundle(s) failed verification" in result.err, result.err
+        assert result.code == 1 and "every bundle was left out of the site (1 failed verification" in result.err, result.err
         assert not (tmp_path / "site2").exists()
     finally:
         shutil.rmtree(good, ignore_errors=True)
@@ -761,8 +761,8 @@ def test_bundle_and_site_build_survive_a_store_with_one_aborted_run(vat, board_e
         "n_scenes, config, provenance FROM runs LIMIT 1"
     )
     con.execute(
-        "INSERT INTO requests SELECT 'k-aborted', 'mock/never', scene_id, scene_version, action_id, value, "
-        "micro_value, polarity, sample, prompt_hash FROM requests LIMIT 1"
+        "INSERT INTO requests SELECT * REPLACE ('k-aborted' AS request_key, 'mock/never' AS model) "
+        "FROM requests LIMIT 1"
     )
     con.execute("INSERT INTO run_requests VALUES ('aborted0001', 'k-aborted', 'pre', NULL)")
     con.close()
