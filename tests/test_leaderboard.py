@@ -742,7 +742,9 @@ def test_one_bad_bundle_does_not_stop_the_site_build(vat, board_env, tmp_path):
         # ... but a build that drops EVERY bundle fails instead of publishing an empty board.
         shutil.rmtree(good)
         result = vat("leaderboard", "build", "release=t1", f"out={tmp_path / 'site2'}", "store=false")
-        assert result.code == 1 and "every bundle was left out of the site (1 failed verification" in result.err, result.err
+        assert (
+            result.code == 1 and "every bundle was left out of the site (1 failed verification" in result.err
+        ), result.err
         assert not (tmp_path / "site2").exists()
     finally:
         shutil.rmtree(good, ignore_errors=True)
