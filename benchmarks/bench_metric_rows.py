@@ -7,7 +7,7 @@ interleaving this checkout with ``--baseline`` (another checkout's root, e.g. a 
 commit before a change) so that both see the same machine load. Prints the median seconds per row and
 the extrapolated 89 rows.
 
-    git worktree add /tmp/base <commit> && python benchmarks/bench_metric_rows.py --baseline /tmp/base
+    git worktree add ../vat-base <commit> && python benchmarks/bench_metric_rows.py --baseline ../vat-base
 """
 
 from __future__ import annotations
