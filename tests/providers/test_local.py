@@ -83,8 +83,11 @@ def test_judgments_return_text_usage_and_logprobs(judgments: list[Any]) -> None:
 
 
 def test_shared_prefix_is_reused(judgments: list[Any]) -> None:
-    # The system prompt and scene come first, so later actions of the scene reuse llama.cpp's cache.
-    assert judgments[-1].usage.prompt_tokens_details.cached_tokens > 40
+    # The system prompt and scene come first, so every action after the first one the single slot
+    # runs reuses llama.cpp's cache. Which request runs first depends on the event loop (they are
+    # gathered while the model loads), so count the reusers instead of naming one.
+    cached = sorted(r.usage.prompt_tokens_details.cached_tokens for r in judgments)
+    assert cached[0] < 40 and cached[1] > 40 and cached[2] > 40, cached
 
 
 def test_completion_cost_is_zero(judgments: list[Any]) -> None:
