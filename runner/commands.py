@@ -446,7 +446,11 @@ def run_summary(cfg: DictConfig, compiled: Any, stats: Any) -> dict[str, Any]:
         "store": cfg.store.path,
         "requests": stats.planned,
         "already_stored": stats.planned - stats.to_send,
-        "sent": stats.to_send,
+        "to_send": stats.to_send,
+        # What reached the provider: answered or finally failed. Less than to_send when a run stops early
+        # (budget, interrupt, abort); the rest was never sent and the rerun sends it.
+        "sent": stats.answered + stats.failed,
+        "not_sent": stats.to_send - stats.answered - stats.failed,
         "answered": stats.answered,
         "unparseable": stats.unparseable,
         "failed": stats.failed,
@@ -500,7 +504,8 @@ def print_run_summary(cfg: DictConfig, s: dict[str, Any]) -> None:
     display.out.print(
         f"run [bold]{s['run_id']}[/bold]: {s['requests']:,} requests, {s['already_stored']:,} already stored, "
         f"{s['sent']:,} sent → {s['answered']:,} answered ({s['unparseable']} unparseable), {s['failed']} failed, "
-        f"{s['retries']} retries, ${s['cost_usd']:.4f}, {s['elapsed_s']:.1f} s"
+        + (f"{s['not_sent']:,} not sent, " if s["not_sent"] else "")
+        + f"{s['retries']} retries, ${s['cost_usd']:.4f}, {s['elapsed_s']:.1f} s"
         + (f" ({s['judgments_per_s']:.2f} judgments/s)" if s["judgments_per_s"] else "")
     )
     display.note(

@@ -629,8 +629,9 @@ async def _one(
             if kind in _UNREACHABLE and stats.answered == 0:
                 stats.unreachable += 1
                 # Two rounds of every worker failing to connect, and never an answer: stop now instead
-                # of backing off through every retry of every request (tens of seconds to minutes).
-                if stats.unreachable >= max(10, 2 * opts.concurrency):
+                # of backing off through every retry of every request (tens of seconds to minutes). A
+                # small plan (a 5-request replay) has fewer workers busy: two attempts of each request.
+                if stats.unreachable >= min(max(10, 2 * opts.concurrency), 2 * max(stats.to_send, 1)):
                     raise _Abort(
                         f"cannot reach {req.api_base or req.model}: {stats.unreachable} attempts failed "
                         f"({kind}) and none succeeded; check model.api_base and that the server is running"

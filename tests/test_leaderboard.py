@@ -773,3 +773,14 @@ def test_bundle_and_site_build_survive_a_store_with_one_aborted_run(vat, board_e
     assert result.code == 0 and "Traceback" not in result.err, result.err
     result = vat("leaderboard", "build", "release=t1", f"store.path={store}", f"out={tmp_path / 'site'}")
     assert result.code in (0, 1) and "Traceback" not in result.out + result.err, result.out + result.err
+
+
+def test_a_replay_that_got_no_answers_says_why():
+    """Before: an unreachable replay endpoint said only "only 0 of 5 replayed requests were answered"."""
+    from runner.leaderboard.commands import _replay_problem
+
+    stopped = "cannot reach http://127.0.0.1:9/v1: 10 attempts failed (ConnectError) and none succeeded"
+    r = {"answered": 0, "requested": 5, "stopped": stopped, "errors_by_kind": {"ConnectError": 10}}
+    assert _replay_problem(r) == f"only 0 of 5 replayed requests were answered: {stopped}"
+    r = {"answered": 3, "requested": 5, "stopped": None, "errors_by_kind": {"Timeout": 4, "BadRequest": 2}}
+    assert _replay_problem(r).endswith(": failed attempts: 2 BadRequest, 4 Timeout")

@@ -244,3 +244,23 @@ def test_unreachable_api_base_aborts_fast_with_a_clear_message(vat, tmp_path):
     errors = _errors(store)
     assert errors and {e[2] for e in errors} == {"ConnectError"} and len(errors) <= 3 * 8
     print({"elapsed_s": summary["elapsed_s"], "attempts": len(errors)})
+
+
+def test_a_small_plan_against_an_unreachable_endpoint_stops_after_two_attempts_each(tmp_path, monkeypatch):
+    """Before: 5 replayed requests at concurrency 8 waited for 16 failed connects (48 s of backoff)."""
+    from runner.compile import compile_plan
+    from runner.config import compose
+    from runner.execute import ExecOptions, execute
+    from runner.load import load_index
+    from runner.store import open_store
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    cfg = compose(["model.name=openai/x", f"model.api_base=http://127.0.0.1:{_closed_port()}/v1"])
+    requests = compile_plan(load_index("spec"), cfg).requests[:5]
+    # Rounds 0.5 s apart: the tenth failed connect (round two) ends the run before any third attempt.
+    opts = ExecOptions(concurrency=8, backoff_s=0.5, progress=False, api_key_env="OPENAI_API_KEY")
+    with open_store(tmp_path / "replay.duckdb") as store:
+        stats = execute(requests, store, opts)
+        attempts = store.query("SELECT request_key, attempt FROM errors")
+    assert stats.answered == 0 and stats.stopped and stats.stopped.startswith("cannot reach"), stats.stopped
+    assert len(attempts) == 10 and {a for _, a in attempts} == {1, 2}, attempts

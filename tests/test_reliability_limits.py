@@ -126,3 +126,17 @@ def test_the_default_retry_after_cap_is_a_minute():
     from runner.execute import ExecOptions
 
     assert ExecutionConf().max_retry_after_s == ExecOptions().max_retry_after_s == 60.0
+
+
+def test_a_budget_stop_counts_only_what_was_sent(vat, server, tmp_path):
+    """Before: a budget stop printed "1,640 sent → 247 answered" when 247 were sent (issue 21, item 8)."""
+    store = tmp_path / "vat.duckdb"
+    # gpt-4o-mini is in LiteLLM's cost map: 100 prompt tokens cost $0.000015, so $0.0002 buys about 13.
+    priced = ("model.name=openai/gpt-4o-mini", "execution.budget_usd=0.0002", "execution.concurrency=1")
+    result, summary = _run(vat, server, store, *priced)
+    assert result.code == 3 and "execution.budget_usd" in result.err, result.err
+    assert summary["stopped"] == "budget" and summary["to_send"] == 40
+    assert summary["sent"] == summary["answered"] + summary["failed"] == server.stats()["answered"]
+    assert 0 < summary["sent"] < 40 and summary["not_sent"] == 40 - summary["sent"]
+    text = vat(*run_args(server, tmp_path / "text.duckdb", *FAST, *priced, "format=table"))
+    assert f"{summary['sent']} sent" in text.out and f"{40 - summary['sent']} not sent" in text.out, text.out

@@ -947,6 +947,8 @@ def replay(
         "model": rp.entry.model,
         "passed": bool(chosen) and answered == len(chosen) and agreement >= min_agreement and strata_ok,
         "failed_requests": stats.failed,
+        "stopped": stats.stopped,  # why the replay ended early (endpoint unreachable, no key, ...), or None
+        "errors_by_kind": stats.error_kinds,
         "mismatches": mismatches[:50],
         "replayed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

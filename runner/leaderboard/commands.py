@@ -162,7 +162,11 @@ def verify(tokens: Sequence[str], fmt: str = "table") -> int:
 
 def _replay_problem(r: dict[str, Any]) -> str:
     if r["answered"] < r["requested"]:
-        return f"only {r['answered']} of {r['requested']} replayed requests were answered"
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(r.get("errors_by_kind", {}).items()))
+        why = r.get("stopped") or (f"failed attempts: {kinds}" if kinds else None)
+        return f"only {r['answered']} of {r['requested']} replayed requests were answered" + (
+            f": {why}" if why else ""
+        )
     first = r["mismatches"][0] if r["mismatches"] else {}
     return (
         f"{r['agreed']}/{r['requested']} replayed ratings agree, below {r['min_agreement']:.0%} "
