@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from runner.errors import VatError
+from runner.errors import Terminated, VatError, stop_reason
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM otherwise fetches prices at import
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -245,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from runner import display
 
+    previous = _catch_sigterm()
     try:
         argv, fmt = _split_format(argv)
         parser = _parser()
@@ -267,9 +271,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VatError as exc:
         display.error(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        display.error("interrupted; nothing is lost — run the same command again to resume")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = stop_reason(exc) == "terminated"
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        display.error(f"{what}; nothing is lost — run the same command again to resume")
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated`, so a run stops as on Ctrl-C (answers kept, a message, exit 143).
+
+    Python's default for SIGTERM is to die at once: no message, and the last answers unflushed. Returns
+    the previous handler, or None where no handler can be set (not the main thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _verb_validate(args: argparse.Namespace) -> int:

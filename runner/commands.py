@@ -466,14 +466,16 @@ def run_summary(cfg: DictConfig, compiled: Any, stats: Any) -> dict[str, Any]:
 
 
 def run_exit_code(cfg: DictConfig, stats: Any, quiet: bool = False) -> int:
-    """0 when every request was answered; 130 interrupted; 3 budget, abort or failed requests (with a message)."""
+    """0 when every request was answered; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); 3 budget, abort or failed requests (with a message)."""
     messages = {
         "interrupted": "interrupted; answers received so far are stored — run the same command again to resume",
+        "terminated": "terminated (SIGTERM); answers received so far are stored — run the same command again "
+        "to resume",
         "budget": f"stopped before exceeding execution.budget_usd={cfg.execution.budget_usd}; "
         "raise it and run the same command again to resume",
     }
     if stats.stopped:
-        code = 130 if stats.stopped == "interrupted" else 3
+        code = {"interrupted": 130, "terminated": 143}.get(stats.stopped, 3)
         message = messages.get(stats.stopped, f"run aborted: {stats.stopped}")
     elif stats.failed:
         code = 3

@@ -17,6 +17,19 @@ class VatError(Exception):
         self.exit_code = exit_code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``, a container stop), raised where Ctrl-C would be.
+
+    A subclass of KeyboardInterrupt, so every path that keeps a run's answers on Ctrl-C keeps them on
+    SIGTERM too; the run then exits 143 (128 + 15) instead of 130.
+    """
+
+
+def stop_reason(exc: KeyboardInterrupt) -> str:
+    """The ``stopped`` reason of a run ended by ``exc``: "terminated" (SIGTERM) or "interrupted" (Ctrl-C)."""
+    return "terminated" if isinstance(exc, Terminated) else "interrupted"
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One validation problem, printed as ``path:line: field: message``."""

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from runner.compile import Request
-from runner.errors import VatError
+from runner.errors import VatError, stop_reason
 from runner.parse import expected_rating, parse_rating, top_logprobs_of_answer
 from runner.store import Store
 
@@ -900,8 +900,8 @@ def execute(
                 asyncio.run(_drive(litellm, todo, opts, writer, stats, on_done, gate))
             finally:
                 stats.paused_s = gate.paused_s
-    except KeyboardInterrupt:
-        stats.stopped = "interrupted"
+    except KeyboardInterrupt as exc:
+        stats.stopped = stop_reason(exc)
     finally:
         if progress is not None:
             progress.update(

@@ -35,6 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from runner.compile import Request
+from runner.errors import stop_reason
 from runner.execute import ExecOptions, ExecStats, RateGate, _drive, _Writer, litellm_module
 from runner.store import Journal, Store
 
@@ -148,12 +149,12 @@ def _collect(procs: list[Any], rows: Any, stop: Any, writer: _Writer, stats: Exe
             msg = rows.get(timeout=0.2)
         except queue_mod.Empty:
             msg = None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if deadline is not None:  # a second Ctrl-C: stop waiting for the workers
-                stats.stopped = "interrupted"
+                stats.stopped = stop_reason(exc)
                 raise
             stop.set()
-            stats.stopped = "interrupted"
+            stats.stopped = stop_reason(exc)
             deadline = time.monotonic() + DRAIN_S
             continue
         if msg is not None:
@@ -196,7 +197,7 @@ def _handle(msg: tuple[Any, ...], writer: _Writer, stats: ExecStats, stop: Any, 
     elif kind == "done":
         finished.add(index)
         stopped = msg[2]
-        if stopped and stopped != "interrupted":
+        if stopped and stopped not in ("interrupted", "terminated"):
             if stopped != "budget":
                 stop.set()  # an abort (credentials, unreachable endpoint) holds for every worker
             stats.stopped = stats.stopped or stopped
