@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from runner.errors import Terminated, VatError, stop_reason
@@ -315,11 +316,30 @@ def _verb_run(args: argparse.Namespace) -> int:
     return run(args.overrides)
 
 
+_OUTPUT_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def _check_output_dirs(argv: list[str]) -> None:
+    """Refuse a run folder that is the filesystem root or the home folder (Hydra writes .hydra/ into it)."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key not in _OUTPUT_DIR_KEYS or not value or "$" in value:
+            continue  # an interpolation (${now:...}) is Hydra's to resolve
+        folder = Path(value.strip("'\"")).expanduser().resolve()
+        if folder == folder.parent or folder == Path.home().resolve():
+            raise VatError(
+                f"{key}={value} would write this run's files (.hydra/, result.json) into {folder}: give the "
+                f"run a folder of its own, e.g. {key}=results/runs/mine",
+                2,
+            )
+
+
 def _preflight_overrides(argv: list[str]) -> None:
     """Compose every job's config before Hydra starts, so a bad override is one clear line (exit 2).
 
     Hydra's own report spans several lines, and in a sweep it comes only when the bad job is launched.
     """
+    _check_output_dirs(argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return  # --cfg, --help, --info ...: Hydra's own flags, left to Hydra
     from hydra.errors import HydraException

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runner import display
-from runner.errors import VatError
+from runner.errors import VatError, disk_full_is_an_error
 from runner.paths import git_revision
 
 # ---------------------------------------------------------------- validate
@@ -353,14 +353,14 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     check_api_key(opts, plan_numbers(cfg, compiled)[1])  # before the store is created or touched
     _check_mode(cfg)
     if shard_dir is None:
-        with open_store(cfg.store.path) as store:
+        with disk_full_is_an_error(cfg.store.path), open_store(cfg.store.path) as store:
             record = functools.partial(store.add_plan, run_row, compiled.requests, spec_rows(index))
             stats = _execute(cfg, compiled.requests, store, opts, run.run_id, record=record)
         return compiled, stats
     from runner.sweep import export_shard
 
     _, _, stored_elsewhere = plan_numbers(cfg, compiled)
-    with open_store(shard_dir / "shard.duckdb") as shard:
+    with disk_full_is_an_error(shard_dir), open_store(shard_dir / "shard.duckdb") as shard:
         record = functools.partial(shard.add_plan, run_row, compiled.requests, spec_rows(index))
         try:
             stats = _execute(
