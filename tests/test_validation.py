@@ -130,6 +130,7 @@ def test_validate_metrics_refuses_unknown_profiles_and_strategies(vat: Callable)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every profile end to end plus the instrument study: ~5 min idle, 3× under load
 def test_validate_metrics_verb_recovers_every_profile(vat: Callable, tmp_path: Path) -> None:
     res = vat(
         "validate-metrics", f"store.path={tmp_path / 'v.duckdb'}", "execution.progress=false", "format=json"
