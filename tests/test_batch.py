@@ -113,16 +113,24 @@ def test_partly_failed_batch_is_resumed_for_the_missing_keys_only(vat, server, s
     server.config.fail_every = 0
     code, s = _run(vat, server, store_path)
     assert code == 0 and s["sent"] == FAILED and s["answered"] == FAILED
-    assert len(server.batches) == 2 and set(server.received[PLAN:]) == failed and len(server.received) == PLAN + FAILED
+    assert (
+        len(server.batches) == 2
+        and set(server.received[PLAN:]) == failed
+        and len(server.received) == PLAN + FAILED
+    )
     _assert_all_answered_correctly(store_path, PLAN)
-    assert _rows(store_path, "SELECT max(attempts) FROM responses") == [(2,)]  # the second try of those FAILED
+    assert _rows(store_path, "SELECT max(attempts) FROM responses") == [
+        (2,)
+    ]  # the second try of those FAILED
 
 
 def test_expired_batch_keeps_its_answers_and_resubmits_the_rest(vat, server, store_path):
     server.config.expire, server.config.expire_after = True, 45
     code, s = _run(vat, server, store_path)
     assert code == 3 and s["answered"] == 45 and s["failed"] == PLAN - 45
-    assert _rows(store_path, "SELECT error_type, count(*) FROM errors GROUP BY 1") == [("BatchExpired", PLAN - 45)]
+    assert _rows(store_path, "SELECT error_type, count(*) FROM errors GROUP BY 1") == [
+        ("BatchExpired", PLAN - 45)
+    ]
     unanswered = {k for (k,) in _rows(store_path, "SELECT request_key FROM errors")}
 
     server.config.expire = False

@@ -36,9 +36,10 @@ def test_end_to_end_on_the_mock_provider(vat, store_path):
     summary = json.loads(result.out)
     assert summary["requests"] == summary["sent"] == summary["answered"] == 5 * PER_SCENE * 2
     con = duckdb.connect(store_path, read_only=True)
-    assert con.execute(
-        "SELECT count(*), count(rating), count(expected_rating) FROM responses"
-    ).fetchone() == (5 * PER_SCENE * 2,) * 3
+    assert (
+        con.execute("SELECT count(*), count(rating), count(expected_rating) FROM responses").fetchone()
+        == (5 * PER_SCENE * 2,) * 3
+    )
     assert con.execute("SELECT count(*) FROM run_requests").fetchone()[0] == 5 * PER_SCENE * 2
     assert con.execute("SELECT count(*) FROM requests").fetchone()[0] == 5 * PER_SCENE * 2
     assert con.execute("SELECT count(*) FROM errors").fetchone()[0] == 0
@@ -68,7 +69,9 @@ def test_other_strategy_reuses_the_stored_pre_condition(vat, store_path):
     )
     vat(*base, "strategy=fewshot_2")
     second = json.loads(vat(*base, "strategy=fewshot_8", "target=power").out)
-    assert second["already_stored"] == 3 * PER_SCENE and second["sent"] == 3 * PER_SCENE  # pre shared, post new
+    assert (
+        second["already_stored"] == 3 * PER_SCENE and second["sent"] == 3 * PER_SCENE
+    )  # pre shared, post new
 
 
 def test_resume_after_a_crash_sends_only_missing_keys(store_path):
