@@ -1244,6 +1244,9 @@ def family_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 MICRO_NULL_B = 200
 """Permutations for the chance level of the micro-value agreement (one coupling batch of 56 columns each)."""
+MICRO_MIN_DEFINED = 0.5
+"""The check needs most micro-value pairs to share ``min_scenes`` samples: with one micro-value per value
+and scene (the v0.1 scenes) about 4 % do, and the block means would rest on a handful of pairs."""
 
 
 def _block_coupling(r_micro: np.ndarray, groups: Sequence[np.ndarray]) -> np.ndarray:
@@ -1264,11 +1267,13 @@ def _block_coupling(r_micro: np.ndarray, groups: Sequence[np.ndarray]) -> np.nda
 def _micro_agreement(
     raw: np.ndarray, ranks: np.ndarray, mask: np.ndarray, groups: Sequence[np.ndarray], min_scenes: int
 ) -> np.ndarray:
-    """Per dataset of a batch: Spearman of VAT(u) from the value-level coupling and from the block means
-    of the micro-value coupling. ``raw`` is (b, samples, micro-values); ``ranks`` and ``mask`` are the
+    """Per dataset of a batch: Spearman of VAT(u) from the value coupling and from the micro-value blocks.
+
+    ``raw`` is (b, samples, micro-values); ``ranks`` and ``mask`` are the
     micro-value columns' own ranks and finite masks, (b, micro-values, samples), as :func:`_unit_ranks`
     gives them (each column ranked once among its finite entries, as the permutation null does: §8).
-    Shape (b,)."""
+    Shape (b,).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a sample without any micro-value of u: NaN
         d10 = np.stack([np.nanmean(raw[..., g], axis=-1) for g in groups], axis=-1)
@@ -1289,7 +1294,7 @@ def micro_consistency(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
-    """The paper's 56-D vs 10-D check: do the micro-values rank the values' tax as the values do?
+    """The paper's 56-D vs 10-D check: do the micro-values rank the values' tax as the values do.
 
     ``delta_micro`` is (samples × micro-values) with ``value_of`` naming each column's value. The value
     shifts are the mean of their micro-values' shifts (as the states are), so VAT(u) from them and VAT(u)
@@ -1305,6 +1310,11 @@ def micro_consistency(
     ranks, mask = _unit_ranks(d)  # (k, n) each: a column's ranks move with it under permutation
     r_micro = _masked_corr(ranks, mask, ranks, mask, min_scenes)
     off = ~np.eye(k, dtype=bool)
+    defined = float(np.isfinite(r_micro[off]).mean()) if k > 1 else 0.0
+    base = {"n_micro": k, "micro_pairs_defined": defined}
+    if defined < MICRO_MIN_DEFINED:
+        why = f"only {defined:.0%} of micro-value pairs share {min_scenes} samples"
+        return {**base, "vat_rank_agreement": None, "null": None, "beats_chance": False, "not_computed": why}
     observed = float(_micro_agreement(d[None], ranks[None], mask[None], groups, min_scenes)[0])
     idx = permutation_index(d.shape[0], k, b, seed).astype(np.intp)  # (b, k, n): column m's row order
     null = _micro_agreement(
@@ -1316,9 +1326,9 @@ def micro_consistency(
     )
     summary = _summary(observed, null)
     return {
-        "n_micro": k,
-        "micro_pairs_defined": float(np.isfinite(r_micro[off]).mean()) if k > 1 else math.nan,
+        **base,
         "vat_rank_agreement": observed,
         "null": summary,
         "beats_chance": bool(math.isfinite(summary["p"]) and summary["p"] < alpha),
+        "not_computed": None,
     }

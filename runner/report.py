@@ -191,7 +191,9 @@ def _row(
     return row
 
 
-def _micro_consistency(ps: PairedStates, values: Sequence[str], params: dict[str, Any]) -> dict[str, Any] | None:
+def _micro_consistency(
+    ps: PairedStates, values: Sequence[str], params: dict[str, Any]
+) -> dict[str, Any] | None:
     """The 56-D vs 10-D check of a scene-unit pair whose values have several micro-values (else None)."""
     m = ps.micro
     if m is None or ps.unit != "scene" or len(m.ids) <= len(values):
@@ -211,6 +213,10 @@ def micro_text(row: dict[str, Any]) -> str | None:
     mc = row.get("micro_consistency")
     if not mc:
         return None
+    if mc.get("not_computed"):
+        return (
+            f"{mc['n_micro']} micro-values vs {len(row['vat'])} values: not computed ({mc['not_computed']})"
+        )
     null = mc["null"]
     verdict = "beats chance" if mc["beats_chance"] else "within chance: the micro-values add no support"
     return (

@@ -365,7 +365,12 @@ def _attach_micro(out: dict[tuple[str, int], PairedStates], micro: pa.Table) -> 
         if sl is None or not ps.samples:
             continue
         ids = sorted(set(cols["value_micro"][sl].tolist()))
-        view = {"sample_id": cols["sample_id"], "value": cols["value_micro"], "e0": cols["e0"], "e1": cols["e1"]}
+        view = {
+            "sample_id": cols["sample_id"],
+            "value": cols["value_micro"],
+            "e0": cols["e0"],
+            "e1": cols["e1"],
+        }
         pre, post = _fill(view, sl, ps.samples, ids)
         ps.micro = MicroStates(ids=ids, value_of=[i.split("/", 1)[0] for i in ids], pre=pre, post=post)
 
