@@ -182,12 +182,48 @@ def _row(
             "rating_rule": {"mode": rating, "expected_min_share": AUTO_EXPECTED_SHARE},
             "acquiescence": acq,
             "prompt_sensitivity": None,
+            "micro_consistency": _micro_consistency(ps, values, params),
             "flags": list(dict.fromkeys(flags)),
             "caveat": model_caveat(run["model"]),
         }
     )
     row["label"] = f"k={k}" if k is not None else (f"step={step}" if step >= 0 else run["strategy"])
     return row
+
+
+def _micro_consistency(
+    ps: PairedStates, values: Sequence[str], params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The 56-D vs 10-D check of a scene-unit pair whose values have several micro-values (else None)."""
+    m = ps.micro
+    if m is None or ps.unit != "scene" or len(m.ids) <= len(values):
+        return None
+    return metrics.micro_consistency(
+        m.post - m.pre,
+        m.value_of,
+        list(values),
+        min_scenes=int(params.get("min_scenes", 5)),
+        seed=int(params.get("seed", 0)),
+        alpha=float(params.get("alpha", 0.05)),
+    )
+
+
+def micro_text(row: dict[str, Any]) -> str | None:
+    """One line on the 56-D vs 10-D check, or None when the row has none."""
+    mc = row.get("micro_consistency")
+    if not mc:
+        return None
+    if mc.get("not_computed"):
+        return (
+            f"{mc['n_micro']} micro-values vs {len(row['vat'])} values: not computed ({mc['not_computed']})"
+        )
+    null = mc["null"]
+    verdict = "beats chance" if mc["beats_chance"] else "within chance: the micro-values add no support"
+    return (
+        f"{mc['n_micro']} micro-values vs {len(row['vat'])} values: VAT(u) rank agreement "
+        f"{_f(mc['vat_rank_agreement'], 2)} (chance {_f(null['mean'], 2)}, q95 {_f(null['q95'], 2)}, "
+        f"p {_f(null['p'], 3, signed=False)}) — {verdict}"
+    )
 
 
 def _unit_params(ps: PairedStates) -> dict[str, Any]:
@@ -571,6 +607,9 @@ def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
         caption_justify="left",
     )
     mark = "*" if caveat else ""
+    micro = micro_text(r)
+    if micro:
+        detail.caption = "\n".join(c for c in (detail.caption, micro) if c)
     for col in (
         "value",
         "mean shift [95% CI]",

@@ -136,6 +136,12 @@ SELECT run_id, step, sample_id, scene_id, value, variant, avg(e0) AS e0, avg(e1)
 FROM micro GROUP BY ALL ORDER BY run_id, step, variant
 """
 
+MICRO_STATES_SQL = """
+SELECT run_id, step, sample_id, scene_id, value, micro, avg(sign * phi0) AS e0, avg(sign * phi1) AS e1
+FROM vat_scored WHERE micro <> '' GROUP BY ALL ORDER BY run_id, step
+"""
+"""States per micro-value (the 56-D view of the appendix check; values average these, as above)."""
+
 ACQUIESCENCE_SQL = """
 SELECT run_id, step, scene_id, action_value AS value, polarity, avg(phi0) AS a0, avg(phi1) AS a1
 FROM vat_scored WHERE asked_value = '' OR asked_value = action_value
@@ -157,6 +163,17 @@ class ConditionStates:
     scenes: list[str]
     values: list[str]
     array: np.ndarray
+
+
+@dataclass
+class MicroStates:
+    """Paired states per micro-value: (samples × micro-values), NaN where a sample has none of it."""
+
+    ids: list[str]
+    """``value/micro`` ids, sorted: the micro-values of one value are adjacent."""
+    value_of: list[str]
+    pre: np.ndarray
+    post: np.ndarray
 
 
 @dataclass
@@ -185,6 +202,8 @@ class PairedStates:
     variants: list[str]
     coverage_by_value: dict[str, dict[str, int]]
     by_variant: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    micro: MicroStates | None = None
+    """The same samples' states per micro-value, when the items name micro-values."""
     acquiescence: dict[str, np.ndarray] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
 
@@ -317,6 +336,7 @@ def paired_states(
             con.sql(STATES_FROM_SCORED_SQL.format(variant_key="variant")).to_arrow_table() if multi else None
         )
         acq = con.sql(ACQUIESCENCE_SQL).to_arrow_table()
+        micro = con.sql(MICRO_STATES_SQL).to_arrow_table()
         used = con.sql(
             "SELECT run_id, step, count(*) AS n, count(*) FILTER (WHERE used <> src) AS n_fallback "
             "FROM vat_scored GROUP BY ALL"
@@ -328,7 +348,31 @@ def paired_states(
         cover = con.sql(COVERAGE_SQL.format(rated=rated)).fetchall()
     finally:
         _drop_temp(con)
-    return _assemble(values, modes, meta, pooled, per_variant, acq, used, paired_by_value, cover)
+    out = _assemble(values, modes, meta, pooled, per_variant, acq, used, paired_by_value, cover)
+    _attach_micro(out, micro)
+    return out
+
+
+def _attach_micro(out: dict[tuple[str, int], PairedStates], micro: pa.Table) -> None:
+    """Give each pair its per-micro-value states, on the pair's own samples."""
+    cols = _columns(micro)
+    if len(cols["run_id"]) == 0:
+        return
+    cols["value_micro"] = np.char.add(np.char.add(cols["value"].astype(str), "/"), cols["micro"].astype(str))
+    at = _slices(cols)
+    for key, ps in out.items():
+        sl = at.get(key)
+        if sl is None or not ps.samples:
+            continue
+        ids = sorted(set(cols["value_micro"][sl].tolist()))
+        view = {
+            "sample_id": cols["sample_id"],
+            "value": cols["value_micro"],
+            "e0": cols["e0"],
+            "e1": cols["e1"],
+        }
+        pre, post = _fill(view, sl, ps.samples, ids)
+        ps.micro = MicroStates(ids=ids, value_of=[i.split("/", 1)[0] for i in ids], pre=pre, post=post)
 
 
 def _modes_table(modes: list[tuple[str, int, str, bool]]) -> pa.Table:

@@ -14,12 +14,16 @@ from pathlib import Path
 import duckdb
 import pytest
 from fake_batch_server import FakeBatchServer, rating_for
+from shipped_counts import PER_SCENE
 
 from runner.batch import chunks
 from runner.compile import Request
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENES = 3  # 120 requests: 3 scenes x 20 actions x (pre, post)
+SCENES = 3
+PLAN = SCENES * PER_SCENE * 2  # requests: 3 scenes × their actions × (pre, post)
+LIMIT = PLAN // 2 - 10  # execution.batch_max_requests for three batches: LIMIT, LIMIT and 20
+FAILED = PLAN // 4  # fail_every=4
 
 
 @pytest.fixture
@@ -78,15 +82,15 @@ def _assert_all_answered_correctly(store: str, n: int) -> None:
 
 
 def test_full_batch_run_stores_every_answer_split_under_the_limit(vat, server, store_path):
-    code, s = _run(vat, server, store_path, "execution.batch_max_requests=50")
-    assert code == 0 and s["requests"] == 120 and s["answered"] == 120 and s["failed"] == 0
-    assert len(server.batches) == 3  # 50 + 50 + 20
-    assert sorted(b["request_counts"]["total"] for b in server.batches.values()) == [20, 50, 50]
+    code, s = _run(vat, server, store_path, f"execution.batch_max_requests={LIMIT}")
+    assert code == 0 and s["requests"] == PLAN and s["answered"] == PLAN and s["failed"] == 0
+    assert len(server.batches) == 3  # LIMIT + LIMIT + 20
+    assert sorted(b["request_counts"]["total"] for b in server.batches.values()) == [20, LIMIT, LIMIT]
     assert (
         Counter(server.received) == Counter({k: 1 for k in set(server.received)})
-        and len(server.received) == 120
+        and len(server.received) == PLAN
     )
-    _assert_all_answered_correctly(store_path, 120)
+    _assert_all_answered_correctly(store_path, PLAN)
     side = _sidecar(store_path)
     assert len(side["batches"]) == 3 and all(
         b["ingested"] and b["status"] == "completed" for b in side["batches"]
@@ -100,45 +104,53 @@ def test_full_batch_run_stores_every_answer_split_under_the_limit(vat, server, s
 def test_partly_failed_batch_is_resumed_for_the_missing_keys_only(vat, server, store_path):
     server.config.fail_every = 4
     code, s = _run(vat, server, store_path)
-    assert code == 3 and s["answered"] == 90 and s["failed"] == 30
+    assert code == 3 and s["answered"] == PLAN - FAILED and s["failed"] == FAILED
     failed = {k for (k,) in _rows(store_path, "SELECT request_key FROM errors WHERE final")}
-    assert len(failed) == 30 and _rows(store_path, "SELECT DISTINCT error_type, status FROM errors") == [
+    assert len(failed) == FAILED and _rows(store_path, "SELECT DISTINCT error_type, status FROM errors") == [
         ("server_error", 500)
     ]
 
     server.config.fail_every = 0
     code, s = _run(vat, server, store_path)
-    assert code == 0 and s["sent"] == 30 and s["answered"] == 30
-    assert len(server.batches) == 2 and set(server.received[120:]) == failed and len(server.received) == 150
-    _assert_all_answered_correctly(store_path, 120)
-    assert _rows(store_path, "SELECT max(attempts) FROM responses") == [(2,)]  # the second try of those 30
+    assert code == 0 and s["sent"] == FAILED and s["answered"] == FAILED
+    assert (
+        len(server.batches) == 2
+        and set(server.received[PLAN:]) == failed
+        and len(server.received) == PLAN + FAILED
+    )
+    _assert_all_answered_correctly(store_path, PLAN)
+    assert _rows(store_path, "SELECT max(attempts) FROM responses") == [
+        (2,)
+    ]  # the second try of those FAILED
 
 
 def test_expired_batch_keeps_its_answers_and_resubmits_the_rest(vat, server, store_path):
     server.config.expire, server.config.expire_after = True, 45
     code, s = _run(vat, server, store_path)
-    assert code == 3 and s["answered"] == 45 and s["failed"] == 75
-    assert _rows(store_path, "SELECT error_type, count(*) FROM errors GROUP BY 1") == [("BatchExpired", 75)]
+    assert code == 3 and s["answered"] == 45 and s["failed"] == PLAN - 45
+    assert _rows(store_path, "SELECT error_type, count(*) FROM errors GROUP BY 1") == [
+        ("BatchExpired", PLAN - 45)
+    ]
     unanswered = {k for (k,) in _rows(store_path, "SELECT request_key FROM errors")}
 
     server.config.expire = False
     code, s = _run(vat, server, store_path)
-    assert code == 0 and s["sent"] == 75 and len(server.received) == 120 + 75
-    assert set(server.received[120:]) == unanswered == set(server.received[45:120])
-    _assert_all_answered_correctly(store_path, 120)
+    assert code == 0 and s["sent"] == PLAN - 45 and len(server.received) == PLAN + PLAN - 45
+    assert set(server.received[PLAN:]) == unanswered == set(server.received[45:PLAN])
+    _assert_all_answered_correctly(store_path, PLAN)
 
 
 def test_a_failed_batch_records_why_and_the_next_run_sends_it_again(vat, server, store_path):
     server.config.fail_batch = True
     code, s = _run(vat, server, store_path)
-    assert code == 3 and s["answered"] == 0 and s["failed"] == 120
+    assert code == 3 and s["answered"] == 0 and s["failed"] == PLAN
     assert _rows(store_path, "SELECT DISTINCT error_type, message FROM errors") == [
         ("BatchFailed", "Model not available for batch.")
     ]
     server.config.fail_batch = False
     code, s = _run(vat, server, store_path)
-    assert code == 0 and s["answered"] == 120 and len(server.received) == 240
-    _assert_all_answered_correctly(store_path, 120)
+    assert code == 0 and s["answered"] == PLAN and len(server.received) == 2 * PLAN
+    _assert_all_answered_correctly(store_path, PLAN)
 
 
 def test_run_that_stops_waiting_reattaches_to_its_in_flight_batch(vat, server, store_path):
@@ -149,9 +161,9 @@ def test_run_that_stops_waiting_reattaches_to_its_in_flight_batch(vat, server, s
     assert _sidecar(store_path)["batches"][0]["ingested"] is False
 
     code, s = _run(vat, server, store_path)
-    assert code == 0 and s["answered"] == 120
-    assert len(server.batches) == 1 and len(server.received) == 120  # collected, not submitted twice
-    _assert_all_answered_correctly(store_path, 120)
+    assert code == 0 and s["answered"] == PLAN
+    assert len(server.batches) == 1 and len(server.received) == PLAN  # collected, not submitted twice
+    _assert_all_answered_correctly(store_path, PLAN)
 
 
 def test_online_mode_warns_about_a_batch_still_in_flight(vat, server, store_path):
@@ -172,11 +184,11 @@ def test_an_expired_batch_found_on_reattach_is_collected_and_its_gaps_sent_in_th
 
     server.config.expire, server.config.polls_to_complete = False, 1
     code, s = _run(vat, server, store_path)
-    assert code == 0 and s["sent"] == 120 and s["answered"] == 120 and s["failed"] == 0
-    assert s["errors_by_kind"] == {"BatchExpired": 75} and s["retries"] == 75
-    assert len(server.batches) == 2 and len(server.received) == 120 + 75
-    assert set(server.received[120:]) == set(server.received[45:120])
-    _assert_all_answered_correctly(store_path, 120)
+    assert code == 0 and s["sent"] == PLAN and s["answered"] == PLAN and s["failed"] == 0
+    assert s["errors_by_kind"] == {"BatchExpired": PLAN - 45} and s["retries"] == PLAN - 45
+    assert len(server.batches) == 2 and len(server.received) == PLAN + PLAN - 45
+    assert set(server.received[PLAN:]) == set(server.received[45:PLAN])
+    _assert_all_answered_correctly(store_path, PLAN)
 
 
 def test_a_batch_the_provider_no_longer_knows_is_forgotten_and_its_keys_sent_again(vat, server, store_path):
@@ -225,7 +237,7 @@ def test_interrupted_run_reattaches_to_the_in_flight_batch(vat, server, store_pa
         server.polls["batch_1"] + 2
     )  # it ends while the next run polls
     code, s = _run(vat, server, store_path)
-    assert code == 0 and s["answered"] == 120 and len(server.batches) == 1 and len(server.received) == 120
+    assert code == 0 and s["answered"] == PLAN and len(server.batches) == 1 and len(server.received) == PLAN
 
 
 def test_api_key_reaches_the_provider_but_never_the_store_or_sidecar(vat, server, store_path):

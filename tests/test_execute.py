@@ -6,6 +6,7 @@ import json
 
 import duckdb
 import pytest
+from shipped_counts import PER_SCENE
 
 from runner.commands import execute_run
 from runner.compile import compile_plan
@@ -33,13 +34,14 @@ def test_end_to_end_on_the_mock_provider(vat, store_path):
     )
     assert result.code == 0, result.err
     summary = json.loads(result.out)
-    assert summary["requests"] == summary["sent"] == summary["answered"] == 5 * 20 * 2
+    assert summary["requests"] == summary["sent"] == summary["answered"] == 5 * PER_SCENE * 2
     con = duckdb.connect(store_path, read_only=True)
-    assert con.execute(
-        "SELECT count(*), count(rating), count(expected_rating) FROM responses"
-    ).fetchone() == (200, 200, 200)
-    assert con.execute("SELECT count(*) FROM run_requests").fetchone()[0] == 200
-    assert con.execute("SELECT count(*) FROM requests").fetchone()[0] == 200
+    assert (
+        con.execute("SELECT count(*), count(rating), count(expected_rating) FROM responses").fetchone()
+        == (5 * PER_SCENE * 2,) * 3
+    )
+    assert con.execute("SELECT count(*) FROM run_requests").fetchone()[0] == 5 * PER_SCENE * 2
+    assert con.execute("SELECT count(*) FROM requests").fetchone()[0] == 5 * PER_SCENE * 2
     assert con.execute("SELECT count(*) FROM errors").fetchone()[0] == 0
     con.close()
 
@@ -54,7 +56,7 @@ def test_rerun_sends_nothing(vat, store_path):
     )
     assert vat(*args).code == 0
     again = json.loads(vat(*args).out)
-    assert again["sent"] == 0 and again["already_stored"] == again["requests"] == 120
+    assert again["sent"] == 0 and again["already_stored"] == again["requests"] == 3 * PER_SCENE * 2
 
 
 def test_other_strategy_reuses_the_stored_pre_condition(vat, store_path):
@@ -67,7 +69,9 @@ def test_other_strategy_reuses_the_stored_pre_condition(vat, store_path):
     )
     vat(*base, "strategy=fewshot_2")
     second = json.loads(vat(*base, "strategy=fewshot_8", "target=power").out)
-    assert second["already_stored"] == 60 and second["sent"] == 60  # pre shared, post new
+    assert (
+        second["already_stored"] == 3 * PER_SCENE and second["sent"] == 3 * PER_SCENE
+    )  # pre shared, post new
 
 
 def test_resume_after_a_crash_sends_only_missing_keys(store_path):
@@ -95,9 +99,9 @@ def test_resume_after_a_crash_sends_only_missing_keys(store_path):
 def test_unparseable_answers_are_stored_and_counted(store_path):
     cfg = _cfg(store_path, "model.name=mock/prose", "model.logprobs=false")
     _, stats = execute_run(cfg, [])
-    assert stats.answered == 200 and stats.unparseable == 200
+    assert stats.answered == stats.unparseable == 5 * PER_SCENE * 2
     with open_store(store_path, read_only=True) as store:
-        assert store.query("SELECT count(*), count(rating) FROM responses")[0] == (200, 0)
+        assert store.query("SELECT count(*), count(rating) FROM responses")[0] == (5 * PER_SCENE * 2, 0)
 
 
 def test_empty_answers_are_retried_then_recorded(store_path):

@@ -721,9 +721,9 @@ def logprobs_payload(answer: Answer, top: int) -> dict[str, Any]:
 # Vectorised simulation of the same model (validation and power analysis)
 # ---------------------------------------------------------------------------------------------------
 
-_SIGN = np.array([1.0, -1.0])  # one express and one suppress action per value and scene
+_SIGN = np.array([1.0, -1.0])  # an express and a suppress action (per micro-value of a value in a scene)
 ITEMS_PER_VALUE = 2
-"""Actions per value and scene in the shipped scenes (one express, one suppress); 4 for the staged v0.2 set."""
+"""Actions per value and scene in the shipped scenes (one express, one suppress); 4 for the staged v0.2 set (two micro-values)."""
 
 
 def simulate_states(
@@ -780,7 +780,7 @@ def simulate_states(
     pre = states(lam_pre)
     if pair is None:
         return pre, [states(lam_pre + suscept * np.asarray(k)) for k in shifts]
-    per_action = suscept[..., None] * pair  # S_s · S_{s,a}/S_s for each value's two actions
+    per_action = suscept[..., None] * pair  # S_s · S_{s,a}/S_s for each of a value's actions
     return pre, [states(lam_pre[..., None] + per_action * np.asarray(k)[:, None]) for k in shifts]
 
 
@@ -790,37 +790,41 @@ def simulate_pair_states(
     n_scenes: int,
     reps: int,
     rng: np.random.Generator,
+    items_per_value: int = ITEMS_PER_VALUE,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """States of ``reps`` simulated datasets under elicitation=value: (pre, [post per shift], scene of each pair).
 
     The twin of the provider's value-named questions (module docstring), vectorised and on the base
-    scale: each scene has one express and one suppress action per value (as the shipped scenes), and
-    every action is asked about every value, so each (scene, action) pair is a sample with a state for
-    every value: e = φ(r̂) with r̂ the expected rating. Arrays have shape (reps, n_scenes·2·values, values);
+    scale: each scene has ``items_per_value`` actions per value, alternately express and suppress (as the
+    shipped scenes), and every action is asked about every value, so each (scene, action) pair is a sample
+    with a state for every value: e = φ(r̂) with r̂ the expected rating. Arrays have shape
+    (reps, n_scenes·items_per_value·values, values);
     the last return value gives each pair's scene index (for cluster-aware statistics).
     """
     v = len(profile.values)
     sc, jd = profile.doc.scenes, profile.doc.judge
-    sign = np.tile(_SIGN, v)  # pairs of a scene: (value 0 express, value 0 suppress, value 1 express, ...)
-    own = np.repeat(np.arange(v), 2)
+    per = items_per_value
+    # pairs of a scene: (value 0 express, value 0 suppress, ... × per, value 1 express, ...)
+    sign = np.tile(_SIGN, v * max(1, per // 2))
+    own = np.repeat(np.arange(v), per)
     cos = np.cos(profile.angles[None, :] - profile.angles[own][:, None])  # (pair, asked value)
     rho = sign[:, None] * np.where(own[:, None] == np.arange(v)[None, :], 1.0, jd.relevance * cos)
     tau, tau_p = sc.susceptibility_sd, sc.pair_susceptibility_sd
     suscept = np.exp(tau * rng.standard_normal((reps, n_scenes, 1, 1)) - tau * tau / 2.0)
-    pair = np.exp(tau_p * rng.standard_normal((reps, n_scenes, 2 * v, 1)) - tau_p * tau_p / 2.0)
+    pair = np.exp(tau_p * rng.standard_normal((reps, n_scenes, per * v, 1)) - tau_p * tau_p / 2.0)
     moved = sc.value_sd * rng.standard_normal((reps, n_scenes, 1, v))  # λ − w before any intervention
-    wording = sc.action_sd * rng.standard_normal((reps, n_scenes, 2 * v, v))
+    wording = sc.action_sd * rng.standard_normal((reps, n_scenes, per * v, v))
     curve = expected_rating_curve(jd.spread)
 
     def states(lam_moved: np.ndarray) -> np.ndarray:
         noise = jd.noise * rng.standard_normal(wording.shape)
         content = 2.0 * (jd.read * rho + jd.lens * lam_moved)
         mu = 3.0 + jd.attention * content + jd.acquiescence + wording + noise + jd.digit_bias
-        return ((curve(mu) - 3.0) / 2.0).reshape(reps, n_scenes * 2 * v, v)
+        return ((curve(mu) - 3.0) / 2.0).reshape(reps, n_scenes * per * v, v)
 
     pre = states(moved)
     posts = [states(moved + suscept * pair * np.asarray(k)) for k in shifts]
-    return pre, posts, np.repeat(np.arange(n_scenes), 2 * v)
+    return pre, posts, np.repeat(np.arange(n_scenes), per * v)
 
 
 # ---------------------------------------------------------------------------------------------------
