@@ -31,6 +31,7 @@ examples:
   vat run model.name=hosted_vllm/my-model model.api_base=http://host:8000/v1
   vat report format=json                         every metric of every run in the store, as JSON
   vat report format=results > results.json       the versioned results document (runner/results.schema.json)
+  vat report format=eee > eee.json               the same as Every Eval Ever records, one per model
   vat report target=security strategy=fewshot_8 format=latex   only those conditions, as paper tables
   vat report report.plots=true                   also write SVG plots to results/report/
   vat run -m strategy=fewshot_2,fewshot_4,fewshot_8 target=security,power     a sweep (Hydra multirun)
@@ -95,13 +96,13 @@ def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
         else:
             rest.append(a)
     verb = next((a for a in rest if not a.startswith("-")), None)
-    if verb == "report" and fmt in ("csv", "markdown", "latex", "results"):
+    if verb == "report" and fmt in ("csv", "markdown", "latex", "results", "eee"):
         return rest + [f"format={fmt}"], None  # paper tables: `vat report` reads them (runner.commands)
     if fmt not in (None, "json", "table"):
         raise VatError(
             f"format={fmt!r} is not supported; use format=json or format=table"
             + (
-                " (and csv, markdown or latex tables, or format=results, for `vat report`)"
+                " (and csv, markdown or latex tables, format=results or format=eee, for `vat report`)"
                 if verb == "report"
                 else ""
             ),
@@ -136,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         (
             "report",
             "VAT metrics of the runs in the store (target=/strategy=/direction= filter; "
-            "format=json|csv|markdown|latex|results; report.plots=true)",
+            "format=json|csv|markdown|latex|results|eee; report.plots=true)",
         ),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
     ):

@@ -571,8 +571,8 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
         models = rep.stored_models(store)
     rows = rep.filter_rows(every, filters)
     fmt = fmt or cfg.format.value
-    if fmt == "results" and (rows or not models):
-        return _results_document(cfg, rows, rep.families(rows), filters, values)
+    if fmt in ("results", "eee") and (rows or not models):
+        return _results_document(cfg, rows, rep.families(rows), filters, values, eee=fmt == "eee")
     if not rows and not models:  # an empty store is not an error: there is nothing yet
         if fmt == "json":
             display.emit_json(rep.report_json([], [], filters))
@@ -605,8 +605,12 @@ def _results_document(
     fams: list[dict[str, Any]],
     filters: dict[str, list[str]],
     values: list[str],
+    eee: bool = False,
 ) -> int:
-    """`vat report format=results`: the versioned document of runner.results_doc on stdout."""
+    """`vat report format=results`: the versioned document of runner.results_doc on stdout.
+
+    With ``eee`` (``format=eee``) the document's Every Eval Ever records instead: a JSON list, one per model.
+    """
     from omegaconf import OmegaConf
 
     from runner import results_doc
@@ -626,6 +630,11 @@ def _results_document(
         runs=runs,
         store=str(cfg.store.path),
     )
+    if eee:
+        from runner.eee import records
+
+        display.emit_json(records(_json_safe(doc)))
+        return 0
     display.emit_json(_json_safe(doc))
     return 0
 
