@@ -229,8 +229,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("kind", choices=("values", "strategies", "prompts", "releases", "entries"))
     ls.add_argument("--spec-dir", default="spec", help="spec folder (default: spec, else the shipped one)")
-    e = sub.add_parser("export", help="write the scene set as one row per action (Parquet or JSONL)")
-    e.add_argument("output", help="output file: .parquet or .jsonl")
+    e = sub.add_parser(
+        "export",
+        help="write the scene set as a Hub dataset folder (train/test splits, dataset card), or one Parquet/JSONL file",
+    )
+    e.add_argument("output", help="a folder (Hub dataset layout), or a .parquet or .jsonl file")
     e.add_argument("--spec-dir", default="spec")
     ing = sub.add_parser(
         "ingest",

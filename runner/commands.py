@@ -690,11 +690,23 @@ def power(args: list[str]) -> int:
 
 
 def export(spec_dir: str, output: str, fmt: str = "table") -> int:
-    """``vat export``: the scene set as one row per action, to Parquet or JSONL."""
+    """``vat export``: the scene set as a Hub dataset folder (train/test, card), or one Parquet/JSONL file."""
     from runner.export import to_dataset, write
     from runner.load import load_index
 
     index = load_index(spec_dir, check_lock=False)
+    if not Path(output).suffix or Path(output).is_dir():  # a folder: the Hub layout; a file name: one file
+        from runner.hf_export import write_folder
+
+        done = write_folder(index, output)
+        if fmt == "json":
+            display.emit_json(done)
+        else:
+            display.note(
+                f"wrote {done['path']}/: train {done['rows']['train']:,} actions of {done['scenes']['train']} scenes, "
+                f"test {done['rows']['test']:,} of {done['scenes']['test']}, and README.md (dataset card)"
+            )
+        return 0
     ds = to_dataset(index)
     path = write(ds, output)
     if fmt == "json":
@@ -777,15 +789,39 @@ def import_dataset(overrides: list[str]) -> int:
     """``vat import``: dataset → scene YAML for review; exit 1 when no row could be imported."""
     from runner.config import ImportConf
     from runner.importer import import_dataset as run_import
+    from runner.importer import importer_conf
 
     overrides = _section_overrides(overrides, "importer", ImportConf)
     cfg = _compose(overrides)
+    section = importer_conf(cfg, overrides)
+    if _is_vat_export(section):  # our own dataset folder (or Hub id): read back as exported
+        from runner.hf_export import import_folder
+
+        summary = import_folder(section, _load(cfg))
+        if cfg.format.value == "json":
+            display.emit_json(summary)
+        else:
+            display.note(
+                f"read {summary['rows']:,} rows of {summary['source']} ({summary['format']} export); wrote "
+                f"{summary['scenes_written']} scenes under {summary['out']}/"
+            )
+        return 0 if summary["scenes_written"] else 1
     summary = run_import(cfg, overrides, _load(cfg))
     if cfg.format.value == "json":
         display.emit_json(summary)
     else:
         _print_import_summary(summary)
     return 0 if summary["scenes_written"] else 1
+
+
+def _is_vat_export(section: Any) -> bool:
+    """A `vat export` folder, or a Hub id given with no column mapping: read without a mapping."""
+    from runner.hf_export import is_vat_folder
+
+    source = str(section.source or "")
+    if not source or section.columns:
+        return False
+    return is_vat_folder(source) if Path(source).exists() else True
 
 
 def _print_import_summary(s: dict[str, Any]) -> None:
