@@ -34,6 +34,7 @@ examples:
   vat report format=eee > eee.json               the same as Every Eval Ever records, one per model
   vat report target=security strategy=fewshot_8 format=latex   only those conditions, as paper tables
   vat report report.plots=true                   also write SVG plots to results/report/
+  vat figures out=results/figures                paper figures, PDF and PNG at print size (the figures extra)
   vat run -m strategy=fewshot_2,fewshot_4,fewshot_8 target=security,power     a sweep (Hydra multirun)
   vat run -m experiment=paper_prompt_steering    the paper's grid; experiment=smoke runs on the mock judge
 
@@ -59,6 +60,7 @@ examples:
 
 CONFIG_VERBS = {"plan", "run", "report", "demo", "validate-metrics", "power"}
 CONFIG_VERBS |= {"generate", "import"}  # the dataset verbs (docs/dataset.md)
+CONFIG_VERBS |= {"figures"}  # print-size figures (runner.figures), composed like `vat report`
 
 DATASET_EPILOG = """\
 examples:
@@ -140,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
             "format=json|csv|markdown|latex|results|eee; report.plots=true)",
         ),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
+        (
+            "figures",
+            "print-size PDF and PNG figures with intervals (out=DIR; the report's filters; needs the figures extra)",
+        ),
     ):
         sp = sub.add_parser(
             verb,
@@ -384,6 +390,12 @@ def _verb_demo(args: argparse.Namespace) -> int:
     return demo(args.overrides)
 
 
+def _verb_figures(args: argparse.Namespace) -> int:
+    from runner.figures import figures_command
+
+    return figures_command(args.overrides)
+
+
 def _verb_list(args: argparse.Namespace) -> int:
     from runner.listing import list_verb
 
@@ -447,6 +459,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _verb_run,
     "report": _verb_report,
     "demo": _verb_demo,
+    "figures": _verb_figures,
     "list": _verb_list,
     "export": _verb_export,
     "ingest": _verb_ingest,
