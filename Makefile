@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: help install install-dev install-figures demo test test-slow lint format lock bench clean bench-peers lock-peers
+.PHONY: help install install-dev install-figures demo test test-slow lint typecheck format lock bench clean bench-peers lock-peers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -46,6 +46,9 @@ test-slow: install-dev install-figures  ## run the slow checks (long fault runs,
 lint: install-dev  ## ruff lint and format check
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/ruff format --check runner tests benchmarks
+
+typecheck: install-dev  ## mypy on the package (pyproject [tool.mypy]; zero errors outside the listed legacy modules)
+	$(BIN)/mypy
 
 format: install-dev  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix runner tests benchmarks

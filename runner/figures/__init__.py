@@ -9,6 +9,7 @@ conditions (shot counts, checkpoints) the gain–nVAT trajectory with its Pareto
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ def figures_command(overrides: list[str]) -> int:
             out = Path(value)
         else:
             rest.append(o)
-    rest, filters, _ = _report_arguments(rest)
+    rest, raw_filters, _ = _report_arguments(rest)
+    filters: dict[str, Sequence[str]] = dict(raw_filters)
     require_matplotlib()
     from runner.figures import paper
 

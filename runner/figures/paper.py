@@ -26,7 +26,7 @@ SINGLE = 3.3
 DOUBLE = 6.9
 """Double-column (full-page) width, inches."""
 DPI = 300
-STYLE = {
+STYLE: dict[Any, Any] = {  # Any keys: matplotlib types rc names as a Literal of every setting
     "font.size": 7,
     "axes.titlesize": 7,
     "axes.labelsize": 7,
@@ -185,11 +185,15 @@ def gnd_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[str
         heights = [0.0 if x is None else x for x in gnd]
         ax.barh(y, heights, color=colours, height=0.65)
         if g > 0:
-            lo, hi = [], []
+            lo: list[float] = []
+            hi: list[float] = []
             for x, ci in zip(heights, cis, strict=True):
-                ok = isinstance(ci, list | tuple) and all(_num(c) is not None for c in ci)
-                lo.append(x - ci[0] / g if ok else 0.0)
-                hi.append(ci[1] / g - x if ok else 0.0)
+                ends = (
+                    [_num(c) for c in ci] if isinstance(ci, list | tuple) and len(ci) == 2 else [None, None]
+                )
+                a, b = ends
+                lo.append(x - a / g if a is not None else 0.0)
+                hi.append(b / g - x if b is not None else 0.0)
             ax.errorbar(
                 heights,
                 y,
@@ -199,8 +203,8 @@ def gnd_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[str
                 elinewidth=0.6,
                 capsize=1.5,
             )
-        for yy, x in zip(y, gnd, strict=True):
-            if x is None:
+        for yy, missing in zip(y, gnd, strict=True):
+            if missing is None:
                 ax.text(0, yy, " n/a", va="center", fontsize=5, color=GREY)
         ax.axvline(0, color="black", lw=0.5)
         ax.set_yticks(y, [names.get(v, v) for v in values])
@@ -218,8 +222,11 @@ def trajectory_figure(members: Sequence[Mapping[str, Any]], fam: Mapping[str, An
     """Gain (with its CI) against nVAT along a family in order; Pareto-efficient points filled."""
     import matplotlib as mpl
 
-    pts = [(m, _num(m.get("nvat")), _num(m.get("gain"))) for m in members]
-    pts = [(m, x, y) for m, x, y in pts if x is not None and y is not None]
+    pts: list[tuple[Mapping[str, Any], float, float]] = []
+    for m in members:
+        x, y = _num(m.get("nvat")), _num(m.get("gain"))
+        if x is not None and y is not None:
+            pts.append((m, x, y))
     with mpl.rc_context(STYLE):
         fig = _new(SINGLE, 2.6)
         ax = fig.add_subplot()
@@ -327,7 +334,7 @@ def write_all(
         written += save(radar_figure(row, values, names), out / f"{base}__radar")
         written += save(gnd_figure(row, values, names), out / f"{base}__gnd")
     for fam in fams:
-        members = family_members(rows, dict(fam))
+        members = family_members([dict(r) for r in rows], dict(fam))
         if len(members) >= 2:
             stem = f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__trajectory"
             written += save(trajectory_figure(members, fam), out / stem)
