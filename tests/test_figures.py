@@ -24,15 +24,18 @@ def test_without_matplotlib_one_line_names_the_extra(vat, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """sim/circle on fewshot_2, _4, _8 × security, 12 scenes: a family of three conditions."""
+    """sim/circle on fewshot_2, _4, _8 × security, 12 scenes (a family of three), and sim/no_offtarget on fewshot_2."""
     from runner.cli import main
 
     path = str(tmp_path_factory.mktemp("figures") / "vat.duckdb")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)
-        for s in ("fewshot_2", "fewshot_4", "fewshot_8"):
+        runs = [("sim/circle", s) for s in ("fewshot_2", "fewshot_4", "fewshot_8")] + [
+            ("sim/no_offtarget", "fewshot_2")
+        ]
+        for model, s in runs:
             args = [f"strategy={s}", "target=security", "selection.max_scenes=12", "execution.progress=false"]
-            assert main(["run", "model.name=sim/circle", *args, f"store.path={path}"]) == 0
+            assert main(["run", f"model.name={model}", *args, f"store.path={path}"]) == 0
     yield path
 
 
@@ -49,12 +52,15 @@ def test_every_figure_is_written_as_pdf_and_png_at_print_size(vat, store, tmp_pa
     files = [Path(p) for p in json.loads(result.out)["files"]]
     stems = {p.with_suffix("") for p in files}
     assert len(files) == 2 * len(stems) and all(p.stat().st_size > 0 for p in files)
-    kinds = sorted(s.name.rsplit("__", 1)[1] for s in stems)
-    assert kinds == ["coupling"] * 3 + ["gnd"] * 3 + ["radar"] * 3 + ["trajectory"]
+    kinds = sorted("models" if s.name.startswith("models__") else s.name.rsplit("__", 1)[1] for s in stems)
+    assert kinds == ["coupling"] * 4 + ["gnd"] * 4 + ["models"] + ["radar"] * 4 + ["trajectory"]
     for stem in stems:
         assert stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
-        with Image.open(stem.with_suffix(".png")) as im:  # single column: 3.3 in at 300 dpi
+        with Image.open(stem.with_suffix(".png")) as im:  # 300 dpi: 3.3 in single column, 6.9 in double
             width, height = im.size
+            if stem.name.startswith("models__"):  # fewshot_2 on two models: the cross-model panel
+                assert abs(width - paper.DOUBLE * paper.DPI) <= 2 and height < width / 3, (stem.name, im.size)
+                continue
             assert abs(width - paper.SINGLE * paper.DPI) <= 2, (stem.name, im.size)
             assert 0.5 * width < height < 1.2 * width
 
@@ -97,6 +103,17 @@ def test_the_figures_carry_the_intervals(store) -> None:
     assert [x for e in got for x in e] == pytest.approx([x for e in want for x in e])
     filled = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_xdata().size == 1]
     assert sum(ln.get_markerfacecolor() != "white" for ln in filled) == sum(fam["pareto"].values())
+
+    two = [r for r in rows if r["strategy"] == "fewshot_2"]
+    left, right = paper.models_figure(two).axes
+    for ax, key in ((left, "gain_ci"), (right, "nvat_ci")):
+        spans = sorted(
+            tuple(ln.get_xdata())
+            for ln in ax.lines
+            if ln.get_linestyle() == "-" and ln.get_color() == paper.MAIN
+        )
+        want = sorted(tuple(r[key]) for r in two)
+        assert [x for e in spans for x in e] == pytest.approx([x for e in want for x in e])
 
     radar = paper.radar_figure(row, index.value_ids, names).axes[0]
     floor = [p for p in radar.patches if p.get_label().startswith("null 95th")]

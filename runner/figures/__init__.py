@@ -3,8 +3,8 @@
 ``vat figures store.path=<store> out=<folder>`` reads the report's rows (the same filters as ``vat report``:
 ``target=``, ``strategy=``, ``direction=``, ``report.model=``) and writes, per condition pair, the
 coupling heatmap, the VAT(u) radar with nVAT and the GND bars with intervals, and per family of
-conditions (shot counts, checkpoints) the gain–nVAT trajectory with its Pareto marks
-(runner.figures.paper). The web SVGs of ``vat report report.plots=true`` need no extra (runner.plots).
+conditions (shot counts, checkpoints) the gain–nVAT trajectory with its Pareto marks, and per condition
+run on several models the cross-model panel (runner.figures.paper). The web SVGs of ``vat report report.plots=true`` need no extra (runner.plots).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Each ``*_figure`` function takes report rows (METRICS.md §7's dicts) and return
   |G_raw|; the gain's own uncertainty is not propagated (the caption says so).
 - gain–nVAT trajectory: gain with its bootstrap interval (``gain_ci``) against nVAT, in the family's
   order, Pareto-efficient conditions filled; the shaded band is the nVAT permutation null (mean to q95).
+- cross-model panel (double column): one condition's gain with ``gain_ci`` and corrected nVAT with
+  ``nvat_ci``, one line per model.
 """
 
 from __future__ import annotations
@@ -290,6 +292,43 @@ def trajectory_figure(members: Sequence[Mapping[str, Any]], fam: Mapping[str, An
     return fig
 
 
+def models_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Double-column panel: one condition across models, gain and corrected nVAT each with its interval."""
+    import matplotlib as mpl
+
+    with mpl.rc_context(STYLE):
+        fig = _new(DOUBLE, 0.9 + 0.22 * len(rows))
+        left, right = fig.subplots(1, 2, sharey=True)
+        y = list(range(len(rows)))[::-1]
+        for ax, key, ci_key, label in (
+            (left, "gain", "gain_ci", "gain (95% bootstrap CI)"),
+            (right, "nvat_corrected", "nvat_ci", "nVAT corrected (95% jackknife CI)"),
+        ):
+            for yy, row in zip(y, rows, strict=True):
+                x = _num(row.get(key))
+                ci = row.get(ci_key) or [None, None]
+                lo, hi = (_num(ci[0]), _num(ci[1])) if len(ci) == 2 else (None, None)
+                if lo is not None and hi is not None:
+                    ax.plot([lo, hi], [yy, yy], color=MAIN, lw=1.0, solid_capstyle="butt")
+                if x is not None:
+                    ax.plot([x], [yy], marker="o", ms=3.5, color=MAIN, ls="none")
+                else:
+                    ax.text(0, yy, "n/a", va="center", fontsize=5, color=GREY)
+            ax.axvline(0, color="black", lw=0.4)
+            ax.set_xlabel(label)
+            ax.spines[["top", "right"]].set_visible(False)
+            ax.grid(axis="x", lw=0.3, color="#dddddd")
+            ax.margins(y=0.3 if len(rows) < 3 else 0.1)
+        left.set_yticks(y, [str(r["display_name"]) for r in rows])
+        first = rows[0]
+        cond = first.get("label") if first.get("step") is not None else first.get("strategy")
+        fig.suptitle(
+            f"{cond} · {first['target']} {first['direction']} across models",
+            fontsize=STYLE["axes.titlesize"],
+        )
+    return fig
+
+
 def _label_side(x: float, xs: Sequence[float]) -> dict[str, Any]:
     """Put a point's label on the side away from its nearest neighbour in x (clear of that one's whisker)."""
     left = [x - o for o in xs if o < x]
@@ -321,7 +360,11 @@ def write_all(
     names: Mapping[str, str],
     out: Path,
 ) -> list[Path]:
-    """Every figure of a report under ``out``: per row heatmap, radar, GND; per family the trajectory."""
+    """Every figure of a report under ``out``, as PDF and PNG.
+
+    Per row the heatmap, radar and GND; per family the trajectory; per condition run on two or more
+    models the cross-model panel (double column).
+    """
     from runner.report import family_members
 
     written: list[Path] = []
@@ -333,6 +376,14 @@ def write_all(
         written += save(heatmap_figure(row, values, names), out / f"{base}__coupling")
         written += save(radar_figure(row, values, names), out / f"{base}__radar")
         written += save(gnd_figure(row, values, names), out / f"{base}__gnd")
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:  # one condition, several models: the cross-model panel
+        key = (row["strategy"], row.get("step"), row["target"], row["direction"], row.get("variant"))
+        groups.setdefault(key, []).append(row)
+    for (strategy, step, target, direction, _), members_of in groups.items():
+        if len({r["model"] for r in members_of}) >= 2:
+            tag = f"{_slug(strategy)}{'' if step is None else f'_step{step}'}__{target}_{direction}"
+            written += save(models_figure(members_of), out / f"models__{tag}")
     for fam in fams:
         members = family_members([dict(r) for r in rows], dict(fam))
         if len(members) >= 2:
