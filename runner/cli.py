@@ -31,8 +31,10 @@ examples:
   vat run model.name=hosted_vllm/my-model model.api_base=http://host:8000/v1
   vat report format=json                         every metric of every run in the store, as JSON
   vat report format=results > results.json       the versioned results document (runner/results.schema.json)
+  vat report format=eee > eee.json               the same as Every Eval Ever records, one per model
   vat report target=security strategy=fewshot_8 format=latex   only those conditions, as paper tables
   vat report report.plots=true                   also write SVG plots to results/report/
+  vat figures out=results/figures                paper figures, PDF and PNG at print size (the figures extra)
   vat run -m strategy=fewshot_2,fewshot_4,fewshot_8 target=security,power     a sweep (Hydra multirun)
   vat run -m experiment=paper_prompt_steering    the paper's grid; experiment=smoke runs on the mock judge
 
@@ -58,6 +60,7 @@ examples:
 
 CONFIG_VERBS = {"plan", "run", "report", "demo", "validate-metrics", "power"}
 CONFIG_VERBS |= {"generate", "import"}  # the dataset verbs (docs/dataset.md)
+CONFIG_VERBS |= {"figures"}  # print-size figures (runner.figures), composed like `vat report`
 
 DATASET_EPILOG = """\
 examples:
@@ -95,13 +98,13 @@ def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
         else:
             rest.append(a)
     verb = next((a for a in rest if not a.startswith("-")), None)
-    if verb == "report" and fmt in ("csv", "markdown", "latex", "results"):
+    if verb == "report" and fmt in ("csv", "markdown", "latex", "results", "eee"):
         return rest + [f"format={fmt}"], None  # paper tables: `vat report` reads them (runner.commands)
     if fmt not in (None, "json", "table"):
         raise VatError(
             f"format={fmt!r} is not supported; use format=json or format=table"
             + (
-                " (and csv, markdown or latex tables, or format=results, for `vat report`)"
+                " (and csv, markdown or latex tables, format=results or format=eee, for `vat report`)"
                 if verb == "report"
                 else ""
             ),
@@ -136,9 +139,13 @@ def _parser() -> argparse.ArgumentParser:
         (
             "report",
             "VAT metrics of the runs in the store (target=/strategy=/direction= filter; "
-            "format=json|csv|markdown|latex|results; report.plots=true)",
+            "format=json|csv|markdown|latex|results|eee; report.plots=true)",
         ),
         ("demo", "run, report and build the site on the embedded model (what `make demo` calls)"),
+        (
+            "figures",
+            "print-size PDF and PNG figures with intervals (out=DIR; the report's filters; needs the figures extra)",
+        ),
     ):
         sp = sub.add_parser(
             verb,
@@ -228,8 +235,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("kind", choices=("values", "strategies", "prompts", "releases", "entries"))
     ls.add_argument("--spec-dir", default="spec", help="spec folder (default: spec, else the shipped one)")
-    e = sub.add_parser("export", help="write the scene set as one row per action (Parquet or JSONL)")
-    e.add_argument("output", help="output file: .parquet or .jsonl")
+    e = sub.add_parser(
+        "export",
+        help="write the scene set as a Hub dataset folder (train/test splits, dataset card), or one Parquet/JSONL file",
+    )
+    e.add_argument("output", help="a folder (Hub dataset layout), or a .parquet or .jsonl file")
     e.add_argument("--spec-dir", default="spec")
     ing = sub.add_parser(
         "ingest",
@@ -380,6 +390,12 @@ def _verb_demo(args: argparse.Namespace) -> int:
     return demo(args.overrides)
 
 
+def _verb_figures(args: argparse.Namespace) -> int:
+    from runner.figures import figures_command
+
+    return figures_command(args.overrides)
+
+
 def _verb_list(args: argparse.Namespace) -> int:
     from runner.listing import list_verb
 
@@ -443,6 +459,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _verb_run,
     "report": _verb_report,
     "demo": _verb_demo,
+    "figures": _verb_figures,
     "list": _verb_list,
     "export": _verb_export,
     "ingest": _verb_ingest,

@@ -571,8 +571,8 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
         models = rep.stored_models(store)
     rows = rep.filter_rows(every, filters)
     fmt = fmt or cfg.format.value
-    if fmt == "results" and (rows or not models):
-        return _results_document(cfg, rows, rep.families(rows), filters, values)
+    if fmt in ("results", "eee") and (rows or not models):
+        return _results_document(cfg, rows, rep.families(rows), filters, values, eee=fmt == "eee")
     if not rows and not models:  # an empty store is not an error: there is nothing yet
         if fmt == "json":
             display.emit_json(rep.report_json([], [], filters))
@@ -605,8 +605,12 @@ def _results_document(
     fams: list[dict[str, Any]],
     filters: dict[str, list[str]],
     values: list[str],
+    eee: bool = False,
 ) -> int:
-    """`vat report format=results`: the versioned document of runner.results_doc on stdout."""
+    """`vat report format=results`: the versioned document of runner.results_doc on stdout.
+
+    With ``eee`` (``format=eee``) the document's Every Eval Ever records instead: a JSON list, one per model.
+    """
     from omegaconf import OmegaConf
 
     from runner import results_doc
@@ -626,6 +630,11 @@ def _results_document(
         runs=runs,
         store=str(cfg.store.path),
     )
+    if eee:
+        from runner.eee import records
+
+        display.emit_json(records(_json_safe(doc)))
+        return 0
     display.emit_json(_json_safe(doc))
     return 0
 
@@ -681,11 +690,23 @@ def power(args: list[str]) -> int:
 
 
 def export(spec_dir: str, output: str, fmt: str = "table") -> int:
-    """``vat export``: the scene set as one row per action, to Parquet or JSONL."""
+    """``vat export``: the scene set as a Hub dataset folder (train/test, card), or one Parquet/JSONL file."""
     from runner.export import to_dataset, write
     from runner.load import load_index
 
     index = load_index(spec_dir, check_lock=False)
+    if not Path(output).suffix or Path(output).is_dir():  # a folder: the Hub layout; a file name: one file
+        from runner.hf_export import write_folder
+
+        done = write_folder(index, output)
+        if fmt == "json":
+            display.emit_json(done)
+        else:
+            display.note(
+                f"wrote {done['path']}/: train {done['rows']['train']:,} actions of {done['scenes']['train']} scenes, "
+                f"test {done['rows']['test']:,} of {done['scenes']['test']}, and README.md (dataset card)"
+            )
+        return 0
     ds = to_dataset(index)
     path = write(ds, output)
     if fmt == "json":
@@ -768,15 +789,39 @@ def import_dataset(overrides: list[str]) -> int:
     """``vat import``: dataset → scene YAML for review; exit 1 when no row could be imported."""
     from runner.config import ImportConf
     from runner.importer import import_dataset as run_import
+    from runner.importer import importer_conf
 
     overrides = _section_overrides(overrides, "importer", ImportConf)
     cfg = _compose(overrides)
+    section = importer_conf(cfg, overrides)
+    if _is_vat_export(section):  # our own dataset folder (or Hub id): read back as exported
+        from runner.hf_export import import_folder
+
+        summary = import_folder(section, _load(cfg))
+        if cfg.format.value == "json":
+            display.emit_json(summary)
+        else:
+            display.note(
+                f"read {summary['rows']:,} rows of {summary['source']} ({summary['format']} export); wrote "
+                f"{summary['scenes_written']} scenes under {summary['out']}/"
+            )
+        return 0 if summary["scenes_written"] else 1
     summary = run_import(cfg, overrides, _load(cfg))
     if cfg.format.value == "json":
         display.emit_json(summary)
     else:
         _print_import_summary(summary)
     return 0 if summary["scenes_written"] else 1
+
+
+def _is_vat_export(section: Any) -> bool:
+    """A `vat export` folder, or a Hub id given with no column mapping: read without a mapping."""
+    from runner.hf_export import is_vat_folder
+
+    source = str(section.source or "")
+    if not source or section.columns:
+        return False
+    return is_vat_folder(source) if Path(source).exists() else True
 
 
 def _print_import_summary(s: dict[str, Any]) -> None:

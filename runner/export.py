@@ -103,5 +103,8 @@ def write(ds: Any, output: str | Path) -> Path:
     elif path.suffix in (".jsonl", ".json"):
         ds.to_json(str(path), lines=True, force_ascii=False)
     else:
-        raise VatError(f"cannot export to {path.name!r}: use a .parquet or .jsonl file name", 2)
+        raise VatError(
+            f"cannot export to {path.name!r}: use a folder name (a Hub dataset folder) or a .parquet or .jsonl file name",
+            2,
+        )
     return path

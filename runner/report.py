@@ -690,8 +690,9 @@ def _null_cell(row: dict[str, Any], key: str) -> str:
 
 # ---------------------------------------------------------------- paper tables: csv, markdown, latex, json
 
-REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex", "results")
-"""`vat report format=`: terminal tables, JSON, tables a paper can paste, or the versioned results document."""
+REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex", "results", "eee")
+"""`vat report format=`: terminal tables, JSON, tables a paper can paste, the versioned results document,
+or its Every Eval Ever records (runner.eee)."""
 
 SUMMARY_FIELDS: tuple[tuple[str, Any], ...] = (
     ("model", lambda r: r["display_name"]),
