@@ -599,17 +599,15 @@ def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
     from runner.display import escape, out
 
     caveat = gain_spans_zero(r)
+    caption = [f"* {GAIN_CAVEAT}" if caveat else "", micro_text(r) or ""]
     detail = Table(
         title=f"{escape(r['display_name'])} · {r['label']} · {r['target']} {r['direction']} "
         f"· {r['n_scenes']} scenes · {rating_text(r)}",
         title_justify="left",
-        caption=f"* {GAIN_CAVEAT}" if caveat else None,
+        caption="\n".join(c for c in caption if c) or None,
         caption_justify="left",
     )
     mark = "*" if caveat else ""
-    micro = micro_text(r)
-    if micro:
-        detail.caption = "\n".join(c for c in (detail.caption, micro) if c)
     for col in (
         "value",
         "mean shift [95% CI]",
