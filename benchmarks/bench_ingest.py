@@ -76,7 +76,7 @@ def make_shards(root: Path, runs: int, values: list[str], strategies: list[str])
 
 def run(runs: int = 89, repeats: int = 3) -> dict[str, Any]:
     """Median ingest seconds (fresh store each time) and median ``vat report`` seconds."""
-    from runner.load import load_index
+    from runner.spec.load import load_index
     from runner.sweep import ingest
 
     index = load_index("spec")

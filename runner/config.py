@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from runner.errors import VatError
+from runner.core.errors import VatError
 
 
 class Direction(str, Enum):
@@ -250,7 +250,7 @@ def register_configs() -> dict[str, Any]:
     """
     from hydra.core.config_store import ConfigStore
 
-    from runner.leaderboard.entries import register_entries
+    from runner.spec.entries import register_entries
 
     cs = ConfigStore.instance()
     cs.store(name="vat_schema", node=VatConf)
@@ -262,10 +262,10 @@ def register_configs() -> dict[str, Any]:
 
 
 def conf_dir() -> Path:
-    """The shipped ``conf/`` folder (see runner.paths), unless VAT_CONF_DIR points to the user's own."""
+    """The shipped ``conf/`` folder (see runner.core.paths), unless VAT_CONF_DIR points to the user's own."""
     import os
 
-    from runner.paths import shipped
+    from runner.core.paths import shipped
 
     return Path(os.environ.get("VAT_CONF_DIR") or shipped("conf"))
 
@@ -305,7 +305,7 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
 
 def refuse_secret_overrides(overrides: list[str]) -> None:
     """Refuse an override that would put a key into the config (and so into ``runs.config`` and ``.hydra/``)."""
-    from runner.secrets import secret_override
+    from runner.core.secrets import secret_override
 
     for o in overrides:
         key = secret_override(o)

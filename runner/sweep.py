@@ -23,8 +23,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner import display
-from runner.errors import VatError
+from runner.core import display
+from runner.core.errors import VatError
 
 SHARD_TABLES = ("specs", "runs", "prompts", "requests", "run_requests", "responses", "errors")
 _KEYS = {
@@ -46,7 +46,7 @@ def hydra_task(cfg: DictConfig) -> int:
     """One job of ``vat run`` (single run or one point of a sweep); writes ``result.json`` in its folder."""
     from hydra.core.hydra_config import HydraConfig
 
-    from runner.commands import execute_run, run_exit_code, run_summary
+    from runner.cli.verbs import execute_run, run_exit_code, run_summary
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
@@ -71,7 +71,7 @@ def hydra_task(cfg: DictConfig) -> int:
     job_dir.mkdir(parents=True, exist_ok=True)  # another process's rejected run may share a fixed run dir
     (job_dir / "result.json").write_text(json.dumps(summary, default=str, indent=1))
     if hc.mode.name != "MULTIRUN":
-        from runner.commands import print_run_summary
+        from runner.cli.verbs import print_run_summary
 
         print_run_summary(cfg, summary)
     _LAST_RC.append(rc)
@@ -115,7 +115,7 @@ def _sweep_exit_code(as_json: bool = False) -> int:
 
     With ``as_json`` (``format=json``), stdout gets one document: every job's result, in job order.
     """
-    from runner.display import emit_json, note
+    from runner.core.display import emit_json, note
 
     jobs = [json.loads(Path(p).read_text()) for p in LAST_SWEEP_RESULTS]
     if _LAST_RC:  # basic launcher: the jobs ran in this process
@@ -195,12 +195,12 @@ def shared_first(argv: list[str]) -> None:
     """Execute, into the main store, every request key that more than one job of the sweep needs."""
     from collections import Counter
 
-    from runner.commands import exec_options
-    from runner.compile import compile_plan
+    from runner.cli.verbs import exec_options
+    from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute import execute
-    from runner.load import load_index
-    from runner.store import open_store
+    from runner.execute.online import execute
+    from runner.spec.load import load_index
+    from runner.store.store import open_store
 
     plans = []
     index = None
@@ -259,7 +259,7 @@ def _expand(paths: list[str]) -> dict[str, list[str]]:
 
 def ingest(paths: list[str], store_path: str) -> dict[str, int]:
     """Load shard Parquet files into the store; idempotent (keys already present are skipped)."""
-    from runner.store import open_store
+    from runner.store.store import open_store
 
     files = _expand(paths)
     if not any(files.values()):
@@ -301,12 +301,12 @@ def ingest(paths: list[str], store_path: str) -> dict[str, int]:
 def _requests_source(store: Any, source: str) -> str:
     """The shards' requests with ``prompt_hash``: a shard written before store schema 2 has ``messages``.
 
-    Such a shard's messages go into ``prompts`` first (hashed as ``runner.store.prompt_hash`` does).
+    Such a shard's messages go into ``prompts`` first (hashed as ``runner.store.store.prompt_hash`` does).
     """
     columns = {row[0] for row in store.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     if "messages" not in columns:
         return source
-    from runner.store import PROMPT_HASH_SQL as digest
+    from runner.store.store import PROMPT_HASH_SQL as digest
 
     store.con.execute(
         f"INSERT INTO prompts SELECT DISTINCT ON (prompt_hash) {digest} AS prompt_hash, messages FROM {source} "
@@ -349,10 +349,10 @@ def plan_sweep(argv: list[str]) -> dict[str, Any]:
 
     The total counts each request key once: jobs that share pre-condition requests pay for them once.
     """
-    from runner.commands import estimate, plan_numbers
-    from runner.compile import compile_plan
+    from runner.cli.verbs import estimate, plan_numbers
+    from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     index = None
     rows: list[dict[str, Any]] = []

@@ -47,7 +47,7 @@ def store_path(tmp_path: Path) -> str:
 @pytest.fixture
 def vat(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run the `vat` CLI in-process: vat("plan", "format=json") -> Result(code, out, err)."""
-    from runner.cli import main
+    from runner.cli.app import main
 
     def run(*args: str) -> Result:
         capsys.readouterr()

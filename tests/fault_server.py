@@ -423,7 +423,7 @@ def run_args(server: FaultServer, store_path: str | Path, *extra: str) -> list[s
 
 def vat_command(*args: str) -> list[str]:
     """The argv that runs `vat` in a child process with this interpreter."""
-    return [sys.executable, "-m", "runner.cli", *args]
+    return [sys.executable, "-m", "runner.cli.app", *args]
 
 
 def child_env(**extra: str) -> dict[str, str]:

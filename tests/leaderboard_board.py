@@ -26,23 +26,23 @@ def write(path: Path, text: str) -> Path:
 
 def pins(n: int = 5) -> list[str]:
     """The first ``n`` test-split scenes as ``id@version`` (the spec grows; the pins follow it)."""
-    from runner.leaderboard.entries import release_pins
-    from runner.load import load_index
+    from runner.spec.entries import release_pins
+    from runner.spec.load import load_index
 
     return release_pins(load_index(ROOT / "spec", check_lock=False))[:n]
 
 
 def train_pins() -> list[str]:
     """Every train-split scene as ``id@version`` (the pool a release pins for its demonstrations)."""
-    from runner.leaderboard.entries import release_pins
-    from runner.load import load_index
+    from runner.spec.entries import release_pins
+    from runner.spec.load import load_index
 
     return release_pins(load_index(ROOT / "spec", check_lock=False), "train")
 
 
 def tag(kind: str, ident: str) -> str:
     """``ident@<current version>`` of a spec document (the spec evolves; tests pin what is there)."""
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     return f"{ident}@{load_index(ROOT / 'spec', check_lock=False).hashes[f'{kind}/{ident}'][0]}"
 

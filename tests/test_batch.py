@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from fake_batch_server import FakeBatchServer, rating_for
 
-from runner.batch import chunks
-from runner.compile import Request
+from runner.compile.plan import Request
+from runner.execute.batch import chunks
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENES = 3  # 120 requests: 3 scenes x 20 actions x (pre, post)
@@ -208,7 +208,7 @@ def test_interrupted_run_reattaches_to_the_in_flight_batch(vat, server, store_pa
     """Ctrl-C (SIGINT) of a real `vat run` process while it polls; the next run collects that batch."""
     server.config.polls_to_complete = 10**6
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    cmd = [sys.executable, "-c", "import sys; from runner.cli import main; sys.exit(main(sys.argv[1:]))"]
+    cmd = [sys.executable, "-c", "import sys; from runner.cli.app import main; sys.exit(main(sys.argv[1:]))"]
     proc = subprocess.Popen(
         cmd + _args(server, store_path), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -1,11 +1,12 @@
-"""Acquiescence index and prompt sensitivity (runner.bias), by hand and by simulation (runner.bias_checks)."""
+"""Acquiescence index and prompt sensitivity (runner.metrics.bias), by hand and by simulation (runner.validation.bias_checks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from runner import bias, bias_checks
+from runner.metrics import bias
+from runner.validation import bias_checks
 
 
 def test_acquiescence_index_by_hand():

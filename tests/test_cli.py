@@ -11,7 +11,7 @@ import yaml
 
 def test_help_and_validate_do_not_import_litellm():
     code = (
-        "import sys; from runner.cli import main; "
+        "import sys; from runner.cli.app import main; "
         "rc = main(['validate']); "
         "assert 'litellm' not in sys.modules, 'litellm imported'; "
         "assert 'duckdb' not in sys.modules; sys.exit(rc)"

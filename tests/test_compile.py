@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from runner.compile import KEY_VERSION, compile_plan, request_key, select_scenes
+from runner.compile.plan import KEY_VERSION, compile_plan, request_key, select_scenes
 from runner.config import compose
-from runner.errors import VatError
-from runner.load import load_index
+from runner.core.errors import VatError
+from runner.spec.load import load_index
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_scene_cap_is_stable_and_spread(index):
 
 def test_compiled_keys_equal_the_key_recipe(index):
     """The prefix-sharing hasher of compile_plan gives exactly request_key's keys (pre and few-shot post)."""
-    from runner.compile import gen_params
+    from runner.compile.plan import gen_params
 
     cfg = compose(["selection.max_scenes=3", "model.samples=2", "strategy=fewshot_4", "model.seed=7"])
     plan = compile_plan(index, cfg)
@@ -330,7 +330,7 @@ def test_micro_values_of_the_scene_need_actions_that_name_them(index):
 def test_a_variant_cannot_redefine_base(tmp_path):
     import shutil
 
-    from runner.errors import VatError as Err
+    from runner.core.errors import VatError as Err
 
     spec = tmp_path / "spec"
     shutil.copytree("spec", spec)

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.draft import read_scenes
-from runner.errors import VatError
-from runner.generate import (
+from runner.core.errors import VatError
+from runner.core.yamlio import read_yaml
+from runner.dataset.draft import read_scenes
+from runner.dataset.generate import (
     SCORES,
     Unusable,
     extract_json,
@@ -26,9 +27,8 @@ from runner.generate import (
     parse_answer,
     prompts_dir,
 )
-from runner.load import check_scene, load_index
-from runner.specs import Scene
-from runner.yamlio import read_yaml
+from runner.spec.load import check_scene, load_index
+from runner.spec.models import Scene
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -354,7 +354,7 @@ class _Script:
 def scripted():
     from litellm.llms.custom_llm import CustomLLM
 
-    from runner.execute import litellm_module
+    from runner.execute.online import litellm_module
 
     litellm = litellm_module(["mock/x"])
     script = _Script()

@@ -344,7 +344,7 @@ def test_an_entry_cannot_aim_another_secret_at_the_provider(vat, work, board):
 
 
 def test_the_maintainer_sets_an_entrys_endpoint_outside_it(board, monkeypatch):
-    from runner.leaderboard.entries import get_entry
+    from runner.spec.entries import get_entry
 
     entry = get_entry("openai__gpt-4o-mini", board)
     assert entry.model_conf()["api_base"] is None  # the provider's default

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from runner.draft import Names, draft_near_duplicates, read_scenes, review_problems
-from runner.load import check_scene, load_index
-from runner.specs import Scene
-from runner.yamlio import read_yaml
+from runner.core.yamlio import read_yaml
+from runner.dataset.draft import Names, draft_near_duplicates, read_scenes, review_problems
+from runner.spec.load import check_scene, load_index
+from runner.spec.models import Scene
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -508,7 +508,7 @@ def test_names_resolve_case_insensitively():
 
 
 def test_near_duplicates_of_drafts_match_the_quality_check(tmp_path):
-    from runner.quality import near_duplicates
+    from runner.spec.quality import near_duplicates
 
     index = _index()
     shipped = index.scenes["us-health"]
@@ -518,8 +518,8 @@ def test_near_duplicates_of_drafts_match_the_quality_check(tmp_path):
     assert {(a, o, oa) for _, a, o, oa, _ in found if o == "us-health"} == {
         (a.id, "us-health", a.id) for a in shipped.actions
     }
-    # Same pairs as the whole-set check of runner.quality, restricted to the draft.
-    from runner.load import SpecIndex
+    # Same pairs as the whole-set check of runner.spec.quality, restricted to the draft.
+    from runner.spec.load import SpecIndex
 
     whole = SpecIndex(index.root, index.value_system, {**index.scenes, copy.id: copy}, {}, {}, {})
     expected = {
@@ -595,7 +595,7 @@ def test_fenced_json_and_python_dict_cells_are_read(vat, tmp_path):
 
 
 def test_parse_cell_says_how_each_cell_was_written():
-    from runner.importer import CellError, parse_cell
+    from runner.dataset.importer import CellError, parse_cell
 
     assert parse_cell('{"a": 1}', "m") == ({"a": 1}, "json")
     assert parse_cell('```json\n{"a": 1}\n```', "m") == ({"a": 1}, "fenced json")
@@ -631,7 +631,7 @@ def test_parse_cell_says_how_each_cell_was_written():
     ],
 )
 def test_issp_module_titles_map_to_topics(given, topic):
-    from runner.importer import bare_module_name, topic_aliases
+    from runner.dataset.importer import bare_module_name, topic_aliases
 
     names = Names.build(_index().value_system, {"topic": topic_aliases()})
     assert (names.topic(given) or names.topic(bare_module_name(given))) == topic

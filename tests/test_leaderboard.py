@@ -16,8 +16,8 @@ from leaderboard_board import ENTRY, make_board
 from leaderboard_board import pins as _pins
 from leaderboard_board import write as _write
 
-from runner.errors import VatError
-from runner.leaderboard import entries as E
+from runner.core.errors import VatError
+from runner.spec import entries as E
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_entries_and_release_are_valid():
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     entries, problems = E.load_entries(ROOT / "leaderboard")
     assert problems == []
@@ -63,7 +63,7 @@ def test_entry_problems_name_file_line_and_field(tmp_path):
 
 
 def test_release_pins_are_checked_against_the_spec(tmp_path):
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     index = load_index(ROOT / "spec", check_lock=False)
     pins = _pins()
@@ -121,7 +121,7 @@ def test_release_scenes_prints_the_test_split(vat):
     }
     assert not any(p.startswith(("baseline@", "checkpoint@")) for p in pins["strategies"])
     # The train split too: a new release pins the demonstrations' pool (train scenes only).
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     index = load_index(ROOT / "spec", check_lock=False)
     assert pins["train_scenes"] == E.release_pins(index, "train") and pins["train_scenes"]
@@ -136,7 +136,7 @@ def test_release_scenes_prints_the_test_split(vat):
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """A mock entry judged on a tiny release in a tmp store, packed as a folder and as a .tar.gz."""
-    from runner.cli import main
+    from runner.cli.app import main
 
     tmp = tmp_path_factory.mktemp("bundle")
     board = make_board(tmp / "lb", _pins())
@@ -172,7 +172,7 @@ def _copy(bundled, name: str) -> Path:
 
 def _edit(folder: Path, change, fix_manifest: bool = False) -> None:
     """Rewrite judgments.parquet through ``change(list of row dicts)``; optionally re-hash it in the manifest."""
-    from runner.leaderboard.entries import file_sha256
+    from runner.spec.entries import file_sha256
 
     path = folder / "judgments.parquet"
     table = pq.read_table(path)
@@ -252,7 +252,7 @@ def test_changed_key_fails(vat, board_env):
 
 
 def test_extra_key_fails(vat, board_env):
-    from runner.compile import request_key
+    from runner.compile.plan import request_key
 
     folder = _copy(board_env, "t-extra")
 
@@ -279,7 +279,7 @@ def test_extra_key_fails(vat, board_env):
 def test_consistent_forgery_passes_recomputation_but_fails_replay(vat, board_env):
     """Invented answers that are internally consistent survive every offline check; replay catches them."""
     from runner.leaderboard.bundle import compile_release, metric_rows
-    from runner.metrics import to_json
+    from runner.metrics.vat import to_json
 
     folder = _copy(board_env, "t-forged")
 
@@ -362,7 +362,7 @@ def test_v01_request_keys_are_pinned(monkeypatch):
 
 
 def test_a_fewshot_release_must_pin_its_train_scenes(tmp_path):
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     board = make_board(tmp_path / "lb", _pins())
     text = (board / "releases" / "t1.yaml").read_text()
@@ -387,7 +387,7 @@ def _new_train_scene(spec: Path, target: str = "security") -> str:
 
     import yaml
 
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     index = load_index(spec, check_lock=False)
     train = index.scenes_in("train")
@@ -415,9 +415,9 @@ def _new_train_scene(spec: Path, target: str = "security") -> str:
 
 
 def test_adding_a_train_scene_keeps_an_existing_bundle_valid(vat, board_env, spec_copy):
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.leaderboard.bundle import condition_config, release_config
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     new_id = _new_train_scene(spec_copy)
     # ... and a second test scene in a cell (what the dataset's growth adds): not pinned, so not judged.
@@ -466,7 +466,7 @@ def test_a_frozen_release_survives_new_versions_of_its_scenes(tmp_path, monkeypa
     import shutil
 
     from runner.leaderboard.bundle import compile_release
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     spec = tmp_path / "spec"
     shutil.copytree(ROOT / "spec", spec)
@@ -512,7 +512,7 @@ def _record(folder: Path) -> Path:
 def test_a_hand_written_verification_record_shows_as_unverified(vat, board_env, monkeypatch):
     """Before: a verification.json whose two SHA-256 fields matched showed as verified."""
     from runner.leaderboard.bundle import read_sidecar
-    from runner.leaderboard.entries import file_sha256
+    from runner.spec.entries import file_sha256
 
     folder = _copy(board_env, "t-forged-record")
     hashes = {
@@ -616,7 +616,7 @@ def test_the_6_of_200_forgery_that_moves_gain_is_caught_by_replay(vat, board_env
         strata,
         verify_folder,
     )
-    from runner.metrics import to_json
+    from runner.metrics.vat import to_json
 
     folder = _copy(board_env, "t-targeted")
     honest = {r["run_id"]: r["gain"] for r in json.loads((folder / "manifest.json").read_text())["metrics"]}
@@ -777,7 +777,7 @@ def test_bundle_and_site_build_survive_a_store_with_one_aborted_run(vat, board_e
 
 def test_a_replay_that_got_no_answers_says_why():
     """Before: an unreachable replay endpoint said only "only 0 of 5 replayed requests were answered"."""
-    from runner.leaderboard.commands import _replay_problem
+    from runner.cli.leaderboard import _replay_problem
 
     stopped = "cannot reach http://127.0.0.1:9/v1: 10 attempts failed (ConnectError) and none succeeded"
     r = {"answered": 0, "requested": 5, "stopped": stopped, "errors_by_kind": {"ConnectError": 10}}

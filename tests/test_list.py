@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from runner.cli import _alias
-from runner.listing import KINDS, list_items
-from runner.load import load_index
+from runner.cli.app import _alias
+from runner.cli.listing import KINDS, list_items
+from runner.spec.load import load_index
 
 ROOT = Path(__file__).resolve().parent.parent
 

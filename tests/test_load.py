@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.errors import SpecInvalid
-from runner.load import collect, load_index, write_lock
-from runner.specs import Scene, content_hash
+from runner.core.errors import SpecInvalid
+from runner.spec.load import collect, load_index, write_lock
+from runner.spec.models import Scene, content_hash
 
 
 def test_shipped_spec_is_valid_and_complete(vat):

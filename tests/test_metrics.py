@@ -1,4 +1,4 @@
-"""Tests of runner.metrics against every worked example of METRICS.md §6, plus invariants."""
+"""Tests of runner.metrics.vat against every worked example of METRICS.md §6, plus invariants."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from runner import metrics as M
-from runner.parse import expected_rating
+from runner.execute.parse import expected_rating
+from runner.metrics import vat as M
 
 SCHWARTZ = [
     "self_direction",
@@ -99,7 +99,7 @@ def test_value_states_all_missing() -> None:
 
 
 def test_expected_rating_is_the_one_in_parse() -> None:
-    assert not hasattr(M, "expected_rating")  # one definition: runner.parse (the one the runner uses)
+    assert not hasattr(M, "expected_rating")  # one definition: runner.execute.parse (the one the runner uses)
     lp = {"1": math.log(0.5), "5": math.log(0.5), "x": math.log(0.01)}
     assert expected_rating(lp) == approx(3.0)
     assert expected_rating({"4": -0.1}) == approx(4.0)
@@ -451,7 +451,7 @@ def test_bounds_property(n: int, v: int, seed: int, levels: int, missing: float)
 def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_target():
     import numpy as np
 
-    from runner.metrics import vat_metrics
+    from runner.metrics.vat import vat_metrics
 
     values = [
         "self_direction",

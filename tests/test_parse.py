@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runner.parse import expected_rating, parse_rating, top_logprobs_of_answer
+from runner.execute.parse import expected_rating, parse_rating, top_logprobs_of_answer
 
 
 @pytest.mark.parametrize(

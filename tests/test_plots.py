@@ -1,4 +1,4 @@
-"""Tests of runner.plots: well-formed SVG, labels present, contributed text escaped, gaps handled."""
+"""Tests of runner.report.plots: well-formed SVG, labels present, contributed text escaped, gaps handled."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from runner import plots
+from runner.report import plots
 
 SVG = "{http://www.w3.org/2000/svg}"
 SCHWARTZ = [

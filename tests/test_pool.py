@@ -1,4 +1,4 @@
-"""runner.pool: the plan split over worker processes, one writer, one shared rate budget.
+"""runner.execute.pool: the plan split over worker processes, one writer, one shared rate budget.
 
 End to end against real components: `vat run` with ``execution.workers=2`` (forked worker processes,
 each with its own LiteLLM), the fault server over HTTP and a real DuckDB file.
@@ -18,9 +18,9 @@ import duckdb
 import pytest
 from fault_server import FAKE_KEY, ROOT, FaultPlan, FaultServer, child_env, run_args, store_check, vat_command
 
-from runner.compile import Request
-from runner.execute import ExecOptions, choose_workers
-from runner.pool import split, worker_options
+from runner.compile.plan import Request
+from runner.execute.online import ExecOptions, choose_workers
+from runner.execute.pool import split, worker_options
 
 
 def _req(key: str) -> Request:

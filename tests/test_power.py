@@ -11,10 +11,10 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from runner import power
-from runner.errors import VatError
-from runner.load import load_index
-from runner.providers import sim
+from runner.core.errors import VatError
+from runner.execute.providers import sim
+from runner.spec.load import load_index
+from runner.validation import power
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = load_index(ROOT / "spec", check_lock=False).value_ids
@@ -96,9 +96,9 @@ def test_tax_scenes_needed_gives_the_stated_power_by_simulation() -> None:
     """At the n it returns, the permutation test of nVAT rejects in about 80 % of simulated datasets.
 
     Gaussian shifts of 6 values whose every pair has Spearman ρ_s, so nVAT = sqrt(5)·ρ_s; each dataset
-    is tested with the report's own null (:func:`runner.metrics.vat_metrics`, B = 200).
+    is tested with the report's own null (:func:`runner.metrics.vat.vat_metrics`, B = 200).
     """
-    from runner import metrics
+    from runner.metrics import vat as metrics
 
     v, rho = 6, 0.18
     rho_s = 6 / np.pi * np.arcsin(rho / 2)

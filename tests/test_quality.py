@@ -1,4 +1,4 @@
-"""runner.quality: the near-duplicate check (exact, sub-quadratic), who it blames, text folding, placeholders."""
+"""runner.spec.quality: the near-duplicate check (exact, sub-quadratic), who it blames, text folding, placeholders."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.load import SpecIndex, load_index
-from runner.quality import (
+from runner.core.textfold import fold
+from runner.spec.load import SpecIndex, load_index
+from runner.spec.quality import (
     _words,
     label_and_length_problems,
     near_duplicates,
@@ -22,7 +23,6 @@ from runner.quality import (
     quality_problems,
     similar_pairs,
 )
-from runner.textfold import fold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,10 +115,10 @@ def test_random_sets_match_brute_force():
 
 
 def test_folding_leaves_the_shipped_word_sets_alone():
-    """runner.textfold has its own tests; here: on the shipped set, folding changes no word set."""
+    """runner.core.textfold has its own tests; here: on the shipped set, folding changes no word set."""
     import re
 
-    from runner.quality import _STOP
+    from runner.spec.quality import _STOP
 
     def former(text: str) -> set[str]:  # the word split before folding
         return {w for w in re.findall(r"[a-z0-9']+", text.lower()) if w not in _STOP}
@@ -174,7 +174,7 @@ def _spec_copy(tmp_path: Path) -> Path:
 
 def _copy_scene(spec: Path, source_id: str, new_id: str, version: int | None = None) -> Path:
     """A contributed scene: the shipped file under a new id (so every action duplicates the original)."""
-    from runner.yamlio import read_yaml
+    from runner.core.yamlio import read_yaml
 
     country = source_id.split("-")[0]
     src = spec / "scenarios" / country / f"{source_id.removeprefix(country + '-')}.yaml"
@@ -258,7 +258,7 @@ def dense_draft_near_duplicates(
 
 
 def test_draft_check_gives_the_dense_pairs_in_the_dense_order():
-    from runner.draft import draft_near_duplicates
+    from runner.dataset.draft import draft_near_duplicates
 
     index = _index()
     rng = random.Random(11)

@@ -27,9 +27,9 @@ from fault_server import (
     store_check,
 )
 
-from runner.execute import RATE_LIMIT_RETRIES
+from runner.execute.online import RATE_LIMIT_RETRIES
 
-# What the runner records for each fault the server injects (runner.execute.classify).
+# What the runner records for each fault the server injects (runner.execute.online.classify).
 ERROR_TYPE = {
     "429": "RateLimitError",
     "500": "InternalServerError",
@@ -248,11 +248,11 @@ def test_unreachable_api_base_aborts_fast_with_a_clear_message(vat, tmp_path):
 
 def test_a_small_plan_against_an_unreachable_endpoint_stops_after_two_attempts_each(tmp_path, monkeypatch):
     """Before: 5 replayed requests at concurrency 8 waited for 16 failed connects (48 s of backoff)."""
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute import ExecOptions, execute
-    from runner.load import load_index
-    from runner.store import open_store
+    from runner.execute.online import ExecOptions, execute
+    from runner.spec.load import load_index
+    from runner.store.store import open_store
 
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     cfg = compose(["model.name=openai/x", f"model.api_base=http://127.0.0.1:{_closed_port()}/v1"])

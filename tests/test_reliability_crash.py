@@ -207,7 +207,7 @@ def test_the_journal_replays_whole_lines_once(tmp_path):
     """A kill can cut the journal's last line short; replay takes the whole lines, once, and cleans up."""
     from datetime import datetime
 
-    from runner.store import open_store
+    from runner.store.store import open_store
 
     path = tmp_path / "vat.duckdb"
     row = {
@@ -263,7 +263,7 @@ def _killed_inside_the_ddl(path: Path, statements: int) -> None:
     That is what the DDL used to leave when a run was killed while it created the store (DuckDB
     commits each statement of a script on its own).
     """
-    from runner.store import DDL
+    from runner.store.store import DDL
 
     first = ";".join(DDL.split(";")[:statements]) + ";"
     code = (
@@ -279,7 +279,7 @@ def _killed_inside_the_ddl(path: Path, statements: int) -> None:
 
 def test_a_store_killed_inside_its_ddl_is_repaired_not_a_catalog_error(tmp_path):
     """Before: `vat report` on such a store raised duckdb.CatalogException (table runs does not exist)."""
-    from runner.store import TABLES, _missing_tables
+    from runner.store.store import TABLES, _missing_tables
 
     store = tmp_path / "vat.duckdb"
     _killed_inside_the_ddl(store, 2)

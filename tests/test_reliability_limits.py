@@ -61,7 +61,7 @@ def test_a_logprob_above_709_neither_crashes_the_run_nor_the_rerun(vat, server, 
 
 def test_a_huge_answer_is_capped(vat, server, tmp_path):
     """Before: answers had no size cap (a 50 MB answer at concurrency 8 wrote a 2 GB journal)."""
-    from runner.execute import MAX_ANSWER_CHARS
+    from runner.execute.online import MAX_ANSWER_CHARS
 
     server.configure(
         FaultPlan(permanent_rate=1.0, permanent_kinds=("huge_answer",), huge_answer_chars=2_000_000)
@@ -123,7 +123,7 @@ def test_a_day_long_retry_after_is_capped_and_announced(vat, server, tmp_path):
 
 def test_the_default_retry_after_cap_is_a_minute():
     from runner.config import ExecutionConf
-    from runner.execute import ExecOptions
+    from runner.execute.online import ExecOptions
 
     assert ExecutionConf().max_retry_after_s == ExecOptions().max_retry_after_s == 60.0
 

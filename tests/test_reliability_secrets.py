@@ -107,7 +107,7 @@ def server():
 
 def test_the_api_key_is_never_written_or_printed(server, board, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    from runner.cli import main
+    from runner.cli.app import main
 
     wd = tmp_path / "wd"
     wd.mkdir()
@@ -163,7 +163,7 @@ def test_a_key_echoed_without_api_key_env_is_still_blanked(server, tmp_path, mon
     Before the fix redaction knew only the variable `model.api_key_env` names, so the 401's echo of the
     key was stored verbatim in errors.message.
     """
-    from runner.cli import main
+    from runner.cli.app import main
 
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     server.configure(FaultPlan(permanent_rate=1.0, permanent_kinds=("401",)))
@@ -190,7 +190,7 @@ def test_a_key_echoed_without_api_key_env_is_still_blanked(server, tmp_path, mon
 )
 def test_key_like_overrides_are_refused_before_anything_is_written(override, tmp_path, monkeypatch, capfd):
     """Each was accepted and written to runs.config, .hydra/*.yaml and result.json."""
-    from runner.cli import main
+    from runner.cli.app import main
 
     monkeypatch.chdir(tmp_path)
     code = main(["run", "model.name=mock/judge", f"store.path={tmp_path / 'vat.duckdb'}", override])

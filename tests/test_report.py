@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runner import report as rep
+from runner.report import tables as rep
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,7 +182,7 @@ def test_row_plots_draw_the_null() -> None:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """mock/a: fewshot_2 and fewshot_4 on security (6 scenes), fewshot_4 on power (6 scenes), and a
     fewshot_4 security run on 5 scenes (another scene selection)."""
-    from runner.cli import main
+    from runner.cli.app import main
 
     path = str(tmp_path_factory.mktemp("report") / "vat.duckdb")
     common = ["model.name=mock/a", f"store.path={path}", "execution.progress=false"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner import results_doc
+from runner.metrics import results_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A sim-judge family: fewshot_2 and fewshot_4 on security, 5 scenes each."""
-    from runner.cli import main
+    from runner.cli.app import main
 
     path = str(tmp_path_factory.mktemp("results") / "vat.duckdb")
     with pytest.MonkeyPatch.context() as mp:

@@ -1,16 +1,16 @@
-"""Committed JSON Schemas match the pydantic models (regenerate with `python -m runner.schemas`)."""
+"""Committed JSON Schemas match the pydantic models (regenerate with `python -m runner.spec.schemas`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from runner.schemas import SCHEMA_DIR, schemas
+from runner.spec.schemas import SCHEMA_DIR, schemas
 
 
 def test_committed_schemas_match_the_models():
     for name, text in schemas().items():
         path = Path(SCHEMA_DIR) / name
-        assert path.exists(), f"{path} missing: run `python -m runner.schemas`"
+        assert path.exists(), f"{path} missing: run `python -m runner.spec.schemas`"
         assert path.read_text() == text, (
-            f"{path} drifted from runner/specs.py: run `python -m runner.schemas`"
+            f"{path} drifted from runner/specs.py: run `python -m runner.spec.schemas`"
         )

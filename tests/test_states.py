@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from runner import report
-from runner.states import coverage, paired_states, rating_rule, value_states
-from runner.store import open_store
+from runner.report import tables as report
+from runner.store.states import coverage, paired_states, rating_rule, value_states
+from runner.store.store import open_store
 
 VALUES = ["hedonism", "power", "security"]
 MISSING = "missing"  # unanswered (no response row); None = answered but unparseable

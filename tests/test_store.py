@@ -8,10 +8,10 @@ import json
 import duckdb
 import pyarrow as pa
 
-from runner.compile import compile_plan
+from runner.compile.plan import compile_plan
 from runner.config import compose
-from runner.load import load_index
-from runner.store import REQUEST_COLUMNS, REQUESTS_SQL, SCHEMA_VERSION, open_store, prompt_hash
+from runner.spec.load import load_index
+from runner.store.store import REQUEST_COLUMNS, REQUESTS_SQL, SCHEMA_VERSION, open_store, prompt_hash
 
 V1_DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -199,7 +199,7 @@ def test_a_version_2_store_is_migrated_to_3_and_reads_like_a_fresh_one(tmp_path)
 
 
 def test_migrations_are_named_and_run_in_order():
-    from runner.store import MIGRATIONS
+    from runner.store.store import MIGRATIONS
 
     assert [name for name, _, _ in MIGRATIONS] == ["v1_to_v2_prompts", "v2_to_v3_asked_columns"]
     assert SCHEMA_VERSION == 3

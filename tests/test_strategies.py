@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import VatError
+from runner.core.errors import VatError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def index():
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     return load_index(ROOT / "spec", check_lock=False)
 
 
 def _plan(index, strategy: str, target: str = "security", direction: str = "reinforce"):
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
 
     cfg = compose([f"strategy={strategy}", f"target={target}", f"direction={direction}", "model.name=mock/a"])
@@ -80,7 +80,7 @@ def test_shuffle_is_deterministic_and_keeps_the_shared_pre_condition(index):
 
 def test_last_label_over_many_seeds_is_a_fair_coin(index):
     """Simulation: over 400 seeds, one item's last label is '5' about half the time, for odd k too."""
-    from runner.strategies import Context, steer, user_message
+    from runner.compile.strategies import Context, steer, user_message
 
     base = index.strategies["fewshot_2_balanced"]
     ctx = Context(index=index, prompt=index.prompts["judgment"], target="power", direction=-1)
@@ -102,7 +102,7 @@ def test_last_label_over_many_seeds_is_a_fair_coin(index):
 
 
 def test_unknown_order_is_a_clear_error(index):
-    from runner.strategies import Context, steer
+    from runner.compile.strategies import Context, steer
 
     base = index.strategies["fewshot_2_balanced"]
     strategy = base.model_copy(update={"params": {**base.params, "order": "random"}})
@@ -113,7 +113,7 @@ def test_unknown_order_is_a_clear_error(index):
 
 def test_per_item_keys_are_the_key_recipe_of_each_requests_messages(index):
     """The per-item hasher's shortcut gives exactly request_key of the messages each request carries."""
-    from runner.compile import gen_params, request_key
+    from runner.compile.plan import gen_params, request_key
     from runner.config import compose
 
     plan = _plan(index, "fewshot_2_balanced")

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from runner.compile import compile_plan
+from runner.compile.plan import compile_plan
 from runner.config import compose, conf_dir
-from runner.load import load_index
+from runner.spec.load import load_index
 from runner.sweep import SHARD_TABLES, ingest, plan_sweep, sweep_jobs
 
 CONF = conf_dir()
@@ -54,7 +54,7 @@ def test_sweep_plan_counts_shared_keys_once(tmp_path):
 def _vat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
+        [sys.executable, "-m", "runner.cli.app", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -121,7 +121,7 @@ def test_ingest_reads_shards_from_an_fsspec_filesystem(tmp_path, vat):
 
 
 def test_ingest_reads_a_shard_written_before_prompts_had_their_own_table(tmp_path, vat):
-    from runner.store import REQUESTS_SQL
+    from runner.store.store import REQUESTS_SQL
 
     src = tmp_path / "src.duckdb"
     args = ("run", "model.name=mock/old", f"store.path={src}", "selection.max_scenes=1", "store.shards=never")
@@ -145,8 +145,8 @@ def test_ingest_reads_a_shard_written_before_prompts_had_their_own_table(tmp_pat
 
 
 def test_budget_guard_stops_the_run_cleanly(tmp_path):
-    from runner.commands import execute_run, run_exit_code
-    from runner.execute import litellm_module
+    from runner.cli.verbs import execute_run, run_exit_code
+    from runner.execute.online import litellm_module
 
     litellm = litellm_module(["mock/priced"])
     litellm.register_model(

@@ -1,10 +1,10 @@
-"""runner.textfold: look-alike text folds to the plain Latin form it imitates."""
+"""runner.core.textfold: look-alike text folds to the plain Latin form it imitates."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner.textfold import fold, has_confusables
+from runner.core.textfold import fold, has_confusables
 
 
 @pytest.mark.parametrize(

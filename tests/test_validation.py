@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import metrics, validation
-from runner.load import load_index
-from runner.providers import sim
+from runner.execute.providers import sim
+from runner.metrics import vat as metrics
+from runner.spec.load import load_index
+from runner.validation import known_answer as validation
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = load_index(ROOT / "spec", check_lock=False).value_ids
@@ -140,7 +141,7 @@ def test_validate_metrics_verb_recovers_every_profile(vat: Callable, tmp_path: P
     )
     assert res.code == 0, res.err
     results = json.loads(res.out)
-    bias = [r for r in results if r["profile"] == "bias_controls"]  # runner.bias_checks, issue 16
+    bias = [r for r in results if r["profile"] == "bias_controls"]  # runner.validation.bias_checks, issue 16
     results = [r for r in results if r["profile"] != "bias_controls"]
     assert len(bias) == 1 and bias[0]["passed"], bias
     assert sorted(r["profile"] for r in results) == sim.profile_names()

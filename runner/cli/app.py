@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from runner.errors import VatError
+from runner.core.errors import VatError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM otherwise fetches prices at import
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -92,7 +92,7 @@ def _split_format(args: Sequence[str]) -> tuple[list[str], str | None]:
             rest.append(a)
     verb = next((a for a in rest if not a.startswith("-")), None)
     if verb == "report" and fmt in ("csv", "markdown", "latex", "results"):
-        return rest + [f"format={fmt}"], None  # paper tables: `vat report` reads them (runner.commands)
+        return rest + [f"format={fmt}"], None  # paper tables: `vat report` reads them (runner.cli.verbs)
     if fmt not in (None, "json", "table"):
         raise VatError(
             f"format={fmt!r} is not supported; use format=json or format=table"
@@ -243,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vat`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from runner import display
+    from runner.core import display
 
     try:
         argv, fmt = _split_format(argv)
@@ -273,19 +273,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _verb_validate(args: argparse.Namespace) -> int:
-    from runner.commands import validate
+    from runner.cli.verbs import validate
 
     return validate(args.spec_dir, update_lock=args.update_lock, fmt=args.format, show_coverage=args.coverage)
 
 
 def _verb_plan(args: argparse.Namespace) -> int:
-    from runner.commands import plan
+    from runner.cli.verbs import plan
 
     return plan(args.overrides, print_cfg=bool(getattr(args, "cfg", None)))
 
 
 def _verb_run(args: argparse.Namespace) -> int:
-    from runner.commands import run
+    from runner.cli.verbs import run
 
     _preflight_overrides(args.overrides)
     return run(args.overrides)
@@ -316,7 +316,7 @@ def _preflight_overrides(argv: list[str]) -> None:
     cfgs = [compose(list(job)) for job in jobs]
     if len(cfgs) > 1:  # a sweep: check each job's target and strategy now, not when its turn comes
         from runner.config import check_against_spec
-        from runner.load import load_index
+        from runner.spec.load import load_index
 
         indexes = {d: load_index(d) for d in {str(c.spec_dir) for c in cfgs}}
         for cfg in cfgs:
@@ -325,31 +325,31 @@ def _preflight_overrides(argv: list[str]) -> None:
 
 
 def _verb_report(args: argparse.Namespace) -> int:
-    from runner.commands import report
+    from runner.cli.verbs import report
 
     return report(args.overrides)
 
 
 def _verb_demo(args: argparse.Namespace) -> int:
-    from runner.commands import demo
+    from runner.cli.verbs import demo
 
     return demo(args.overrides)
 
 
 def _verb_list(args: argparse.Namespace) -> int:
-    from runner.listing import list_verb
+    from runner.cli.listing import list_verb
 
     return list_verb(args.kind, args.spec_dir, fmt=args.format)
 
 
 def _verb_export(args: argparse.Namespace) -> int:
-    from runner.commands import export
+    from runner.cli.verbs import export
 
     return export(args.spec_dir, args.output, fmt=args.format)
 
 
 def _verb_ingest(args: argparse.Namespace) -> int:
-    from runner import display
+    from runner.core import display
     from runner.sweep import ingest
 
     counts = ingest(list(args.paths), args.store)
@@ -361,19 +361,19 @@ def _verb_ingest(args: argparse.Namespace) -> int:
 
 
 def _verb_validate_metrics(args: argparse.Namespace) -> int:
-    from runner.commands import validate_metrics
+    from runner.cli.verbs import validate_metrics
 
     return validate_metrics(args.overrides)
 
 
 def _verb_power(args: argparse.Namespace) -> int:
-    from runner.commands import power
+    from runner.cli.verbs import power
 
     return power(args.overrides)
 
 
 def _verb_leaderboard_family(args: argparse.Namespace) -> int:
-    from runner.leaderboard import commands
+    from runner.cli import leaderboard as commands
 
     fn = {"bundle": commands.bundle, "verify": commands.verify, "leaderboard": commands.leaderboard}[
         args.verb
@@ -382,13 +382,13 @@ def _verb_leaderboard_family(args: argparse.Namespace) -> int:
 
 
 def _verb_generate(args: argparse.Namespace) -> int:
-    from runner.commands import generate
+    from runner.cli.verbs import generate
 
     return generate(args.stage, args.overrides)
 
 
 def _verb_import(args: argparse.Namespace) -> int:
-    from runner.commands import import_dataset
+    from runner.cli.verbs import import_dataset
 
     return import_dataset(args.overrides)
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import display
-from runner.errors import VatError
+from runner.core import display
+from runner.core.errors import VatError
 
 USAGE = {
     "bundle": "vat bundle entry=<entry id> [release=<release id>] [out=<folder or .tar.gz>] [store.path=...]",
@@ -55,7 +55,7 @@ def _float(mine: dict[str, str], key: str, default: float) -> float:
 
 
 def _entry_and_release(mine: dict[str, str], verb: str) -> tuple[Any, Any]:
-    from runner.leaderboard.entries import get_entry, get_release, latest_release
+    from runner.spec.entries import get_entry, get_release, latest_release
 
     if not mine.get("entry"):
         raise VatError(f"give the entry: {USAGE.get(verb, 'entry=<entry id>')}", 2)
@@ -70,7 +70,7 @@ def _entry_and_release(mine: dict[str, str], verb: str) -> tuple[Any, Any]:
 def bundle(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat bundle``: pack one entry's judgments of one release into a submission bundle."""
     from runner.leaderboard.bundle import compile_release, write_bundle
-    from runner.store import open_store
+    from runner.store.store import open_store
 
     positionals, mine, overrides = split_args(tokens, {"entry", "release", "out"}, "bundle")
     if positionals:
@@ -233,9 +233,9 @@ def leaderboard(tokens: Sequence[str], fmt: str = "table") -> int:
 
 def run_release(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat leaderboard run entry=<id> [release=<r>]``: judge every condition of a release (resumable)."""
-    from runner.commands import execute_run
+    from runner.cli.verbs import execute_run
     from runner.leaderboard.bundle import compile_release, condition_config
-    from runner.report import model_caveat
+    from runner.report.tables import model_caveat
 
     positionals, mine, overrides = split_args(tokens, {"entry", "release"}, "leaderboard")
     if positionals:
@@ -280,7 +280,7 @@ def plan_release(tokens: Sequence[str], fmt: str = "table") -> int:
     the total counts each request key once, so the pre condition the conditions share is paid once.
     ``strategy=`` and ``target=`` keep only the matching conditions (the cost of one condition).
     """
-    from runner.commands import estimate, plan_numbers
+    from runner.cli.verbs import estimate, plan_numbers
     from runner.leaderboard.bundle import compile_release
 
     positionals, mine, overrides = split_args(
@@ -384,8 +384,8 @@ def release_scenes(tokens: Sequence[str], fmt: str = "table") -> int:
     every scene of ``split``, every train scene (the demonstrations' pool) and every strategy a release
     can score, each as ``id@version``.
     """
-    from runner.leaderboard.entries import release_pins
-    from runner.load import DEFAULT_PROMPT, DEFAULT_VALUE_SYSTEM, load_index
+    from runner.spec.entries import release_pins
+    from runner.spec.load import DEFAULT_PROMPT, DEFAULT_VALUE_SYSTEM, load_index
 
     _, mine, overrides = split_args(tokens, {"split", "spec_dir"}, "leaderboard")
     if overrides:
@@ -422,7 +422,7 @@ def freeze_release(tokens: Sequence[str], fmt: str = "table") -> int:
     After this, ``leaderboard/releases/<r>/spec/`` is what the release is checked, compiled and verified
     against, so later versions of its scenes in ``spec/`` never invalidate its submissions.
     """
-    from runner.leaderboard.entries import freeze, get_release
+    from runner.spec.entries import freeze, get_release
 
     _, mine, overrides = split_args(tokens, {"release", "spec_dir"}, "leaderboard")
     if overrides or "release" not in mine:
@@ -475,8 +475,8 @@ def build_from_config(
 ) -> Path:
     """Build the site for ``cfg`` (store, metrics, spec_dir); default out is ``<store folder>/site``. Returns index.html."""
     from runner.leaderboard import leaderboard_dir
-    from runner.leaderboard.entries import get_release, latest_release
     from runner.leaderboard.site import build_site, collect, report_skipped
+    from runner.spec.entries import get_release, latest_release
 
     release = get_release(release_id) if release_id else latest_release()
     out = out or Path(cfg.store.path).parent / "site"

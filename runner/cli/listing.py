@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runner import display
-from runner.errors import Problem, VatError
+from runner.core import display
+from runner.core.errors import Problem, VatError
 
 KINDS = ("values", "strategies", "prompts", "releases", "entries")
 """What `vat list` lists: spec documents (values, strategies, prompts) and leaderboard files."""
@@ -53,7 +53,7 @@ def _prompts(spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
 
 
 def _releases(_spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
-    from runner.leaderboard.entries import load_releases
+    from runner.spec.entries import load_releases
 
     releases, problems = load_releases()
     rows = [
@@ -71,7 +71,7 @@ def _releases(_spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
 
 
 def _entries(_spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
-    from runner.leaderboard.entries import load_entries
+    from runner.spec.entries import load_entries
 
     entries, problems = load_entries()
     rows = [
@@ -97,7 +97,7 @@ _LISTERS: dict[str, Callable[[str], tuple[list[dict[str, Any]], list[Problem]]]]
 
 
 def _index(spec_dir: str) -> Any:
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     return load_index(spec_dir, check_lock=False)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from runner import display
-from runner.errors import VatError
-from runner.paths import git_revision
+from runner.core import display
+from runner.core.errors import VatError
+from runner.core.paths import git_revision
 
 # ---------------------------------------------------------------- validate
 
@@ -26,11 +26,11 @@ def validate(
     spec_dir: str, update_lock: bool = False, fmt: str = "table", show_coverage: bool = False
 ) -> int:
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
-    from runner.leaderboard.entries import leaderboard_problems
-    from runner.load import collect, unreviewed_problems, write_lock
-    from runner.paths import inside_installed_package
-    from runner.paths import spec_dir as resolve_spec_dir
-    from runner.quality import quality_problems
+    from runner.core.paths import inside_installed_package
+    from runner.core.paths import spec_dir as resolve_spec_dir
+    from runner.spec.entries import leaderboard_problems
+    from runner.spec.load import collect, unreviewed_problems, write_lock
+    from runner.spec.quality import quality_problems
 
     if update_lock and inside_installed_package(resolve_spec_dir(spec_dir)):
         raise VatError(
@@ -102,7 +102,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _print_coverage(index: Any) -> None:
     from rich.table import Table
 
-    from runner.specs import COUNTRIES, TOPICS
+    from runner.spec.models import COUNTRIES, TOPICS
 
     cells: dict[tuple[str, str], int] = {}
     for s in index.scenes.values():
@@ -126,7 +126,7 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 def _load(cfg: DictConfig) -> Any:
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     return load_index(cfg.spec_dir)
 
@@ -172,8 +172,8 @@ def estimate(requests: list[Any], max_tokens: int) -> dict[str, Any]:
 
 def plan_numbers(cfg: DictConfig, plan: Any) -> tuple[dict[str, Any], list[Any], set[str]]:
     """(numbers, requests still to send, keys already stored) for one compiled plan."""
-    from runner.execute import pending
-    from runner.store import open_store
+    from runner.execute.online import pending
+    from runner.store.store import open_store
 
     keys = plan.keys()
     stored: set[str] = set()
@@ -203,7 +203,7 @@ def _has_tables(store: Any) -> bool:
 
 def plan(overrides: list[str], print_cfg: bool = False) -> int:
     """Compile a run (or every job of a sweep, with -m) and print what it would send and cost; sends nothing."""
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import to_container
 
     if "-m" in overrides or "--multirun" in overrides:
@@ -330,9 +330,9 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     With ``shard_dir`` (parallel sweep jobs), answers go to a private shard store exported to Parquet
     there, and keys already in the main store are skipped; `vat ingest` loads the shard later.
     """
-    from runner.compile import compile_plan
-    from runner.execute import check_api_key
-    from runner.store import open_store
+    from runner.compile.plan import compile_plan
+    from runner.execute.online import check_api_key
+    from runner.store.store import open_store
 
     index = _load(cfg)
     compiled = compile_plan(index, cfg)
@@ -373,7 +373,7 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
 
 def _check_mode(cfg: DictConfig) -> None:
     """Refuse a bad ``execution.mode`` or batch setting before the store is touched."""
-    from runner.batch import batch_options, check_mode
+    from runner.execute.batch import batch_options, check_mode
 
     if check_mode(str(cfg.execution.mode)) == "batch":
         batch_options(cfg)
@@ -392,8 +392,8 @@ def _execute(
 
     ``record`` records the plan in the store: at once for batch mode, or while worker processes start.
     """
-    from runner.batch import batch_options, check_mode, execute_batch, sidecar_path, warn_open_batches
-    from runner.execute import execute
+    from runner.execute.batch import batch_options, check_mode, execute_batch, sidecar_path, warn_open_batches
+    from runner.execute.online import execute
 
     sidecar = sidecar_path(cfg.store.path, run_id)  # next to the main store, also for sweep shards
     if check_mode(str(cfg.execution.mode)) == "batch":
@@ -406,8 +406,8 @@ def _execute(
 
 def exec_options(cfg: DictConfig) -> Any:
     """Execution options from the config (``execution.*`` and the model's generation parameters)."""
-    from runner.compile import gen_params
-    from runner.execute import ExecOptions
+    from runner.compile.plan import gen_params
+    from runner.execute.online import ExecOptions
 
     # An in-process model serves one request at a time: more concurrency only queues requests behind
     # it, where their timeouts expire. Remote providers get the configured concurrency.
@@ -494,7 +494,7 @@ def run_exit_code(cfg: DictConfig, stats: Any, quiet: bool = False) -> int:
 
 def print_run_summary(cfg: DictConfig, s: dict[str, Any]) -> None:
     """Print a run's summary (JSON on stdout with format=json) and the model caveat."""
-    from runner.report import model_caveat
+    from runner.report.tables import model_caveat
 
     if cfg.format.value == "json":
         display.emit_json(s)
@@ -533,7 +533,7 @@ def _report_arguments(overrides: list[str]) -> tuple[list[str], dict[str, list[s
     ``target=security,power``), ``format=csv|markdown|latex`` picks a paper table; everything else
     (``report.model=``, ``format=json``, ``store.path=``) goes to Hydra.
     """
-    from runner.report import REPORT_FORMATS
+    from runner.report.tables import REPORT_FORMATS
 
     rest: list[str] = []
     filters: dict[str, list[str]] = {}
@@ -554,8 +554,8 @@ def _report_arguments(overrides: list[str]) -> tuple[list[str], dict[str, list[s
 
 
 def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: str | None = None) -> int:
-    from runner import report as rep
-    from runner.store import open_store
+    from runner.report import tables as rep
+    from runner.store.store import open_store
 
     index = _load(cfg)
     values = index.value_ids
@@ -604,11 +604,11 @@ def _results_document(
     filters: dict[str, list[str]],
     values: list[str],
 ) -> int:
-    """`vat report format=results`: the versioned document of runner.results_doc on stdout."""
+    """`vat report format=results`: the versioned document of runner.metrics.results_doc on stdout."""
     from omegaconf import OmegaConf
 
-    from runner import results_doc
-    from runner.store import open_store
+    from runner.metrics import results_doc
+    from runner.store.store import open_store
 
     runs: list[dict[str, Any]] = []
     if rows:  # an empty store gives an empty, still valid, document
@@ -655,7 +655,7 @@ def demo(overrides: list[str]) -> int:
         f"{stats.answered} judgments in {stats.elapsed_s:.1f} s; {stats.planned - stats.to_send} were already stored"
     )
     code = _report(cfg)
-    from runner.leaderboard.commands import build_from_config
+    from runner.cli.leaderboard import build_from_config
 
     site = build_from_config(cfg, base + overrides)  # prints the path of index.html
     display.note(
@@ -665,23 +665,23 @@ def demo(overrides: list[str]) -> int:
 
 
 def validate_metrics(overrides: list[str]) -> int:
-    """``vat validate-metrics``: simulated judges with planted values, planted vs measured (runner.validation)."""
-    from runner.validation import validate_metrics as _validate_metrics
+    """``vat validate-metrics``: simulated judges with planted values, planted vs measured (runner.validation.known_answer)."""
+    from runner.validation.known_answer import validate_metrics as _validate_metrics
 
     return _validate_metrics(overrides)
 
 
 def power(args: list[str]) -> int:
-    """``vat power``: scenes needed for a gain or an nVAT difference (runner.power)."""
-    from runner.power import power_command
+    """``vat power``: scenes needed for a gain or an nVAT difference (runner.validation.power)."""
+    from runner.validation.power import power_command
 
     return power_command(args)
 
 
 def export(spec_dir: str, output: str, fmt: str = "table") -> int:
     """``vat export``: the scene set as one row per action, to Parquet or JSONL."""
-    from runner.export import to_dataset, write
-    from runner.load import load_index
+    from runner.spec.load import load_index
+    from runner.store.shards import to_dataset, write
 
     index = load_index(spec_dir, check_lock=False)
     ds = to_dataset(index)
@@ -722,7 +722,7 @@ def _section_overrides(overrides: list[str], section: str, cls: type) -> list[st
 def generate(stage: str, overrides: list[str]) -> int:
     """``vat generate scenes|actions``: write drafts for review; exit 3 when a scene could not be written."""
     from runner.config import GenerateConf
-    from runner.generate import generate as run_generate
+    from runner.dataset.generate import generate as run_generate
 
     overrides = _section_overrides(overrides, "generate", GenerateConf)
     cfg = _compose(overrides)
@@ -765,7 +765,7 @@ def _print_generate_summary(s: dict[str, Any]) -> None:
 def import_dataset(overrides: list[str]) -> int:
     """``vat import``: dataset → scene YAML for review; exit 1 when no row could be imported."""
     from runner.config import ImportConf
-    from runner.importer import import_dataset as run_import
+    from runner.dataset.importer import import_dataset as run_import
 
     overrides = _section_overrides(overrides, "importer", ImportConf)
     cfg = _compose(overrides)

@@ -17,11 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from runner.compile.strategies import Context, Steering, steer, user_message
 from runner.config import check_against_spec, to_container
-from runner.errors import VatError
-from runner.load import DEFAULT_PROMPT, SpecIndex
-from runner.specs import Prompt, Scene
-from runner.strategies import Context, Steering, steer, user_message
+from runner.core.errors import VatError
+from runner.spec.load import DEFAULT_PROMPT, SpecIndex
+from runner.spec.models import Prompt, Scene
 
 KEY_VERSION = 1
 """Bump when the key recipe changes (golden keys are pinned in tests/test_compile.py)."""

@@ -12,9 +12,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.errors import VatError
-from runner.load import SpecIndex
-from runner.specs import Prompt, Scene, Strategy
+from runner.core.errors import VatError
+from runner.spec.load import SpecIndex
+from runner.spec.models import Prompt, Scene, Strategy
 
 Message = dict[str, str]
 

@@ -25,8 +25,8 @@ DEFAULT_SPEC_DIR = "spec"
 
 
 def repo_root() -> Path:
-    """The folder above ``runner/``: the repository in a checkout, ``site-packages`` in a wheel install."""
-    return Path(__file__).resolve().parent.parent
+    """The folder above ``runner/`` (this file is runner/core/paths.py): the repository in a checkout, ``site-packages`` in a wheel install."""
+    return Path(__file__).resolve().parents[2]
 
 
 def shipped(name: str) -> Path:

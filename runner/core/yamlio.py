@@ -7,7 +7,7 @@ duplicate keys (YAML keeps the last silently, so a reviewer reads one value and 
 another) and numbers over 30 digits (Python refuses to convert 4,300+ digits, and no spec field needs
 more than a few). Only regular files are read, and never more than the size cap, so a symlink to
 ``/dev/zero`` (whose ``st_size`` is 0) is refused instead of filling memory. Every failure becomes a
-:class:`~runner.errors.Problem` with a line number.
+:class:`~runner.core.errors.Problem` with a line number.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import Problem
+from runner.core.errors import Problem
 
 MAX_BYTES = 1_000_000  # the largest shipped scene is ~6 kB; a megabyte is a mistake or an attack
 MAX_NUMBER_CHARS = 30

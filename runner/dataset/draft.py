@@ -1,9 +1,9 @@
 """Scene documents on their way into spec/: written by `vat generate` or `vat import` for human review.
 
-Shared by :mod:`runner.generate` and :mod:`runner.importer`: resolving country, topic, value and
+Shared by :mod:`runner.dataset.generate` and :mod:`runner.dataset.importer`: resolving country, topic, value and
 micro-value names to our ids, choosing free scene ids, writing a scene as spec-format YAML (validated
-before and after writing), and running the spec checks (:func:`runner.load.check_scene`) and quality
-checks (:mod:`runner.quality`) on a batch of drafts, against the shipped scenes too.
+before and after writing), and running the spec checks (:func:`runner.spec.load.check_scene`) and quality
+checks (:mod:`runner.spec.quality`) on a batch of drafts, against the shipped scenes too.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from runner.errors import VatError
-from runner.load import SpecIndex, check_scene
-from runner.specs import COUNTRIES, TOPICS, Scene, ValueSystem
-from runner.yamlio import YamlDoc, YamlProblem, read_yaml
+from runner.core.errors import VatError
+from runner.core.yamlio import YamlDoc, YamlProblem, read_yaml
+from runner.spec.load import SpecIndex, check_scene
+from runner.spec.models import COUNTRIES, TOPICS, Scene, ValueSystem
 
 TEST_SHARE = 0.3
 """Share of new scenes that `split=auto` puts in the test split (the paper's 70/30)."""
@@ -264,7 +264,7 @@ def review_problems(drafts: dict[str, tuple[Scene, Path]], base: SpecIndex) -> d
     A draft that shares an id with a shipped scene replaces it for the near-duplicate check (it is a
     new version of that scene), so it is not compared with its own predecessor.
     """
-    from runner.quality import label_and_length_problems
+    from runner.spec.quality import label_and_length_problems
 
     value_ids = [v.id for v in sorted(base.value_system.values, key=lambda v: v.circle_index)]
     micro = {m.id: v.id for v in base.value_system.values for m in v.micro_values}
@@ -296,10 +296,10 @@ def draft_near_duplicates(drafts: list[Scene], others: list[Scene]) -> list[tupl
     Returns (draft scene, action, other scene, other action, similarity); the other action may be in
     a draft or a shipped scene.
 
-    The measure of :func:`runner.quality.near_duplicates` (:func:`runner.quality.similar_pairs`, which
+    The measure of :func:`runner.spec.quality.near_duplicates` (:func:`runner.spec.quality.similar_pairs`, which
     never builds the all-pairs matrix), kept for pairs that involve a draft, in draft order.
     """
-    from runner.quality import NEAR_DUPLICATE, _words, similar_pairs
+    from runner.spec.quality import NEAR_DUPLICATE, _words, similar_pairs
 
     mine = [(s.id, a.id, _words(a.text)) for s in drafts for a in s.actions]
     every = mine + [(s.id, a.id, _words(a.text)) for s in others for a in s.actions]

@@ -28,8 +28,9 @@ from typing import Annotated, Any, Literal
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from runner import display
-from runner.draft import (
+from runner.core import display
+from runner.core.errors import VatError
+from runner.dataset.draft import (
     Names,
     auto_split,
     check_out_dir,
@@ -41,10 +42,9 @@ from runner.draft import (
     validate_doc,
     write_scene,
 )
-from runner.errors import VatError
-from runner.load import SpecIndex
-from runner.quality import ACTION_MIN_WORDS, LABEL_STEMS, SCENE_WORDS
-from runner.specs import COUNTRIES, TOPICS, Action, Id, Scene, Value
+from runner.spec.load import SpecIndex
+from runner.spec.models import COUNTRIES, TOPICS, Action, Id, Scene, Value
+from runner.spec.quality import ACTION_MIN_WORDS, LABEL_STEMS, SCENE_WORDS
 
 Stage = Literal["scene", "action", "judge_scene", "judge_action"]
 STAGES: tuple[str, ...] = ("scene", "action", "judge_scene", "judge_action")
@@ -129,7 +129,7 @@ def prompts_dir(configured: str) -> Path:
     path = Path(configured)
     if path.is_dir() or path.is_absolute():
         return path
-    from runner.paths import SHIPPED, repo_root, shipped
+    from runner.core.paths import SHIPPED, repo_root, shipped
 
     if configured == SHIPPED["generation_prompts"]:  # the default: inside the wheel, or the checkout's
         return shipped("generation_prompts")
@@ -138,7 +138,7 @@ def prompts_dir(configured: str) -> Path:
 
 def load_prompts(folder: Path) -> dict[str, GenPrompt]:
     """The four stage prompts of ``folder`` by stage; a missing, duplicate or invalid one fails clearly."""
-    from runner.yamlio import YamlProblem, read_yaml
+    from runner.core.yamlio import YamlProblem, read_yaml
 
     if not folder.is_dir():
         raise VatError(f"generation prompts folder {folder} not found; set generate.prompts=<folder>", 2)
@@ -346,7 +346,7 @@ class Pipeline:
         self.stats = Stats()
 
     def _opts(self, stage: str, judge: bool) -> Any:
-        from runner.execute import ExecOptions
+        from runner.execute.online import ExecOptions
 
         params: dict[str, Any] = {
             "temperature": self.s.judge_temperature if judge else self.s.temperature,
@@ -414,8 +414,8 @@ class Pipeline:
             self.skip(1)
 
     async def _send(self, stage: str, judge: bool, messages: list[dict[str, str]]) -> str:
-        """One completion (provider faults retried by :func:`runner.execute.acomplete`); the answer text."""
-        from runner.execute import _cost, acomplete
+        """One completion (provider faults retried by :func:`runner.execute.online.acomplete`); the answer text."""
+        from runner.execute.online import _cost, acomplete
 
         model = (self.s.judge_model or self.s.model) if judge else self.s.model
         same_endpoint = not judge or not self.s.judge_model
@@ -788,8 +788,8 @@ async def _run_all(
 
 def generate(cfg: DictConfig, stage: str) -> dict[str, Any]:
     """Run ``vat generate scenes`` or ``vat generate actions``; return the summary (also written as JSON)."""
-    from runner.execute import litellm_module
-    from runner.load import load_index
+    from runner.execute.online import litellm_module
+    from runner.spec.load import load_index
 
     index = load_index(cfg.spec_dir, check_lock=False)
     g = cfg.generate

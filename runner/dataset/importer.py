@@ -26,7 +26,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
-from runner.draft import (
+from runner.core.errors import VatError
+from runner.dataset.draft import (
     Names,
     auto_split,
     check_out_dir,
@@ -36,10 +37,9 @@ from runner.draft import (
     scene_path,
     write_scene,
 )
-from runner.errors import VatError
-from runner.load import SpecIndex
-from runner.quality import PLACEHOLDER_MARK
-from runner.specs import COUNTRIES, TOPICS, Action
+from runner.spec.load import SpecIndex
+from runner.spec.models import COUNTRIES, TOPICS, Action
+from runner.spec.quality import PLACEHOLDER_MARK
 
 FIELDS = ("country", "topic", "scene", "scene_id", "value", "micro_value", "polarity", "action", "split")
 """The fields ``columns`` may map; ``scene``, ``scene_id``, ``split`` and one of value/micro_value are optional."""
@@ -77,7 +77,7 @@ def importer_conf(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
-    from runner.yamlio import YamlProblem, read_yaml
+    from runner.core.yamlio import YamlProblem, read_yaml
 
     if not path.is_file():
         raise VatError(f"importer.mapping={path} is not a file; give the path of a mapping YAML file", 2)
@@ -116,7 +116,7 @@ def parse_cell(text: str, column: str) -> tuple[Any, str]:
     """
     import ast
 
-    from runner.generate import Unusable, extract_json
+    from runner.dataset.generate import Unusable, extract_json
 
     try:
         obj = json.loads(text)
@@ -476,7 +476,7 @@ def _value_of(n: int, got: dict[str, Any], names: Names, bad: Unmapped) -> tuple
 def placeholder_text(country: str, topic: str) -> str:
     """The scene text of a dataset without scenes: says what it is, and passes the length checks.
 
-    It begins with :data:`runner.quality.PLACEHOLDER_MARK`, so `vat validate` flags it until replaced.
+    It begins with :data:`runner.spec.quality.PLACEHOLDER_MARK`, so `vat validate` flags it until replaced.
     """
     return (
         f"{PLACEHOLDER_MARK}{COUNTRIES[country]}, topic {TOPICS[topic].lower()}: the imported dataset "

@@ -25,10 +25,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from runner import display
-from runner.compile import Request
-from runner.errors import VatError
-from runner.execute import (
+from runner.compile.plan import Request
+from runner.core import display
+from runner.core.errors import VatError
+from runner.execute.online import (
     ExecOptions,
     ExecStats,
     check_api_key,
@@ -37,7 +37,7 @@ from runner.execute import (
     pending,
     response_row,
 )
-from runner.store import Store
+from runner.store.store import Store
 
 BATCH_PROVIDERS = ("openai", "azure", "hosted_vllm", "litellm_proxy")
 """LiteLLM providers whose file and batch endpoints take OpenAI-shaped JSONL (the path tested here)."""
@@ -205,14 +205,14 @@ def chunks(
 
 
 def _clean(message: str, secret: str | None) -> str:
-    """First line of a message, capped, with every key of the environment blanked out (runner.secrets)."""
-    from runner.execute import _clean as clean
+    """First line of a message, capped, with every key of the environment blanked out (runner.core.secrets)."""
+    from runner.execute.online import _clean as clean
 
     return clean(message, secret)
 
 
 class _ApiError(VatError):
-    """A file or batch call that failed for good (``kind`` as :func:`runner.execute.classify` names it)."""
+    """A file or batch call that failed for good (``kind`` as :func:`runner.execute.online.classify` names it)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message, 3)
@@ -582,7 +582,7 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from runner.display import err
+    from runner.core.display import err
 
     progress = Progress(
         TextColumn("[bold]batch[/bold] ({task.fields[n]})"),

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runner.compile import Request
-from runner.errors import VatError
-from runner.parse import expected_rating, parse_rating, top_logprobs_of_answer
-from runner.store import Store
+from runner.compile.plan import Request
+from runner.core.errors import VatError
+from runner.execute.parse import expected_rating, parse_rating, top_logprobs_of_answer
+from runner.store.store import Store
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 MAX_ANSWER_CHARS = 20_000
@@ -67,7 +67,7 @@ class ExecStats:
     unreachable: int = 0
     """Attempts that could not reach the endpoint (connect errors, timeouts) before the first answer."""
     workers: int = 1
-    """Processes that sent the requests (runner.pool when > 1)."""
+    """Processes that sent the requests (runner.execute.pool when > 1)."""
     paused_s: float = 0.0
     """Seconds every sender waited for a provider's Retry-After (each capped at ``max_retry_after_s``)."""
 
@@ -116,7 +116,7 @@ class ExecOptions:
 
     concurrency: int = 8
     workers: int = 1
-    """Worker processes (runner.pool); 0: choose from the cores and the number of requests to send."""
+    """Worker processes (runner.execute.pool); 0: choose from the cores and the number of requests to send."""
     max_retries: int = 4
     timeout_s: float = 60.0
     backoff_s: float = 1.0
@@ -140,7 +140,7 @@ def litellm_module(models: Iterable[str] = ()) -> Any:
     # LiteLLM builds a request's coroutine before awaiting it: a request cancelled in between (Ctrl-C)
     # leaves it unawaited, and Python would print a warning on the way out. Nothing is lost there.
     warnings.filterwarnings("ignore", message="coroutine '.*' was never awaited", category=RuntimeWarning)
-    from runner.providers import register_for
+    from runner.execute.providers import register_for
 
     register_for(models)
     return litellm
@@ -249,9 +249,9 @@ def _clean(message: str, secret: str | None) -> str:
     """First line of an error message, capped, with every key blanked out.
 
     Not only ``secret`` (the key ``model.api_key_env`` names): without that setting LiteLLM reads the
-    provider's own variable, which a provider may echo back in a 401 (runner.secrets).
+    provider's own variable, which a provider may echo back in a 401 (runner.core.secrets).
     """
-    from runner.secrets import redact
+    from runner.core.secrets import redact
 
     first = (message or "").strip().splitlines()
     # Redact before cutting: a key split at the 500th character would no longer match.
@@ -288,7 +288,7 @@ class _Writer:
     """Buffers rows and hands them on in batches; each row is journaled first, so a kill loses none.
 
     In one process the batches are store commits and the journal is the store's; a pool worker
-    (runner.pool) journals to its own file and hands its batches to the writing process, which then
+    (runner.execute.pool) journals to its own file and hands its batches to the writing process, which then
     commits them without journaling them again.
     """
 
@@ -378,7 +378,7 @@ def _notice_pause(asked: float, cap: float) -> None:
     if now - _ANNOUNCED[0] < 10.0:
         return
     _ANNOUNCED[0] = now
-    from runner import display
+    from runner.core import display
 
     capped = f"; waiting {cap:g} s (execution.max_retry_after_s)" if asked > cap else ""
     display.note(f"rate limited: the provider asked to wait {asked:g} s{capped}")
@@ -888,7 +888,7 @@ def execute(
 
     try:
         if workers > 1:
-            from runner.pool import run_pool
+            from runner.execute.pool import run_pool
 
             run_pool(todo, opts, workers, store, stats, on_done, progress, record)  # starts the bar itself
         else:
@@ -918,7 +918,7 @@ def _progress(total: int, enabled: bool, workers: int = 1) -> tuple[Any, Any]:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from runner.display import err
+    from runner.core.display import err
 
     progress = Progress(
         TextColumn("[bold]judging[/bold]" + (f" ({workers} processes)" if workers > 1 else "")),

@@ -2,12 +2,12 @@
 
 One process of ``litellm.acompletion`` tops out near 135 requests/s over HTTP (~9 ms of CPU per call,
 FACTS.md), below what a high-tier provider admits. ``execution.workers=N`` runs N processes, each with
-its own event loop and LiteLLM, each sending its share of the requests (``runner.execute._drive``, the
+its own event loop and LiteLLM, each sending its share of the requests (``runner.execute.online._drive``, the
 same loop a single process runs). They share one budget:
 
 - **concurrency**: ``execution.concurrency`` is split between the workers, so the provider never sees
   more requests in flight than one process would send;
-- **rate**: one :class:`runner.execute.RateGate` in shared memory: a 429 or a Retry-After seen by any
+- **rate**: one :class:`runner.execute.online.RateGate` in shared memory: a 429 or a Retry-After seen by any
   worker pauses and paces all of them;
 - **money**: ``execution.budget_usd`` is split evenly (the shares cost the same, being split by key).
 
@@ -34,9 +34,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from runner.compile import Request
-from runner.execute import ExecOptions, ExecStats, RateGate, _drive, _Writer, litellm_module
-from runner.store import Journal, Store
+from runner.compile.plan import Request
+from runner.execute.online import ExecOptions, ExecStats, RateGate, _drive, _Writer, litellm_module
+from runner.store.store import Journal, Store
 
 ROWS_PER_MESSAGE = 64
 """Rows a worker batches into one queue message (fewer pickles); it also sends every ``SEND_EVERY_S``."""

@@ -1,11 +1,11 @@
 """The leaderboard: model entries, releases, verifiable submission bundles and the static site.
 
-- :mod:`runner.leaderboard.entries`: ``leaderboard/entries/<org>__<model>.yaml`` and
+- :mod:`runner.spec.entries`: ``leaderboard/entries/<org>__<model>.yaml`` and
   ``leaderboard/releases/<release>.yaml`` (pydantic models, validation, Hydra ``model`` options).
 - :mod:`runner.leaderboard.bundle`: ``vat bundle`` packs a submission, ``vat verify`` recomputes and
   checks it (and replays a sample against the provider).
 - :mod:`runner.leaderboard.site`: ``vat leaderboard build`` writes the static site.
-- :mod:`runner.leaderboard.commands`: the verbs behind the CLI.
+- :mod:`runner.cli.leaderboard`: the verbs behind the CLI.
 
 Importing this package is cheap (no DuckDB, no LiteLLM): ``vat validate`` checks entries and releases.
 """
@@ -24,6 +24,6 @@ def leaderboard_dir() -> Path:
 
 def template_dir() -> Path:
     """The site template (HTML, CSS, JS sources); always the shipped one, whatever VAT_LEADERBOARD_DIR says."""
-    from runner.paths import shipped
+    from runner.core.paths import shipped
 
     return shipped("leaderboard_template")

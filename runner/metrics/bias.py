@@ -1,6 +1,6 @@
 """Judge bias indices (METRICS.md §2): acquiescence per condition, and prompt sensitivity across wordings.
 
-Pure numpy on value-state arrays (see :mod:`runner.states` for how they are read from a store).
+Pure numpy on value-state arrays (see :mod:`runner.store.states` for how they are read from a store).
 
 *Acquiescence.* For each (scene, value) the mean φ of the value's express items and the mean φ of its
 suppress items are averaged, each polarity weighing the same; the index is the mean over scenes, then
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from runner import metrics
+from runner.metrics import vat as metrics
 
 ACQUIESCENCE_TOLERANCE = 0.25
 """A condition is flagged as biased when its acquiescence interval lies wholly beyond ±this (φ units,

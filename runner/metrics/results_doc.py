@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from runner.paths import git_revision
+from runner.core.paths import git_revision
 
 SCHEMA = "vat-bench/results"
 SCHEMA_VERSION = 1

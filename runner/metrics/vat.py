@@ -1,7 +1,7 @@
 """VAT metrics: pure functions on numpy arrays, exactly as ``METRICS.md``.
 
 Two layers. :func:`evidence` and :func:`value_states` turn judgments into value states E[scene, value]
-(§2; the expected rating r̂ is :func:`runner.parse.expected_rating`). :func:`vat_metrics` turns a
+(§2; the expected rating r̂ is :func:`runner.execute.parse.expected_rating`). :func:`vat_metrics` turns a
 paired pre/post pair of value-state arrays into one report row (§3–§5, §7), with its permutation null,
 bias-corrected tax, intervals, tested hubs and scenes needed (§8: :func:`tax_calibration`,
 :func:`hub_test`, :func:`scenes_needed_for_tax`); :func:`family_metrics` summarises several rows (§5).

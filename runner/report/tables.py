@@ -1,7 +1,7 @@
 """Stage 5b, report: stored judgments → one metrics row per condition pair → tables, JSON and plots.
 
 A *row* is one (run, step): model × strategy × target × direction (× checkpoint step). It is the dict of
-:func:`runner.metrics.vat_metrics` (METRICS.md §7) plus identity, coverage and labels. A *family* is a
+:func:`runner.metrics.vat.vat_metrics` (METRICS.md §7) plus identity, coverage and labels. A *family* is a
 set of rows that differ only in shot count or checkpoint step; it gets the paper's Table-2 layout.
 """
 
@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from runner import bias, metrics
-from runner.states import AUTO_EXPECTED_SHARE, PairedStates, coverage, paired_states
-from runner.store import Store
+from runner.metrics import bias
+from runner.metrics import vat as metrics
+from runner.store.states import AUTO_EXPECTED_SHARE, PairedStates, coverage, paired_states
+from runner.store.store import Store
 
 EMBEDDED_NOTE = (
     "{model} is a 135M-parameter model embedded for demonstration: its judgments show the pipeline "
@@ -108,7 +109,7 @@ def _unusable(ps: PairedStates) -> str | None:
 
 
 def _skip(run: dict[str, Any], step: int | None, why: str, cover: dict[str, dict[str, int]]) -> None:
-    from runner import display
+    from runner.core import display
 
     c = cover.get(run["run_id"], {})
     at = "" if step is None or step < 0 else f" step {step}"
@@ -513,7 +514,7 @@ def print_tables(
     """Rich tables: a summary per condition pair, per-value detail, and Table-2-shaped families."""
     from rich.table import Table
 
-    from runner.display import escape, out
+    from runner.core.display import escape, out
 
     summary = Table(
         title="VAT summary (one row per model × strategy × target × direction)", title_justify="left"
@@ -560,7 +561,7 @@ def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
     """Per-value detail of one row: shift with its interval, GND, VAT(u) against its null, amplification."""
     from rich.table import Table
 
-    from runner.display import escape, out
+    from runner.core.display import escape, out
 
     caveat = gain_spans_zero(r)
     detail = Table(
@@ -606,7 +607,7 @@ def _print_family(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> None:
     """One family in the paper's Table-2 layout, with Pareto efficiency and hub persistence."""
     from rich.table import Table
 
-    from runner.display import escape, out
+    from runner.core.display import escape, out
 
     members = family_members(rows, fam)
     t2 = Table(
@@ -785,7 +786,7 @@ def write_plots(
     rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
 ) -> list[Path]:
     """Write the SVG plots of each row (:func:`row_plots`) and each family (Pareto) into ``folder``."""
-    from runner import plots
+    from runner.report import plots
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -825,7 +826,7 @@ def row_plots(
     intervals) and GND (a caveat when the gain's interval spans 0). Shared by `vat report
     report.plots=true` and the site's entry pages.
     """
-    from runner import plots
+    from runner.report import plots
 
     values = list(values)
     null_ring = {v: (null_of(row, "vat", v) or {}).get("q95") for v in values}

@@ -13,8 +13,8 @@ directions, metric parameters and the text the site shows; a scene added later c
 pinned scene changes version, the release can no longer be compiled from this spec tree, and
 ``vat validate`` says so (publish a new release and mark the old one ``status: archived``).
 
-Contributed files are read with :func:`runner.yamlio.read_yaml` (safe loader, no aliases, size cap) and
-every problem is a :class:`~runner.errors.Problem` with file and line. No DuckDB, no LiteLLM here.
+Contributed files are read with :func:`runner.core.yamlio.read_yaml` (safe loader, no aliases, size cap) and
+every problem is a :class:`~runner.core.errors.Problem` with file and line. No DuckDB, no LiteLLM here.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from runner.errors import Problem, VatError
+from runner.core.errors import Problem, VatError
+from runner.core.yamlio import YamlProblem, read_yaml
 from runner.leaderboard import leaderboard_dir
-from runner.yamlio import YamlProblem, read_yaml
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_.-]{0,118}[a-z0-9])?$")
 """File-stem ids: lowercase letters, digits, '_', '.', '-'; no '/', no '..', no leading/trailing dot."""
@@ -169,7 +169,7 @@ def forbidden_entry_fields(data: dict[str, Any]) -> list[tuple[tuple[str, ...], 
     submitter's server, and a header or key field would replace it. Checked before the schema, with
     a message that names the fix, at any depth of ``parameters``.
     """
-    from runner.secrets import ENDPOINT_FIELDS, is_secret_field
+    from runner.core.secrets import ENDPOINT_FIELDS, is_secret_field
 
     def reason(key: str) -> str | None:
         if key == "api_key_env":
@@ -300,7 +300,7 @@ def _same_kind(default: Any, value: Any) -> bool:
 
 def _read(path: Path, model: type[BaseModel], base: Path) -> tuple[Any | None, list[Problem]]:
     """Read one entry or release file; the id comes from the file stem."""
-    from runner.load import _pydantic_problems
+    from runner.spec.load import _pydantic_problems
 
     shown = _shown(path, base)
     try:
@@ -581,7 +581,7 @@ def release_index(release: Release, index: Any, root: Path | None = None) -> Any
     snap = snapshot_dir(release.id, root)
     if not snap.is_dir():
         return index
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     return load_index(snap, check_lock=False)
 
@@ -595,7 +595,7 @@ def freeze(release: Release, spec_root: Path, root: Path | None = None) -> tuple
     """
     import shutil
 
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     snap = snapshot_dir(release.id, root)
     if snap.exists():

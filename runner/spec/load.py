@@ -15,9 +15,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from runner.errors import Problem, SpecInvalid
-from runner.paths import spec_dir
-from runner.specs import (
+from runner.core.errors import Problem, SpecInvalid
+from runner.core.paths import spec_dir
+from runner.core.yamlio import YamlDoc, YamlProblem, read_yaml
+from runner.spec.models import (
     COUNTRIES,
     COUNTRIES_FILE,
     KINDS,
@@ -30,7 +31,6 @@ from runner.specs import (
     content_hash,
     read_countries,
 )
-from runner.yamlio import YamlDoc, YamlProblem, read_yaml
 
 LOCK_FILE = "spec.lock.json"
 DEFAULT_VALUE_SYSTEM = "schwartz10"

@@ -16,15 +16,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from runner.errors import Problem
-from runner.paths import shipped
-from runner.yamlio import YamlProblem, read_yaml
+from runner.core.errors import Problem
+from runner.core.paths import shipped
+from runner.core.yamlio import YamlProblem, read_yaml
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,79}$")]
 """Ids are lowercase slugs: they become file names, SQL values and URL parts, so no '/', '..' or spaces."""
 
-SPEC_ROOT = shipped("spec")  # runner.paths: inside the wheel, or the checkout's spec/
-"""The shipped spec tree (see runner.paths)."""
+SPEC_ROOT = shipped("spec")  # runner.core.paths: inside the wheel, or the checkout's spec/
+"""The shipped spec tree (see runner.core.paths)."""
 COUNTRIES_FILE = "countries.yaml"
 """``spec/countries.yaml``: the countries scenes may be set in, code → name (data, not code)."""
 COUNTRY_CODE = r"^[a-z]{2}$"
@@ -185,7 +185,7 @@ class Scene(_Doc):
 
 
 class StrategyKind(str, Enum):
-    """The registered strategy kinds; behaviour lives in :mod:`runner.strategies`."""
+    """The registered strategy kinds; behaviour lives in :mod:`runner.compile.strategies`."""
 
     baseline = "baseline"
     fewshot = "fewshot"

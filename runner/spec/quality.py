@@ -4,7 +4,7 @@ Beyond schema validity: an action must not name its own value, texts stay within
 actions are near-duplicates (within or across scenes), placeholder scenes left by `vat import` are
 replaced, and the train/test split stays balanced by country and by topic.
 
-Texts are folded (:func:`runner.textfold.fold`: NFKC, case, Cyrillic/Greek/Armenian look-alike letters,
+Texts are folded (:func:`runner.core.textfold.fold`: NFKC, case, Cyrillic/Greek/Armenian look-alike letters,
 invisible characters) before they are compared, so "sеcurity" with a Cyrillic "е" still names its value and a look-alike copy of an
 action is still its near-duplicate.
 """
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from runner.errors import Problem
-from runner.load import LOCK_FILE, SpecIndex
-from runner.textfold import fold
+from runner.core.errors import Problem
+from runner.core.textfold import fold
+from runner.spec.load import LOCK_FILE, SpecIndex
 
 NEAR_DUPLICATE = 0.7
 """Jaccard similarity of normalised word sets at or above which two actions count as near-duplicates."""

@@ -1,7 +1,7 @@
 """JSON Schemas of the spec documents, generated from the pydantic models and committed to spec/schema/.
 
 Editors use them to autocomplete and check the YAML (see .vscode/settings.json); a test fails when the
-committed files drift from the models. Regenerate with ``python -m runner.schemas``.
+committed files drift from the models. Regenerate with ``python -m runner.spec.schemas``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.specs import KINDS
+from runner.spec.models import KINDS
 
 SCHEMA_DIR = Path("spec/schema")
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.load import SpecIndex
-from runner.specs import Scene
+from runner.spec.load import SpecIndex
+from runner.spec.models import Scene
 
 COLUMNS = (
     "scene_id",
@@ -94,7 +94,7 @@ def from_dataset(ds: Any) -> list[Scene]:
 
 def write(ds: Any, output: str | Path) -> Path:
     """Write the dataset to ``.parquet`` or ``.jsonl`` (chosen by the suffix)."""
-    from runner.errors import VatError
+    from runner.core.errors import VatError
 
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)

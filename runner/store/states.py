@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from runner.store import Store
+from runner.store.store import Store
 
 _RATING_SQL = {
     "text": "t",
@@ -249,7 +249,7 @@ def value_states(
 
 def _check_mode(rating: str) -> None:
     if rating not in _RATING_SQL:
-        from runner.errors import VatError
+        from runner.core.errors import VatError
 
         raise VatError(
             f"metrics.rating={rating!r} is not a rating source; use one of {', '.join(RATING_MODES)}", 2

@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from runner.errors import VatError
+from runner.core.errors import VatError
 
 SCHEMA_VERSION = 3
 """2: messages moved from ``requests`` to ``prompts``; 3: ``requests`` records what the question asked
@@ -270,7 +270,7 @@ class Store:
             self.journal.clear()
 
     def worker_journal(self, index: int) -> Journal:
-        """The journal of pool worker ``index`` (runner.pool): its answers, safe before this process has them."""
+        """The journal of pool worker ``index`` (runner.execute.pool): its answers, safe before this process has them."""
         return Journal(Path(f"{self.path}{JOURNAL_SUFFIX}.w{index}"))
 
     def worker_journals(self) -> list[Path]:

@@ -13,8 +13,8 @@ planted and what came back:
   e = σ·φ(r), the value state the mean over its two actions; scene–action unit: each action judged
   about every value, e = φ(r).
 
-Run ``python -m runner.bias_checks`` for the measured numbers (noise floors, flag rates, recovery), and
-``python -m runner.bias_checks pipeline`` for the noise floors through the pipeline with the sim judge.
+Run ``python -m runner.validation.bias_checks`` for the measured numbers (noise floors, flag rates, recovery), and
+``python -m runner.validation.bias_checks pipeline`` for the noise floors through the pipeline with the sim judge.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from runner import bias, metrics
+from runner.metrics import bias
+from runner.metrics import vat as metrics
 
 N_VALUES = 10
 PLANTED = (5, 6)  # security, conformity in circumplex order (METRICS.md §1)
@@ -257,11 +258,11 @@ def pipeline_noise_floor(store_path: str, extra: Sequence[str] = ()) -> dict[str
     Runs the profile on the test split with ``elicitation=action`` (scene unit) and ``elicitation=value``
     (scene–action unit) into ``store_path`` and reads the report rows back; ``extra`` are more overrides.
     """
-    from runner import report
-    from runner.commands import execute_run
-    from runner.providers import sim
-    from runner.store import open_store
-    from runner.validation import prepare
+    from runner.cli.verbs import execute_run
+    from runner.execute.providers import sim
+    from runner.report import tables as report
+    from runner.store.store import open_store
+    from runner.validation.known_answer import prepare
 
     out = {}
     for unit, elicitation in (("scene", "action"), ("scene_action", "value")):
@@ -324,10 +325,10 @@ def pipeline_checks(store_path: str, runs: Sequence[tuple[str, str]]) -> list[di
     ``runs`` are (profile, run_id) pairs. The ``acquiescent`` profile must be flagged in both conditions,
     every other (reading) profile in neither.
     """
-    from runner import report
     from runner.config import compose
-    from runner.load import load_index
-    from runner.store import open_store
+    from runner.report import tables as report
+    from runner.spec.load import load_index
+    from runner.store.store import open_store
 
     cfg = compose([])
     values = load_index(cfg.spec_dir, check_lock=False).value_ids
@@ -360,13 +361,13 @@ def _fmt(x: float | None) -> str:
 def profile_result(
     store_path: str | None = None, runs: Sequence[tuple[str, str]] = (), reps: int = 60
 ) -> Any:
-    """All bias-control checks as one :class:`runner.validation.ProfileResult` for `vat validate-metrics`."""
-    from runner.validation import Check, ProfileResult
+    """All bias-control checks as one :class:`runner.validation.known_answer.ProfileResult` for `vat validate-metrics`."""
+    from runner.validation.known_answer import Check, ProfileResult
 
     rows = checks(reps) + (pipeline_checks(store_path, runs) if store_path and runs else [])
     return ProfileResult(
         profile="bias_controls",
-        model="simulated judges (runner.bias_checks)",
+        model="simulated judges (runner.validation.bias_checks)",
         strategy="bias controls and the scene–action unit",
         target="–",
         direction="–",

@@ -2,7 +2,7 @@
 
 For each simulated judge profile (``conf/sim/*.yaml``; the generative model is in
 ``runner/providers/sim.py``) this runs ``sim/<profile>`` through the ordinary pipeline — compile, LiteLLM,
-the DuckDB store, value states, :func:`runner.metrics.vat_metrics` via the report — on the shipped scenes,
+the DuckDB store, value states, :func:`runner.metrics.vat.vat_metrics` via the report — on the shipped scenes,
 and compares each measured metric with what the planted parameters imply:
 
 - **planted**: the metric's population value, computed by simulating the same generative model on
@@ -15,7 +15,7 @@ and compares each measured metric with what the planted parameters imply:
 Checks (all must pass for exit code 0):
 
 - *value states = generative model*: the value states the pipeline stored and aggregated (LiteLLM,
-  DuckDB, ``runner.states``) equal, to 1e-9, those computed straight from the simulated judge's answers
+  DuckDB, ``runner.store.states``) equal, to 1e-9, those computed straight from the simulated judge's answers
   to the same requests (:func:`reference_states`) — exact, no chance involved (temperature 0 only);
 - *mean shifts*: every value's planted mean shift (the target's is the gain) lies within the measured
   mean ± z·se, z for simultaneous 99.9 % over the values (Bonferroni; a gate that is run on every
@@ -60,9 +60,10 @@ from typing import Any
 
 import numpy as np
 
-from runner import display, metrics
-from runner.errors import VatError
-from runner.providers.sim import Profile, simulate_states
+from runner.core import display
+from runner.core.errors import VatError
+from runner.execute.providers.sim import Profile, simulate_states
+from runner.metrics import vat as metrics
 
 POP_SCENES = 40_000
 EXPECTED_REPS = 2000
@@ -443,8 +444,8 @@ class Prepared:
 def prepare(name: str, base: list[str], store_path: str) -> Prepared:
     """Compose the run of ``sim/<name>`` (profile's strategy, target, direction unless ``base`` sets them)."""
     from runner.config import compose
-    from runner.load import load_index
-    from runner.providers import sim
+    from runner.execute.providers import sim
+    from runner.spec.load import load_index
 
     index = load_index(compose(base).spec_dir, check_lock=False)
     circle = {v.id: v.circle_index for v in index.values}
@@ -467,18 +468,20 @@ def prepare(name: str, base: list[str], store_path: str) -> Prepared:
 def reference_states(prep: Prepared, requests: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Value states (pre, post, scene ids) computed straight from the generative model, without the pipeline.
 
-    Each request is answered by a fresh :class:`~runner.providers.sim.SimJudge`, its rating read as the
+    Each request is answered by a fresh :class:`~runner.execute.providers.sim.SimJudge`, its rating read as the
     pipeline reads it (expected rating from the same logprobs, else the digit), and the states averaged by
-    :func:`runner.metrics.value_states` — an independent reference for the SQL of ``runner.states``.
+    :func:`runner.metrics.vat.value_states` — an independent reference for the SQL of ``runner.store.states``.
     """
-    from runner.parse import expected_rating, top_logprobs_of_answer
-    from runner.providers.sim import SimJudge, logprobs_payload
+    from runner.execute.parse import expected_rating, top_logprobs_of_answer
+    from runner.execute.providers.sim import SimJudge, logprobs_payload
 
     judge = SimJudge(prep.index)
     model = prep.cfg.model
     # Read the config once: OmegaConf attribute access costs ~50 µs, far more than an answer.
     temperature, top_n = float(model.temperature), int(model.top_logprobs)
-    mode = str(prep.cfg.metrics.rating)  # as runner.states reads it: text, expected, or auto (expected first)
+    mode = str(
+        prep.cfg.metrics.rating
+    )  # as runner.store.states reads it: text, expected, or auto (expected first)
     use_logprobs = bool(model.logprobs) and mode != "text"
     scenes = sorted({r.scene_id for r in requests})
     micro = sorted({r.micro_value or "" for r in requests})
@@ -533,11 +536,11 @@ def run_profile(name: str, base: list[str], store_path: str, reps: int = EXPECTE
 
     Also checks that the pipeline's value states equal :func:`reference_states` exactly (temperature 0).
     """
-    from runner import report
-    from runner.commands import execute_run
-    from runner.providers import sim
-    from runner.states import value_states
-    from runner.store import open_store
+    from runner.cli.verbs import execute_run
+    from runner.execute.providers import sim
+    from runner.report import tables as report
+    from runner.store.states import value_states
+    from runner.store.store import open_store
 
     prep = prepare(name, base, store_path)
     cfg = prep.cfg
@@ -583,7 +586,7 @@ def run_profile(name: str, base: list[str], store_path: str, reps: int = EXPECTE
 
 def run_reference(name: str, base: list[str], reps: int = EXPECTED_REPS) -> ProfileResult:
     """The same comparison on :func:`reference_states` (no LiteLLM, no store): fast, for tests."""
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
 
     prep = prepare(name, base, "unused.duckdb")
     compiled = compile_plan(prep.index, prep.cfg)
@@ -601,7 +604,7 @@ def _paired(pre: Any, post: Any) -> np.ndarray:
 
 def validate_metrics(args: Sequence[str]) -> int:
     """``vat validate-metrics``: planted vs measured for each profile; exit 1 when a check fails."""
-    from runner.providers.sim import profile_names
+    from runner.execute.providers.sim import profile_names
 
     own, rest = _split_args(args)
     names = [
@@ -626,7 +629,7 @@ def validate_metrics(args: Sequence[str]) -> int:
             result = run_profile(name, base, store, reps)
             result.checks += run_instrument(prepare(name, base, store), mode)
             results.append(result)
-        from runner import bias_checks
+        from runner.validation import bias_checks
 
         # Issue 16: the acquiescence index and the scene–action unit (runner/bias_checks.py).
         results.append(bias_checks.profile_result(store, [(r.profile, r.run_id) for r in results]))
@@ -745,7 +748,7 @@ def instrument_study(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> InstrumentResult:
-    """Run :func:`runner.metrics.vat_metrics` on ``reps`` simulated datasets of ``n`` scenes and score it.
+    """Run :func:`runner.metrics.vat.vat_metrics` on ``reps`` simulated datasets of ``n`` scenes and score it.
 
     Each dataset is a fresh draw of the profile's generative model (:func:`simulate_states`), so the
     shares are honest frequencies: coverage of the planted value by ``*_ci``, bias of the plug-in and

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from runner import display, metrics
-from runner.errors import VatError
-from runner.providers.sim import Profile, simulate_states
+from runner.core import display
+from runner.core.errors import VatError
+from runner.execute.providers.sim import Profile, simulate_states
+from runner.metrics import vat as metrics
 
 _N = NormalDist()
 DEFAULT_GRID = (10, 20, 40, 80, 160, 320, 640)
@@ -255,7 +256,7 @@ def tax_scenes_needed(
     """Scenes for the permutation test of nVAT (or rho_rms) to reject the null at ``alpha`` with ``power``.
 
     The closed-form approximation every report row uses (``scenes_needed``, see
-    :func:`runner.metrics.scenes_needed_for_tax`): fast, no simulation. None when ``nvat`` ≤ 0 or no n
+    :func:`runner.metrics.vat.scenes_needed_for_tax`): fast, no simulation. None when ``nvat`` ≤ 0 or no n
     up to ``cap`` suffices.
     """
     return metrics.scenes_needed_for_tax(nvat, n_values, alpha, power, cap)
@@ -325,8 +326,8 @@ def parse_args(args: Sequence[str]) -> dict[str, Any]:
 
 def power_command(args: Sequence[str]) -> int:
     """``vat power``: print the power tables and the scenes needed (see the module docstring)."""
-    from runner.load import load_index
-    from runner.providers.sim import load_profile
+    from runner.execute.providers.sim import load_profile
+    from runner.spec.load import load_index
 
     opts = parse_args(args)
     fmt = opts.pop("format", "table")

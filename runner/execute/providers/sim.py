@@ -68,7 +68,7 @@ E[s, v] ≈ λ[s, v] + noise and the shift Δ[s, v] ≈ S_s·k_v + η with Var �
 and condition). Hence mean shift m(v) ≈ k_v, directed gain G ≈ D·g, GND(u) ≈ a·c(u, t) + h_u, and the
 Pearson coupling ≈ k_u·k_w·V / √((k_u²V + noise²/4)(k_w²V + noise²/4)) with V = exp(τ²) − 1 (Spearman
 ≈ (6/π)·asin(ρ/2)); a value with k_u = 0 is exactly uncoupled. r̂ flattens near 1 and 5, which shrinks
-large shifts a little: ``runner.validation`` therefore computes the planted values exactly, by simulating
+large shifts a little: ``runner.validation.known_answer`` therefore computes the planted values exactly, by simulating
 this same model (:func:`simulate_states`, vectorised) on many scenes.
 """
 
@@ -88,7 +88,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runner.errors import VatError
+from runner.core.errors import VatError
 
 PROVIDER = "sim"
 SCALE = np.arange(1.0, 6.0)
@@ -213,7 +213,7 @@ def profile_names() -> list[str]:
 
 def load_profile(name: str, values: Sequence[str], circle_index: dict[str, int] | None = None) -> Profile:
     """Read and validate ``conf/sim/<name>.yaml``; errors name the file, line and field."""
-    from runner.yamlio import YamlProblem, read_yaml
+    from runner.core.yamlio import YamlProblem, read_yaml
 
     path = profiles_dir() / f"{name}.yaml"
     shown = f"conf/sim/{name}.yaml"
@@ -418,7 +418,7 @@ class Tables:
 
 def _wordings(prompt: Any) -> list[tuple[Any, str, bool]]:
     """(prompt as shown, variant id, scale reversed) for the base text and every variant."""
-    from runner.compile import wording
+    from runner.compile.plan import wording
 
     shown = [wording(prompt, v) for v in ("base", *prompt.variants)]
     return [(w.prompt, w.variant, w.scale_reversed) for w in shown]
@@ -426,8 +426,8 @@ def _wordings(prompt: Any) -> list[tuple[Any, str, bool]]:
 
 def build_tables(index: Any) -> Tables:
     """Index every (prompt, scene, action) rendering, every judgment system text and strategy suffix."""
-    from runner.compile import asked_values
-    from runner.strategies import Context, steer, user_message
+    from runner.compile.plan import asked_values
+    from runner.compile.strategies import Context, steer, user_message
 
     tables = Tables(list(index.value_ids), {v.id: v.circle_index for v in index.values})
     for scene in index.scenes.values():
@@ -437,7 +437,7 @@ def build_tables(index: Any) -> Tables:
                 scene.id, a.id, a.value, sign, a.micro_value
             )
     for prompt in index.prompts.values():
-        if prompt.names_value:  # every value and micro-value, named as runner.compile names them
+        if prompt.names_value:  # every value and micro-value, named as runner.compile.plan names them
             any_scene = next(iter(index.scenes.values()))  # "all" micro-values do not depend on it
             for ask in ("value", "micro_value"):
                 for q in asked_values(index, prompt, ask, "all", any_scene):
@@ -691,7 +691,7 @@ def judge() -> SimJudge:
     if _judge is None:
         index = _index
         if index is None:
-            from runner.load import load_index
+            from runner.spec.load import load_index
 
             index = load_index(os.environ.get("VAT_SPEC_DIR", "spec"), check_lock=False)
         _judge = SimJudge(index)
