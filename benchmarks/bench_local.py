@@ -24,10 +24,10 @@ from benchmarks.common import median, show  # noqa: E402
 
 def run(scenes: int = 5, repeats: int = 1) -> dict[str, Any]:
     """Seconds in plan order and shuffled (median of ``repeats``), and their ratio."""
-    from runner.cli.verbs import exec_options
     from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute.online import execute
+    from runner.execute.dispatch import execute
+    from runner.pipeline import exec_options
     from runner.spec.load import load_index
     from runner.store.store import open_store
 

@@ -16,6 +16,8 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from runner.core.errors import VatError
+from runner.core.paths import conf_dir
+from runner.spec.params import MetricsConf
 
 
 class Direction(str, Enum):
@@ -113,23 +115,6 @@ class StoreConf:
     path: str = "results/vat.duckdb"
     shards: str = "auto"
     """auto: parallel sweep jobs (joblib, ray, submitit launchers) write shards; `always` / `never`."""
-
-
-@dataclass
-class MetricsConf:
-    """Every metric parameter of METRICS.md (echoed in each report's ``params``)."""
-
-    epsilon: float = 0.01
-    hub_k: int = 3
-    hub_lambda: float = 0.0
-    bootstrap_b: int = 1000
-    ci_level: float = 0.95
-    stability_b: int = 200
-    subsample_frac: float = 0.8
-    seed: int = 0
-    min_scenes: int = 5
-    rating: str = "auto"
-    """auto: expected rating from logprobs when stored, else the parsed digit; or `text` / `expected`."""
 
 
 @dataclass
@@ -250,8 +235,6 @@ def register_configs() -> dict[str, Any]:
     """
     from hydra.core.config_store import ConfigStore
 
-    from runner.spec.entries import register_entries
-
     cs = ConfigStore.instance()
     cs.store(name="vat_schema", node=VatConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
@@ -261,13 +244,24 @@ def register_configs() -> dict[str, Any]:
     return register_entries()
 
 
-def conf_dir() -> Path:
-    """The shipped ``conf/`` folder (see runner.core.paths), unless VAT_CONF_DIR points to the user's own."""
-    import os
+def register_entries(root: Path | None = None) -> dict[str, Any]:
+    """Register every valid entry as a Hydra ``model`` option named by its id; return the invalid ones.
 
-    from runner.core.paths import shipped
+    ``vat run model=<entry id>`` then selects the entry exactly as ``model=smollm2`` selects
+    ``conf/model/smollm2.yaml``; ``model.<key>=...`` overrides still apply on top.
+    """
+    from hydra.core.config_store import ConfigStore
 
-    return Path(os.environ.get("VAT_CONF_DIR") or shipped("conf"))
+    from runner.spec.entries import load_entries
+
+    entries, problems = load_entries(root)
+    cs = ConfigStore.instance()
+    for entry in entries.values():
+        cs.store(group="model", name=entry.id, node=ModelConf(**entry.model_conf()))
+    bad = {}
+    for p in problems:
+        bad.setdefault(Path(p.path).stem, p)
+    return bad
 
 
 def compose(overrides: list[str], hydra: bool = False) -> DictConfig:

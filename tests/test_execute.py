@@ -7,10 +7,11 @@ import json
 import duckdb
 import pytest
 
-from runner.cli.verbs import execute_run
 from runner.compile.plan import compile_plan
 from runner.config import compose
-from runner.execute.online import ExecOptions, classify, execute, pending
+from runner.execute.dispatch import execute
+from runner.execute.online import ExecOptions, classify, pending
+from runner.pipeline import execute_run
 from runner.spec.load import load_index
 from runner.store.store import open_store
 
@@ -157,7 +158,7 @@ class _Clock:
 def test_rate_gate_paces_after_a_429_and_cuts_once_per_overshoot():
     import math
 
-    from runner.execute.online import RateGate
+    from runner.execute.rate_gate import RateGate
 
     clock = _Clock()
     gate = RateGate(clock=clock, decrease=0.9, recover_s=2.0, probe=0.02, margin=1.0)
@@ -200,7 +201,7 @@ def test_rate_gate_does_not_count_pauses_in_the_measured_rate():
     """Retry-After pauses are the provider's: measuring through them would ratchet every cut lower."""
     import math
 
-    from runner.execute.online import RateGate
+    from runner.execute.rate_gate import RateGate
 
     clock = _Clock()
     gate = RateGate(clock=clock)
@@ -219,7 +220,7 @@ def test_rate_gate_shares_its_numbers_across_processes():
     """Two gates over one shared-memory array: a 429 seen by one pauses and paces the other."""
     import multiprocessing
 
-    from runner.execute.online import RateGate
+    from runner.execute.rate_gate import RateGate
 
     clock = _Clock()
     ctx = multiprocessing.get_context("spawn")
@@ -235,7 +236,7 @@ def test_rate_gate_shares_its_numbers_across_processes():
 
 
 def test_rate_gate_only_pauses_when_nothing_was_answered_yet():
-    from runner.execute.online import RateGate
+    from runner.execute.rate_gate import RateGate
 
     clock = _Clock()
     gate = RateGate(clock=clock)
@@ -249,7 +250,7 @@ def test_rate_gate_reaches_the_limit_of_a_token_bucket_without_losing_requests()
     """A simulated provider admitting 100/s (token bucket, burst 10) and 8 workers: near the limit, no loss."""
     import asyncio
 
-    from runner.execute.online import RateGate
+    from runner.execute.rate_gate import RateGate
 
     clock = _Clock()
     gate = RateGate(clock=clock)

@@ -6,8 +6,8 @@ import json
 
 import pyarrow.parquet as pq
 
+from runner.dataset.export import from_dataset, to_dataset
 from runner.spec.load import load_index
-from runner.store.shards import from_dataset, to_dataset
 
 
 def test_dataset_round_trip_is_lossless():

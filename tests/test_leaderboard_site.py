@@ -55,8 +55,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two mock entries judged on a tiny release (one replay-verified bundle folder, one archive with a
     hostile display name), plus a local run of a model with no entry; built into a site."""
     from runner.cli.app import main
-    from runner.cli.verbs import execute_run
     from runner.config import compose
+    from runner.pipeline import execute_run
 
     tmp = tmp_path_factory.mktemp("site")
     pins = _pins()

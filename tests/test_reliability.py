@@ -250,7 +250,8 @@ def test_a_small_plan_against_an_unreachable_endpoint_stops_after_two_attempts_e
     """Before: 5 replayed requests at concurrency 8 waited for 16 failed connects (48 s of backoff)."""
     from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute.online import ExecOptions, execute
+    from runner.execute.dispatch import execute
+    from runner.execute.online import ExecOptions
     from runner.spec.load import load_index
     from runner.store.store import open_store
 

@@ -145,8 +145,8 @@ def test_ingest_reads_a_shard_written_before_prompts_had_their_own_table(tmp_pat
 
 
 def test_budget_guard_stops_the_run_cleanly(tmp_path):
-    from runner.cli.verbs import execute_run, run_exit_code
     from runner.execute.online import litellm_module
+    from runner.pipeline import execute_run, run_exit_code
 
     litellm = litellm_module(["mock/priced"])
     litellm.register_model(

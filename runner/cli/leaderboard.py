@@ -233,8 +233,8 @@ def leaderboard(tokens: Sequence[str], fmt: str = "table") -> int:
 
 def run_release(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat leaderboard run entry=<id> [release=<r>]``: judge every condition of a release (resumable)."""
-    from runner.cli.verbs import execute_run
     from runner.leaderboard.bundle import compile_release, condition_config
+    from runner.pipeline import execute_run
     from runner.report.tables import model_caveat
 
     positionals, mine, overrides = split_args(tokens, {"entry", "release"}, "leaderboard")
@@ -280,8 +280,8 @@ def plan_release(tokens: Sequence[str], fmt: str = "table") -> int:
     the total counts each request key once, so the pre condition the conditions share is paid once.
     ``strategy=`` and ``target=`` keep only the matching conditions (the cost of one condition).
     """
-    from runner.cli.verbs import estimate, plan_numbers
     from runner.leaderboard.bundle import compile_release
+    from runner.pipeline import estimate, plan_numbers
 
     positionals, mine, overrides = split_args(
         tokens, {"entry", "release", "strategy", "target"}, "leaderboard"
@@ -474,7 +474,7 @@ def build_from_config(
     fmt: str = "table",
 ) -> Path:
     """Build the site for ``cfg`` (store, metrics, spec_dir); default out is ``<store folder>/site``. Returns index.html."""
-    from runner.leaderboard import leaderboard_dir
+    from runner.core.paths import leaderboard_dir
     from runner.leaderboard.site import build_site, collect, report_skipped
     from runner.spec.entries import get_release, latest_release
 

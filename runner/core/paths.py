@@ -8,6 +8,7 @@ wins: an explicit ``spec_dir=``, ``VAT_CONF_DIR``, or a ``spec/`` folder in the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -78,3 +79,19 @@ def inside_installed_package(path: Path) -> bool:
     """Whether ``path`` is shipped data inside an installed wheel (``runner/_data``): never to be written."""
     packaged = Path(str(resources.files("runner"))) / "_data"
     return packaged.is_dir() and path.resolve().is_relative_to(packaged.resolve())
+
+
+def conf_dir() -> Path:
+    """The shipped ``conf/`` folder, unless VAT_CONF_DIR points to the user's own."""
+    return Path(os.environ.get("VAT_CONF_DIR") or shipped("conf"))
+
+
+def leaderboard_dir() -> Path:
+    """The project's ``leaderboard/`` folder (next to ``runner/``), unless VAT_LEADERBOARD_DIR points elsewhere."""
+    env = os.environ.get("VAT_LEADERBOARD_DIR")
+    return Path(env) if env else repo_root() / "leaderboard"
+
+
+def template_dir() -> Path:
+    """The site template (HTML, CSS, JS sources); always the shipped one, whatever VAT_LEADERBOARD_DIR says."""
+    return shipped("leaderboard_template")

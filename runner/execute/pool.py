@@ -2,7 +2,7 @@
 
 One process of ``litellm.acompletion`` tops out near 135 requests/s over HTTP (~9 ms of CPU per call,
 FACTS.md), below what a high-tier provider admits. ``execution.workers=N`` runs N processes, each with
-its own event loop and LiteLLM, each sending its share of the requests (``runner.execute.online._drive``, the
+its own event loop and LiteLLM, each sending its share of the requests (``runner.execute.online.drive``, the
 same loop a single process runs). They share one budget:
 
 - **concurrency**: ``execution.concurrency`` is split between the workers, so the provider never sees
@@ -35,7 +35,8 @@ from dataclasses import replace
 from typing import Any
 
 from runner.compile.plan import Request
-from runner.execute.online import ExecOptions, ExecStats, RateGate, _drive, _Writer, litellm_module
+from runner.execute.online import ExecOptions, ExecStats, Writer, drive, litellm_module
+from runner.execute.rate_gate import RateGate
 from runner.store.store import Journal, Store
 
 ROWS_PER_MESSAGE = 64
@@ -117,7 +118,7 @@ def run_pool(
         p.start()
     # The workers journaled every row, so bigger commits risk nothing, and each commit costs this
     # process CPU that the workers need (~7 ms per DuckDB commit).
-    writer = _Writer(store.commit, max(opts.flush_every, POOL_FLUSH_EVERY))
+    writer = Writer(store.commit, max(opts.flush_every, POOL_FLUSH_EVERY))
     try:
         if record is not None:
             record()  # no row is written before the plan is recorded: rows wait in the queue
@@ -139,7 +140,7 @@ def run_pool(
         store.drop_worker_journals()  # everything they held is committed now
 
 
-def _collect(procs: list[Any], rows: Any, stop: Any, writer: _Writer, stats: ExecStats, on_done: Any) -> None:
+def _collect(procs: list[Any], rows: Any, stop: Any, writer: Writer, stats: ExecStats, on_done: Any) -> None:
     """Take rows until every worker has finished or died; Ctrl-C asks them all to stop."""
     finished: set[int] = set()
     deadline: float | None = None
@@ -173,7 +174,7 @@ def _collect(procs: list[Any], rows: Any, stop: Any, writer: _Writer, stats: Exe
             return
 
 
-def _drain(rows: Any, writer: _Writer, stats: ExecStats, stop: Any, finished: set[int]) -> None:
+def _drain(rows: Any, writer: Writer, stats: ExecStats, stop: Any, finished: set[int]) -> None:
     """Handle every message already waiting in the queue."""
     while True:
         try:
@@ -183,7 +184,7 @@ def _drain(rows: Any, writer: _Writer, stats: ExecStats, stop: Any, finished: se
         _handle(msg, writer, stats, stop, finished)
 
 
-def _handle(msg: tuple[Any, ...], writer: _Writer, stats: ExecStats, stop: Any, finished: set[int]) -> None:
+def _handle(msg: tuple[Any, ...], writer: Writer, stats: ExecStats, stop: Any, finished: set[int]) -> None:
     """One message from a worker: rows to write (and count), or its final word."""
     kind, index = msg[0], msg[1]
     if kind == "rows":
@@ -233,7 +234,7 @@ def _worker_main(
         os._exit(1)  # the parent died before prctl took effect
     stats = ExecStats()
     # Every row is journaled the moment it arrives, then shipped to the writing process in batches.
-    writer = _Writer(
+    writer = Writer(
         lambda responses, errors: rows.put(("rows", index, responses, errors)),
         ROWS_PER_MESSAGE,
         journal=journal.append,
@@ -257,14 +258,14 @@ async def _run_until_stopped(
     litellm: Any,
     share: list[Request],
     opts: ExecOptions,
-    writer: _Writer,
+    writer: Writer,
     stats: ExecStats,
     gate: RateGate,
     stop: Any,
 ) -> None:
-    """``_drive`` the share; cancel it when the parent sets ``stop`` or disappears."""
+    """``drive`` the share; cancel it when the parent sets ``stop`` or disappears."""
     parent = os.getppid()
-    task = asyncio.ensure_future(_drive(litellm, share, opts, writer, stats, lambda _: None, gate))
+    task = asyncio.ensure_future(drive(litellm, share, opts, writer, stats, lambda _: None, gate))
 
     async def watch() -> None:
         while not task.done():

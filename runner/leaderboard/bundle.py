@@ -169,7 +169,7 @@ def compile_release(
 
     cfg = release_config(entry, release, overrides)
     index = index if index is not None else load_index(cfg.spec_dir)
-    from runner.leaderboard import leaderboard_dir
+    from runner.core.paths import leaderboard_dir
 
     file = leaderboard_dir() / "releases" / f"{release.id}.yaml"
     problems = release_problems(release, index, f"leaderboard/releases/{release.id}.yaml", file)
@@ -888,7 +888,8 @@ def replay(
     agrees). The replay passes when the share that agrees is at least ``min_agreement`` and every
     request got an answer.
     """
-    from runner.execute.online import ExecOptions, execute
+    from runner.execute.dispatch import execute
+    from runner.execute.online import ExecOptions
     from runner.store.store import open_store
 
     stored = {

@@ -33,7 +33,7 @@ from typing import Any
 
 from runner.core import display
 from runner.core.errors import VatError
-from runner.leaderboard import template_dir
+from runner.core.paths import template_dir
 from runner.spec.entries import Entry, Release, load_entries
 
 SCHEMA_VERSION = 1

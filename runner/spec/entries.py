@@ -4,7 +4,7 @@ An **entry** names a judged model: its LiteLLM model string, generation paramete
 shown on the site (display name, provider, licence, link, contact). Its id is the file's stem, so the id
 can never disagree with the file; ids are path-safe slugs because they become file names and URL parts.
 Each entry is also a Hydra ``model`` option under its own id (``vat run model=openai__gpt-4o-mini``),
-registered in Hydra's ConfigStore by :func:`register_entries`; the hand-written ``conf/model/*.yaml``
+registered in Hydra's ConfigStore by :func:`runner.config.register_entries`; the hand-written ``conf/model/*.yaml``
 options keep working beside them (entry ids contain ``__``, which those names never do).
 
 A **release** fixes what a leaderboard scores: pinned test scenes (``id@version``), the pinned train
@@ -31,8 +31,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from runner.core.errors import Problem, VatError
+from runner.core.paths import conf_dir, leaderboard_dir
 from runner.core.yamlio import YamlProblem, read_yaml
-from runner.leaderboard import leaderboard_dir
+from runner.spec.params import MetricsConf
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_.-]{0,118}[a-z0-9])?$")
 """File-stem ids: lowercase letters, digits, '_', '.', '-'; no '/', no '..', no leading/trailing dot."""
@@ -257,8 +258,6 @@ class Release(_Strict):
     @field_validator("metrics")
     @classmethod
     def _metric_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from runner.config import MetricsConf
-
         known = {f.name: f for f in dataclasses.fields(MetricsConf)}
         for key, value in v.items():
             if key not in known:
@@ -404,26 +403,6 @@ def doc_sha256(doc: BaseModel) -> str:
 # ---------------------------------------------------------------- Hydra
 
 
-def register_entries(root: Path | None = None) -> dict[str, Problem]:
-    """Register every valid entry as a Hydra ``model`` option named by its id; return the invalid ones.
-
-    ``vat run model=<entry id>`` then selects the entry exactly as ``model=smollm2`` selects
-    ``conf/model/smollm2.yaml``; ``model.<key>=...`` overrides still apply on top.
-    """
-    from hydra.core.config_store import ConfigStore
-
-    from runner.config import ModelConf
-
-    entries, problems = load_entries(root)
-    cs = ConfigStore.instance()
-    for entry in entries.values():
-        cs.store(group="model", name=entry.id, node=ModelConf(**entry.model_conf()))
-    bad = {}
-    for p in problems:
-        bad.setdefault(Path(p.path).stem, p)
-    return bad
-
-
 # ---------------------------------------------------------------- validation against the spec
 
 
@@ -545,8 +524,6 @@ def leaderboard_problems(index: Any | None, root: Path | None = None) -> list[Pr
     entries, problems = load_entries(root)
     releases, release_file_problems = load_releases(root)
     problems += release_file_problems
-    from runner.config import conf_dir
-
     for entry_id in entries:
         if (conf_dir() / "model" / f"{entry_id}.yaml").exists():
             problems.append(

@@ -258,8 +258,8 @@ def pipeline_noise_floor(store_path: str, extra: Sequence[str] = ()) -> dict[str
     Runs the profile on the test split with ``elicitation=action`` (scene unit) and ``elicitation=value``
     (scene–action unit) into ``store_path`` and reads the report rows back; ``extra`` are more overrides.
     """
-    from runner.cli.verbs import execute_run
     from runner.execute.providers import sim
+    from runner.pipeline import execute_run
     from runner.report import tables as report
     from runner.store.store import open_store
     from runner.validation.known_answer import prepare

@@ -50,11 +50,9 @@ the judge's noise is drawn from item and condition identities, not from prompt w
 from __future__ import annotations
 
 import math
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
@@ -246,7 +244,8 @@ class ProfileResult:
         return all(c.ok is not False for c in self.checks)
 
 
-def _f(x: float, digits: int = 3) -> str:
+def fmt_number(x: float, digits: int = 3) -> str:
+    """A signed number with ``digits`` decimals, or a dash for a missing or infinite one."""
     return "–" if x is None or not math.isfinite(x) else f"{x:+.{digits}f}"
 
 
@@ -269,10 +268,18 @@ def _range_check(name: str, key: str, pop: dict, exp: dict, meas: dict, extra: s
     planted_value = float(pop[key][0])
     if not math.isfinite(planted_value) and key in ("pattern", "circumplex"):
         return Check(
-            name, "– (nothing planted)", f"[{_f(lo_hi[0])}, {_f(lo_hi[1])}]", _f(value) + extra, None
+            name,
+            "– (nothing planted)",
+            f"[{fmt_number(lo_hi[0])}, {fmt_number(lo_hi[1])}]",
+            fmt_number(value) + extra,
+            None,
         )
     return Check(
-        name, _f(planted_value), f"[{_f(lo_hi[0])}, {_f(lo_hi[1])}]", _f(value) + extra, _in(value, lo_hi)
+        name,
+        fmt_number(planted_value),
+        f"[{fmt_number(lo_hi[0])}, {fmt_number(lo_hi[1])}]",
+        fmt_number(value) + extra,
+        _in(value, lo_hi),
     )
 
 
@@ -362,9 +369,9 @@ def _gain_check(row: dict[str, Any], pop: dict, exp: dict, within: bool) -> Chec
     ci = row.get("gain_ci") or [math.nan, math.nan]
     return Check(
         "gain",
-        _f(float(pop["gain"][0])),
-        f"[{_f(lo_hi[0])}, {_f(lo_hi[1])}]",
-        f"{_f(row['gain'])} [{_f(ci[0])}, {_f(ci[1])}]",
+        fmt_number(float(pop["gain"][0])),
+        f"[{fmt_number(lo_hi[0])}, {fmt_number(lo_hi[1])}]",
+        f"{fmt_number(row['gain'])} [{fmt_number(ci[0])}, {fmt_number(ci[1])}]",
         bool(within),
     )
 
@@ -412,19 +419,6 @@ def _hub_checks(
 # ---------------------------------------------------------------------------------------------------
 # Running the pipeline
 # ---------------------------------------------------------------------------------------------------
-
-_OWN_KEYS = ("profile", "profiles", "reps", "instrument")
-
-
-def _split_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    own, rest = {}, []
-    for a in args:
-        key, sep, value = a.partition("=")
-        if sep and key in _OWN_KEYS:
-            own[key] = value
-        else:
-            rest.append(a)
-    return own, rest
 
 
 @dataclass
@@ -536,8 +530,8 @@ def run_profile(name: str, base: list[str], store_path: str, reps: int = EXPECTE
 
     Also checks that the pipeline's value states equal :func:`reference_states` exactly (temperature 0).
     """
-    from runner.cli.verbs import execute_run
     from runner.execute.providers import sim
+    from runner.pipeline import execute_run
     from runner.report import tables as report
     from runner.store.states import value_states
     from runner.store.store import open_store
@@ -600,105 +594,6 @@ def _paired(pre: Any, post: Any) -> np.ndarray:
     return (
         post.array[[post.scenes.index(s) for s in common]] - pre.array[[pre.scenes.index(s) for s in common]]
     )
-
-
-def validate_metrics(args: Sequence[str]) -> int:
-    """``vat validate-metrics``: planted vs measured for each profile; exit 1 when a check fails."""
-    from runner.execute.providers.sim import profile_names
-
-    own, rest = _split_args(args)
-    names = [
-        p for p in (own.get("profiles") or own.get("profile") or ",".join(profile_names())).split(",") if p
-    ]
-    try:
-        reps = int(own.get("reps", EXPECTED_REPS))
-    except ValueError:
-        raise VatError(f"reps={own['reps']!r} is not a whole number; e.g. reps=2000", 2) from None
-    if reps < 100:
-        raise VatError("reps= must be at least 100 simulated datasets for the expected ranges", 2)
-    mode = own.get("instrument", "fast")
-    if mode not in INSTRUMENT_MODES:
-        raise VatError(f"instrument={mode!r} is not a mode; use one of: {', '.join(INSTRUMENT_MODES)}", 2)
-    base = ["selection.split=all", "execution.concurrency=32"] + rest
-    fmt = "json" if "format=json" in rest else "table"
-    explicit = next((o.split("=", 1)[1] for o in rest if o.startswith("store.path=")), None)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="vat-validate-") as tmp:
-        store = explicit or str(Path(tmp) / "validation.duckdb")
-        for name in names:
-            result = run_profile(name, base, store, reps)
-            result.checks += run_instrument(prepare(name, base, store), mode)
-            results.append(result)
-        from runner.validation import bias_checks
-
-        # Issue 16: the acquiescence index and the scene–action unit (runner/bias_checks.py).
-        results.append(bias_checks.profile_result(store, [(r.profile, r.run_id) for r in results]))
-    if fmt == "json":
-        display.emit_json(
-            metrics.to_json(
-                [
-                    {**r.__dict__, "checks": [c.__dict__ for c in r.checks], "passed": r.passed}
-                    for r in results
-                ]
-            )
-        )
-    else:
-        print_results(results)
-    failed = [r.profile for r in results if not r.passed]
-    if failed:
-        display.error(f"the metrics did not recover the planted structure of: {', '.join(failed)}")
-        return 1
-    display.note(
-        f"all {sum(len(r.checks) for r in results)} checks of {len(results)} profile(s) recovered the planted structure"
-    )
-    return 0
-
-
-def print_results(results: Sequence[ProfileResult]) -> None:
-    """Rich tables: planted vs measured per profile, then per-value detail."""
-    from rich.table import Table
-
-    for r in results:
-        table = Table(
-            title=f"{r.model} · {r.strategy} (dose {r.dose:.2f}) · {r.target} {r.direction} · {r.n_scenes} scenes",
-            title_justify="left",
-        )
-        for col in (
-            "quantity",
-            "planted",
-            f"expected at n={r.n_scenes} ({RANGE_LEVEL:.1%} range)",
-            "measured [95% CI]",
-            "recovered",
-        ):
-            table.add_column(col)
-        for c in r.checks:
-            mark = "–" if c.ok is None else ("[green]yes[/green]" if c.ok else "[red]NO[/red]")
-            table.add_row(c.quantity, c.planted, c.expected, c.measured, mark)
-        display.out.print(table)
-        detail = Table(title=f"{r.model} per value", title_justify="left")
-        for col in (
-            "value",
-            "planted shift",
-            f"measured shift [simult. {SHIFT_LEVEL:.1%} CI]",
-            "planted GND",
-            "measured GND",
-            "planted VAT",
-            "measured VAT",
-        ):
-            detail.add_column(col, justify="left" if col == "value" else "right")
-        for v in r.values:
-            name = f"[bold]{v['value']}[/bold] (target)" if v["value"] == r.target else v["value"]
-            ok = "" if v["within"] else " [red]✗[/red]"
-            detail.add_row(
-                name,
-                _f(v["planted_shift"]),
-                f"{_f(v['measured_shift'])} [{_f(v['ci'][0])}, {_f(v['ci'][1])}]{ok}",
-                _f(v["planted_gnd"], 2),
-                _f(v["measured_gnd"], 2),
-                f"{v['planted_vat']:.3f}",
-                f"{v['measured_vat']:.3f}",
-            )
-        display.out.print(detail)
 
 
 # ---------------------------------------------------------------------------------------------------
