@@ -11,6 +11,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
+from runner.cli import power as power_verb
 from runner.core.errors import VatError
 from runner.execute.providers import sim
 from runner.spec.load import load_index
@@ -69,7 +70,7 @@ def test_repeated_samples_narrow_text_ratings_towards_the_logprob_path(result: p
 
 
 def test_arguments_are_checked() -> None:
-    assert power.parse_args(["gain=0.1", "grid=10,20", "direction=suppress"]) == {
+    assert power_verb.parse_args(["gain=0.1", "grid=10,20", "direction=suppress"]) == {
         "gain": 0.1,
         "grid": (10, 20),
         "direction": -1,
@@ -81,7 +82,7 @@ def test_arguments_are_checked() -> None:
         (["grid=3,10"], "at least 5 scenes"),
     ):
         with pytest.raises(VatError, match=message):
-            power.parse_args(bad)
+            power_verb.parse_args(bad)
 
 
 def test_power_verb_prints_json(vat: Callable) -> None:

@@ -366,7 +366,7 @@ def validate_metrics(overrides: list[str]) -> int:
 
 def power(args: list[str]) -> int:
     """``vat power``: scenes needed for a gain or an nVAT difference (runner.validation.power)."""
-    from runner.validation.power import power_command
+    from runner.cli.power import power_command
 
     return power_command(args)
 

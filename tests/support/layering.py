@@ -109,7 +109,9 @@ def layer_violations(
             elif rank[dst] > rank[src]:
                 out.append(Violation(mod, line, target, f"`{src}` may not import the higher layer `{dst}`"))
             elif rank[dst] == rank[src]:
-                out.append(Violation(mod, line, target, f"features `{src}` and `{dst}` may not import each other"))
+                out.append(
+                    Violation(mod, line, target, f"features `{src}` and `{dst}` may not import each other")
+                )
     return out
 
 
