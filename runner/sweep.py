@@ -16,7 +16,6 @@ import glob
 import json
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +272,3 @@ def plan_sweep(argv: list[str]) -> dict[str, Any]:
         **estimate(list(todo_all.values()), max_tokens),
     }
     return {"jobs": rows, "total": total}
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """Dataclass → dict (for JSON summaries)."""
-    return asdict(obj)

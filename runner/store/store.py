@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -633,8 +632,3 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     except Exception:
         con.execute("ROLLBACK")
         raise
-
-
-def now() -> float:
-    """Wall-clock seconds (one place, so tests can reason about timestamps)."""
-    return time.time()
