@@ -57,9 +57,15 @@ _REGISTRY: dict[str, StrategyFn] = {}
 
 
 def register(kind: str) -> Callable[[StrategyFn], StrategyFn]:
-    """Register the function that implements a strategy kind."""
+    """Register the function that implements a strategy kind; a second function for one kind is refused."""
 
     def wrap(fn: StrategyFn) -> StrategyFn:
+        taken = _REGISTRY.get(kind)
+        if taken is not None and taken is not fn:
+            raise ValueError(
+                f"strategy kind {kind!r} is already registered by {taken.__module__}.{taken.__qualname__}; "
+                f"pick another name for {fn.__module__}.{fn.__qualname__}"
+            )
         _REGISTRY[kind] = fn
         return fn
 

