@@ -14,7 +14,8 @@ import pytest
 from runner.compile.plan import compile_plan
 from runner.config import compose, conf_dir
 from runner.spec.load import load_index
-from runner.sweep import SHARD_TABLES, ingest, plan_sweep, sweep_jobs
+from runner.store.shards import SHARD_TABLES, ingest
+from runner.sweep import plan_sweep, sweep_jobs
 
 CONF = conf_dir()
 

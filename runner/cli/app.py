@@ -350,7 +350,7 @@ def _verb_export(args: argparse.Namespace) -> int:
 
 def _verb_ingest(args: argparse.Namespace) -> int:
     from runner.core import display
-    from runner.sweep import ingest
+    from runner.store.shards import ingest
 
     counts = ingest(list(args.paths), args.store)
     if args.format == "json":

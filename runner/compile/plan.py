@@ -24,7 +24,7 @@ from runner.spec.load import DEFAULT_PROMPT, SpecIndex
 from runner.spec.models import Prompt, Scene
 
 KEY_VERSION = 1
-"""Bump when the key recipe changes (golden keys are pinned in tests/test_compile.py)."""
+"""Bump when the key recipe changes (golden keys are pinned in tests/compile/test_plan.py)."""
 
 Message = dict[str, str]
 
@@ -136,7 +136,7 @@ class _KeyHasher:
     The canonical JSON's keys sort as messages, model, params, sample, v, so the shared system prompt
     and demonstrations open every blob: their hash state is computed once and copied, and only the
     last message and the tail are hashed per request (a 100,000-request plan compiles ~5× faster).
-    The result is byte-for-byte :func:`request_key` (tests/test_compile.py checks both agree).
+    The result is byte-for-byte :func:`request_key` (tests/compile/test_plan.py checks both agree).
     """
 
     def __init__(

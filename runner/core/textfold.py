@@ -10,7 +10,7 @@ NFKC handles compatibility forms (full-width, ligatures, superscripts); ``casefo
 table below handles the cross-script confusables that NFKC leaves alone. The table is a hand-picked
 subset of Unicode's confusables.txt (UTS #39): the Cyrillic, Greek and Armenian letters that render like
 a Latin letter in common fonts. It is not the full 6,000-entry list; extend ``CONFUSABLES`` when a new
-look-alike is found (the tests in ``tests/test_hostile_input.py`` show how).
+look-alike is found (the tests in ``tests/e2e/test_hostile_input.py`` show how).
 """
 
 from __future__ import annotations

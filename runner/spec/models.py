@@ -185,7 +185,9 @@ class Scene(_Doc):
 
 
 class StrategyKind(str, Enum):
-    """The registered strategy kinds; behaviour lives in :mod:`runner.compile.strategies`."""
+    # The docstring below is copied into spec/schema/strategies.schema.json; it keeps the old module name
+    # (now runner.compile.strategies) until the schemas are next regenerated with the spec.
+    """The registered strategy kinds; behaviour lives in :mod:`runner.strategies`."""
 
     baseline = "baseline"
     fewshot = "fewshot"

@@ -10,7 +10,7 @@ from runner.cli.app import _alias
 from runner.cli.listing import KINDS, list_items
 from runner.spec.load import load_index
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _json(vat: Any, *args: str) -> dict[str, Any]:

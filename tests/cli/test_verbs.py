@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from leaderboard_board import make_board, pins, write
+from support.leaderboard_board import make_board, pins, write
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_leaderboard_plan_prices_every_condition_with_the_pre_condition_once(vat, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 
 from runner.core.errors import VatError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from runner.dataset.generate import (
 from runner.spec.load import check_scene, load_index
 from runner.spec.models import Scene
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.cache
@@ -463,7 +463,7 @@ def test_generate_on_the_embedded_model_runs_end_to_end(vat, tmp_path):
 
 def test_provider_faults_are_retried_and_keys_never_leak(vat, tmp_path, monkeypatch):
     """LiteLLM → HTTP → the fault server (answers digits, so every item is unusable, but only after retries)."""
-    from fault_server import FAKE_KEY, FaultPlan, FaultServer
+    from support.fault_server import FAKE_KEY, FaultPlan, FaultServer
 
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     plan = FaultPlan(seed=1, transient_rate=1.0, transient_attempts=1, transient_kinds=("429", "500", "503"))

@@ -14,7 +14,7 @@ from runner.dataset.draft import Names, draft_near_duplicates, read_scenes, revi
 from runner.spec.load import check_scene, load_index
 from runner.spec.models import Scene
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _next_free(country: str, topic: str) -> int:

@@ -255,7 +255,7 @@ def test_a_bad_value_in_a_sweep_is_refused_before_any_job_runs(vat, work, sweep,
 
 def test_entry_names_cannot_escape_the_leaderboard_folder(vat, work, tmp_path, monkeypatch):
     board = tmp_path / "leaderboard"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "leaderboard", board)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "leaderboard", board)
     monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
     before = _snapshot(board)
     for args, name in (
@@ -296,7 +296,7 @@ _ENTRY = (
 @pytest.fixture
 def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     board = tmp_path / "leaderboard"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "leaderboard", board)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "leaderboard", board)
     monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(board))
     return board
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fault_server import (
+from support.fault_server import (
     ANSWER_KINDS,
     FAKE_KEY,
     TRANSPORT_KINDS,
@@ -43,15 +43,7 @@ FAST = ("execution.backoff_s=0.01", "execution.timeout_s=1")
 SLOW_S = 2.5  # the `slow` fault answers after this, well past execution.timeout_s
 
 
-@pytest.fixture
-def server():
-    with FaultServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fake_key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+pytestmark = pytest.mark.usefixtures("fake_key")  # the server fixture: tests/support/fixtures.py
 
 
 def _run(vat, server, store: Path, *extra: str):

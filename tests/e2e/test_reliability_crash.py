@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_server import ROOT, FaultPlan, FaultServer, child_env, run_args, store_check, vat_command
+from support.fault_server import ROOT, FaultPlan, FaultServer, child_env, run_args, store_check, vat_command
 
 CONCURRENCY = 8
 SCENES = 10  # selection.split=all: 10 scenes × 20 actions × (pre, post) = 400 requests

@@ -1,6 +1,6 @@
 """Poison answers, quotas and long Retry-After against the fault server: each ends clearly and bounded.
 
-Every case is a real `vat run` through LiteLLM over HTTP to tests/fault_server.py on 127.0.0.1, with a
+Every case is a real `vat run` through LiteLLM over HTTP to tests/support/fault_server.py on 127.0.0.1, with a
 bounded number of requests (one scene: 40) and a bounded time.
 """
 
@@ -12,20 +12,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fault_server import FAKE_KEY, FaultPlan, FaultServer, run_args
+from support.fault_server import FaultPlan, run_args
 
 FAST = ("execution.backoff_s=0.01", "execution.timeout_s=2", "selection.max_scenes=1")
 
 
-@pytest.fixture
-def server():
-    with FaultServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fake_key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+pytestmark = pytest.mark.usefixtures("fake_key")  # the server fixture: tests/support/fixtures.py
 
 
 def _run(vat, server, store: Path, *extra: str):

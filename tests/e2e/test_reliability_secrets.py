@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from fault_server import FAKE_KEY, ROOT, FaultPlan, FaultServer, run_args
+from support.fault_server import FAKE_KEY, ROOT, FaultPlan, FaultServer, run_args
 
 NEEDLES = (FAKE_KEY, "SECRET123")  # the key, and a fragment of it (catches a partly masked key)
 RELEASE_SCENES = 5

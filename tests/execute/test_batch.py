@@ -13,12 +13,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fake_batch_server import FakeBatchServer, rating_for
+from support.fake_batch_server import FakeBatchServer, rating_for
 
 from runner.compile.plan import Request
 from runner.execute.batch import chunks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCENES = 3  # 120 requests: 3 scenes x 20 actions x (pre, post)
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fault_server import FAKE_KEY, ROOT, FaultPlan, FaultServer, child_env, run_args, store_check, vat_command
+from support.fault_server import (
+    ROOT,
+    FaultPlan,
+    FaultServer,
+    child_env,
+    run_args,
+    store_check,
+    vat_command,
+)
 
 from runner.compile.plan import Request
 from runner.execute.online import ExecOptions, choose_workers
@@ -65,15 +73,7 @@ def test_choose_workers():
     assert choose_workers(0, 1_000_000) == cores
 
 
-@pytest.fixture
-def server():
-    with FaultServer(FaultPlan()) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fake_key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+pytestmark = pytest.mark.usefixtures("fake_key")  # the server fixture: tests/support/fixtures.py
 
 
 def _stored(store: Path) -> dict[str, tuple]:

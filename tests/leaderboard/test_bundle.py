@@ -12,14 +12,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from leaderboard_board import ENTRY, make_board
-from leaderboard_board import pins as _pins
-from leaderboard_board import write as _write
+from support.leaderboard_board import ENTRY, make_board
+from support.leaderboard_board import pins as _pins
+from support.leaderboard_board import write as _write
 
 from runner.core.errors import VatError
 from runner.spec import entries as E
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- entries and releases

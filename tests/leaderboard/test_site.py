@@ -21,11 +21,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from leaderboard_board import ENTRY, make_board
-from leaderboard_board import pins as _pins
-from leaderboard_board import write as _write
+from support.leaderboard_board import ENTRY, make_board
+from support.leaderboard_board import pins as _pins
+from support.leaderboard_board import write as _write
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
     "--headless",

@@ -15,7 +15,7 @@ import pytest
 
 from runner.report import tables as rep
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- rows built by hand

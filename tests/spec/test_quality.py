@@ -24,7 +24,7 @@ from runner.spec.quality import (
     similar_pairs,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.cache

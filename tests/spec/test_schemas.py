@@ -12,5 +12,5 @@ def test_committed_schemas_match_the_models():
         path = Path(SCHEMA_DIR) / name
         assert path.exists(), f"{path} missing: run `python -m runner.spec.schemas`"
         assert path.read_text() == text, (
-            f"{path} drifted from runner/specs.py: run `python -m runner.spec.schemas`"
+            f"{path} drifted from runner/spec/models.py: run `python -m runner.spec.schemas`"
         )

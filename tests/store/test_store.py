@@ -206,7 +206,7 @@ def test_migrations_are_named_and_run_in_order():
 
 
 def test_a_shard_written_at_schema_2_ingests_with_the_old_defaults(tmp_path):
-    from runner.sweep import ingest
+    from runner.store.shards import ingest
 
     plan = _plan(tmp_path / "x.duckdb")
     want = _fresh_rows(tmp_path / "fresh.duckdb", plan)

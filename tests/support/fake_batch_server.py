@@ -278,7 +278,9 @@ def _multipart_file(content_type: str, body: bytes) -> bytes:
     raise ValueError("no file field in the upload")
 
 
-if __name__ == "__main__":  # try batch mode by hand: python tests/fake_batch_server.py [polls_to_complete]
+if (
+    __name__ == "__main__"
+):  # try batch mode by hand: python tests/support/fake_batch_server.py [polls_to_complete]
     import sys
 
     with FakeBatchServer(FakeConfig(polls_to_complete=int(sys.argv[1]) if len(sys.argv) > 1 else 3)) as srv:

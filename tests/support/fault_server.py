@@ -1,6 +1,6 @@
 """A fault-injecting OpenAI-compatible chat-completions server for the reliability tests.
 
-It runs in its own process (``python tests/fault_server.py --port 0`` prints ``PORT <n>``), so the
+It runs in its own process (``python tests/support/fault_server.py --port 0`` prints ``PORT <n>``), so the
 `vat` process under test shares nothing with it, and it survives when a test SIGKILLs the run. LiteLLM
 reaches it as ``openai/<name>`` with ``model.api_base=http://127.0.0.1:<port>/v1``.
 
@@ -401,7 +401,7 @@ if __name__ == "__main__":
 
 # ------------------------------------------------------------------ helpers shared by the reliability tests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk-test-SECRET123-do-not-log"
 """The API key every reliability run uses; the secrets test searches every output for it."""
 

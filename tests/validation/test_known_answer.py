@@ -14,7 +14,7 @@ from runner.metrics import vat as metrics
 from runner.spec.load import load_index
 from runner.validation import known_answer as validation
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VALUES = load_index(ROOT / "spec", check_lock=False).value_ids
 CIRCLE = {v: i for i, v in enumerate(VALUES)}
 

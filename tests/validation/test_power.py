@@ -17,7 +17,7 @@ from runner.execute.providers import sim
 from runner.spec.load import load_index
 from runner.validation import power
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VALUES = load_index(ROOT / "spec", check_lock=False).value_ids
 
 

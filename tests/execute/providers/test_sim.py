@@ -17,7 +17,7 @@ from runner.execute.providers import sim
 from runner.metrics import vat as metrics
 from runner.spec.load import SpecIndex, load_index
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Every elicitation option end to end (docs/elicitation.md): the simulated judge, a local
-OpenAI-compatible server (tests/fault_server.py, no faults) and the embedded model (slow)."""
+OpenAI-compatible server (tests/support/fault_server.py, no faults) and the embedded model (slow)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fault_server import FAKE_KEY, FaultPlan, FaultServer, run_args, store_check
+from support.fault_server import FAKE_KEY, FaultPlan, FaultServer, run_args, store_check
 
 OPTIONS = {
     "value": ("elicitation=value",),
