@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 SIZE = 480
@@ -330,15 +330,9 @@ def gain_tax_chart(points: Sequence[Mapping[str, Any]], title: str, x_label: str
     x_lo, x_hi = min(xs + [0.0]), max(xs + [0.0]) + 0.05
     y_lo, y_hi = min(ys + [0.0]) - 0.02, max(ys + [0.0]) + 0.02
 
-    def sx(t: float) -> float:
-        return left + (t - x_lo) / ((x_hi - x_lo) or 1.0) * (right - left)
-
-    def sy(g: float) -> float:
-        return bottom - (g - y_lo) / ((y_hi - y_lo) or 1.0) * (bottom - top)
-
+    sx, sy = _linear_scales((x_lo, x_hi), (y_lo, y_hi), (left, right), (bottom, top))
     body = [
-        f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#444'/>",
-        f"<line x1='{left}' y1='{bottom}' x2='{left}' y2='{top}' stroke='#444'/>",
+        *_axis_lines(left, right, top, bottom),
         f"<line x1='{left}' y1='{sy(0.0):.1f}' x2='{right}' y2='{sy(0.0):.1f}' stroke='#bbb' stroke-dasharray='3 3'/>",
         f"<line x1='{sx(0.0):.1f}' y1='{bottom}' x2='{sx(0.0):.1f}' y2='{top}' stroke='#bbb' stroke-dasharray='3 3'/>",
         _text((left + right) / 2, bottom + 38, x_label, size=12),
@@ -412,15 +406,9 @@ def pareto_plot(points: Sequence[Mapping[str, Any]], title: str = "Gain vs tax")
     x_lo, x_hi = min(xs + [0.0]), max(xs) * 1.1 or 1.0
     y_lo, y_hi = min(ys + [0.0]), max(ys + [0.0]) * 1.1 or 1.0
 
-    def sx(t: float) -> float:
-        return left + (t - x_lo) / ((x_hi - x_lo) or 1.0) * (right - left)
-
-    def sy(g: float) -> float:
-        return bottom - (g - y_lo) / ((y_hi - y_lo) or 1.0) * (bottom - top)
-
+    sx, sy = _linear_scales((x_lo, x_hi), (y_lo, y_hi), (left, right), (bottom, top))
     body = [
-        f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#444'/>",
-        f"<line x1='{left}' y1='{bottom}' x2='{left}' y2='{top}' stroke='#444'/>",
+        *_axis_lines(left, right, top, bottom),
         _text((left + right) / 2, bottom + 38, "nVAT (system tax)", size=12),
         _text(
             18,
@@ -453,3 +441,25 @@ def pareto_plot(points: Sequence[Mapping[str, Any]], title: str = "Gain vs tax")
         _text(right, SIZE - 20, "orange: Pareto-efficient", size=11, anchor="end", extra=f"fill='{_ACCENT}'")
     )
     return _document(SIZE, SIZE, title, body)
+
+
+def _linear_scales(
+    xs: tuple[float, float], ys: tuple[float, float], px: tuple[float, float], py: tuple[float, float]
+) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """Data → pixel maps for an x range onto ``px`` (left, right) and a y range onto ``py`` (bottom, top)."""
+
+    def sx(t: float) -> float:
+        return px[0] + (t - xs[0]) / ((xs[1] - xs[0]) or 1.0) * (px[1] - px[0])
+
+    def sy(g: float) -> float:
+        return py[0] - (g - ys[0]) / ((ys[1] - ys[0]) or 1.0) * (py[0] - py[1])
+
+    return sx, sy
+
+
+def _axis_lines(left: float, right: float, top: float, bottom: float) -> list[str]:
+    """The x axis along the bottom and the y axis up the left side."""
+    return [
+        f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#444'/>",
+        f"<line x1='{left}' y1='{bottom}' x2='{left}' y2='{top}' stroke='#444'/>",
+    ]
