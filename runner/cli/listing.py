@@ -52,42 +52,47 @@ def _prompts(spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
     return rows, []
 
 
-def _releases(_spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+Rows = tuple[list[dict[str, Any]], list[Problem]]
+
+
+def _by_id(loaded: tuple[dict[str, Any], list[Problem]], row: Callable[[Any], dict[str, Any]]) -> Rows:
+    """Rows of leaderboard documents in id order, with the problems of the files that did not load."""
+    docs, problems = loaded
+    return [row(d) for d in sorted(docs.values(), key=lambda d: d.id)], problems
+
+
+def _releases(_spec_dir: str) -> Rows:
     from runner.spec.entries import load_releases
 
-    releases, problems = load_releases()
-    rows = [
-        {
+    return _by_id(
+        load_releases(),
+        lambda r: {
             "id": r.id,
             "title": r.title,
             "status": r.status,
             "scenes": len(r.scenes),
             "strategies": [str(s) for s in r.strategies],
             "targets": len(r.targets),
-        }
-        for r in sorted(releases.values(), key=lambda r: r.id)
-    ]
-    return rows, problems
+        },
+    )
 
 
-def _entries(_spec_dir: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+def _entries(_spec_dir: str) -> Rows:
     from runner.spec.entries import load_entries
 
-    entries, problems = load_entries()
-    rows = [
-        {
+    return _by_id(
+        load_entries(),
+        lambda e: {
             "id": e.id,
             "model": e.model,
             "display_name": e.display_name,
             "provider": e.provider,
             "licence": e.licence,
-        }
-        for e in sorted(entries.values(), key=lambda e: e.id)
-    ]
-    return rows, problems
+        },
+    )
 
 
-_LISTERS: dict[str, Callable[[str], tuple[list[dict[str, Any]], list[Problem]]]] = {
+_LISTERS: dict[str, Callable[[str], Rows]] = {
     "values": _values,
     "strategies": _strategies,
     "prompts": _prompts,
