@@ -352,9 +352,7 @@ def _print_release_plan(entry: str, release: str, rows: list[dict[str, Any]], to
             r["direction"],
             str(r["scenes"]),
             f"{r['requests']:,}",
-            f"{r['to_send']:,}",
-            f"{r['est_prompt_tokens']:,}",
-            f"{r['est_cost_usd']:.4f}",
+            *display.estimate_cells(r),
         )
     table.add_row(
         f"[bold]total, each key once ({total['shared_pre']:,} pre requests shared)[/bold]",
@@ -362,9 +360,7 @@ def _print_release_plan(entry: str, release: str, rows: list[dict[str, Any]], to
         "",
         str(total["scenes"]),
         f"{total['requests']:,}",
-        f"{total['to_send']:,}",
-        f"{total['est_prompt_tokens']:,}",
-        f"{total['est_cost_usd']:.4f}",
+        *display.estimate_cells(total),
         end_section=True,
     )
     display.out.print(table)

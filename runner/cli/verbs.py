@@ -181,18 +181,14 @@ def _plan_sweep(argv: list[str]) -> int:
             " ".join(job["overrides"]),
             f"{job['requests']:,}",
             f"{job['stored']:,}",
-            f"{job['to_send']:,}",
-            f"{job['est_prompt_tokens']:,}",
-            f"{job['est_cost_usd']:.4f}",
+            *display.estimate_cells(job),
         )
     t = result["total"]
     table.add_row(
         "[bold]total (each key once)[/bold]",
         f"{t['requests']:,}",
         f"{t['stored']:,}",
-        f"{t['to_send']:,}",
-        f"{t['est_prompt_tokens']:,}",
-        f"{t['est_cost_usd']:.4f}",
+        *display.estimate_cells(t),
         end_section=True,
     )
     display.out.print(table)

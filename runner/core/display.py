@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -47,3 +48,8 @@ def escape(text: str) -> str:
     from rich.markup import escape as _escape
 
     return _escape(text)
+
+
+def estimate_cells(row: Mapping[str, Any]) -> list[str]:
+    """The to-send, prompt-token and cost cells of a plan row (``vat plan`` tables and release plans)."""
+    return [f"{row['to_send']:,}", f"{row['est_prompt_tokens']:,}", f"{row['est_cost_usd']:.4f}"]
