@@ -8,6 +8,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -309,12 +310,16 @@ def test_claimed_metric_change_fails(vat, board_env):
     assert code == 1 and any("claimed nvat 0.01" in r for r in out["reasons"]), out["reasons"]
 
 
-def test_bundle_of_an_incomplete_run_is_refused(vat, board_env, tmp_path):
+def _store_copy(board_env: dict, store: Path) -> tuple[Path, Any]:
+    """A writable copy of the board's store at ``store`` and a DuckDB connection to it (close it)."""
     import duckdb
 
-    store = tmp_path / "partial.duckdb"
     shutil.copyfile(board_env["store"], store)
-    con = duckdb.connect(str(store))
+    return store, duckdb.connect(str(store))
+
+
+def test_bundle_of_an_incomplete_run_is_refused(vat, board_env, tmp_path):
+    store, con = _store_copy(board_env, tmp_path / "partial.duckdb")
     # 7 answers of post-condition keys (pre keys are shared by both runs and would count twice)
     con.execute(
         "DELETE FROM responses WHERE request_key IN (SELECT request_key FROM run_requests "
@@ -753,11 +758,7 @@ def test_one_bad_bundle_does_not_stop_the_site_build(vat, board_env, tmp_path):
 
 def test_bundle_and_site_build_survive_a_store_with_one_aborted_run(vat, board_env, tmp_path):
     """Issue 22.4: one aborted run (recorded, never answered) in the store crashed `vat bundle` and the build."""
-    import duckdb
-
-    store = tmp_path / "aborted.duckdb"
-    shutil.copyfile(board_env["store"], store)
-    con = duckdb.connect(str(store))
+    store, con = _store_copy(board_env, tmp_path / "aborted.duckdb")
     con.execute(
         "INSERT INTO runs SELECT 'aborted0001', created_at, 'mock/never', strategy, target, direction, split, "
         "n_scenes, config, provenance FROM runs LIMIT 1"
