@@ -7,7 +7,6 @@ marked slow — the embedded real model.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.specs import ROOT, shipped_index
 
 from runner.core.errors import VatError
 from runner.core.yamlio import read_yaml
@@ -27,16 +27,10 @@ from runner.dataset.generate import (
     parse_answer,
     prompts_dir,
 )
-from runner.spec.load import check_scene, load_index
+from runner.spec.load import check_scene
 from runner.spec.models import Scene
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def _index() -> Any:
-    """The shipped spec, loaded once for the whole module (read-only)."""
-    return load_index(ROOT / "spec", check_lock=False)
+_index = shipped_index  # the shipped spec, loaded once (read-only)
 
 
 def _free(country: str, topic: str) -> tuple[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import re
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.specs import ROOT, shipped_index
 
 from runner.core.textfold import fold
 from runner.spec.load import SpecIndex, load_index
@@ -24,12 +24,7 @@ from runner.spec.quality import (
     similar_pairs,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def _index() -> SpecIndex:
-    return load_index(ROOT / "spec", check_lock=False)
+_index = shipped_index  # the shipped spec, loaded once (read-only)
 
 
 def dense_near_duplicates(index: SpecIndex, threshold: float) -> list[tuple[str, str, str, str, float]]:
