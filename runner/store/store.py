@@ -19,10 +19,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -564,19 +564,6 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         ) from None
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    """The column names of ``table`` (empty when it does not exist)."""
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def _has_inline_messages(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether ``requests`` still holds its messages (a schema version 1 store)."""
-    return "messages" in _columns(con, "requests")
-
-
 def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     """Schema 1 → 2: each distinct prompt into ``prompts``, ``requests`` points at it."""
     digest = PROMPT_HASH_SQL
@@ -588,46 +575,64 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE requests DROP COLUMN messages")
 
 
-def _lacks_asked_columns(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether ``requests`` predates schema 3 (no record of what the question asked)."""
-    cols = _columns(con, "requests")
-    return bool(cols) and not set(ASKED_COLUMNS) <= cols
-
-
 def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     """Schema 2 → 3: add the :data:`ASKED_COLUMNS`, filled with their defaults.
 
     Every old row asked no value, in the base wording, on the plain scale.
     """
-    have = _columns(con, "requests")
     for name, sql_type in ASKED_COLUMNS.items():
-        if name not in have:
-            con.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
+        con.execute(f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {name} {sql_type}")
+
+
+class Migration(NamedTuple):
+    """One named store upgrade: it brings a store at ``version - 1`` to ``version``."""
+
+    name: str
+    version: int
+    upgrade: Callable[[duckdb.DuckDBPyConnection], None]
 
 
 MIGRATIONS = (
-    ("v1_to_v2_prompts", _has_inline_messages, _v1_to_v2),
-    ("v2_to_v3_asked_columns", _lacks_asked_columns, _v2_to_v3),
+    Migration("v1_to_v2_prompts", 2, _v1_to_v2),
+    Migration("v2_to_v3_asked_columns", 3, _v2_to_v3),
 )
-"""Named store upgrades in order: (name, whether a store needs it, the upgrade)."""
+"""Named store upgrades in order. A store's ``meta.schema_version`` says which it still needs; each one
+applied is recorded in ``meta`` as ``migration:<name>`` (with the time), so none runs twice."""
+
+MIGRATION_KEY = "migration:{}"
+"""The ``meta`` key that records an applied migration."""
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The store's recorded schema version (a file without ``meta`` yet is being created: the current one)."""
+    if "meta" in _missing_tables(con):
+        return SCHEMA_VERSION
+    rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    return int(rows[0][0]) if rows else SCHEMA_VERSION
 
 
 def _pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The names of the migrations ``con``'s store still needs."""
-    return [name for name, needed, _ in MIGRATIONS if needed(con)]
+    """The names of the migrations ``con``'s store still needs, from its recorded version."""
+    version = _schema_version(con)
+    return [m.name for m in MIGRATIONS if m.version > version]
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     """Bring an older store up to :data:`SCHEMA_VERSION`, every pending step in one transaction."""
-    if not _pending_migrations(con):
+    pending = set(_pending_migrations(con))
+    if not pending:
         return
     con.execute("BEGIN")
     try:
         con.execute(DDL)
-        for _name, needed, upgrade in MIGRATIONS:
-            if needed(con):  # checked again: an earlier step changes what the next one sees
-                upgrade(con)
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        for m in MIGRATIONS:
+            if m.name in pending:
+                m.upgrade(con)
+                con.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [MIGRATION_KEY.format(m.name), datetime.now().isoformat(timespec="seconds")],
+                )
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(m.version)])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

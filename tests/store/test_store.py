@@ -255,3 +255,23 @@ def test_worker_journals_replay_answers_to_recorded_requests_only(store_path):
         keys = [k for (k,) in store.query("SELECT request_key FROM responses")]
         assert keys == [recorded.key]  # the unrecorded request's answer is dropped: it is sent again
         assert store.worker_journals() == []
+
+
+def test_each_migration_is_applied_once_and_recorded(tmp_path, monkeypatch):
+    from runner.store import store as store_module
+
+    path = tmp_path / "old.duckdb"
+    _v1_store(path)
+    calls: list[str] = []
+    wrapped = tuple(
+        m._replace(upgrade=lambda con, m=m: (calls.append(m.name), m.upgrade(con)))
+        for m in store_module.MIGRATIONS
+    )
+    monkeypatch.setattr(store_module, "MIGRATIONS", wrapped)
+    for _ in range(2):  # the second open finds version 3 recorded and runs nothing
+        with open_store(path) as store:
+            recorded = dict(store.query("SELECT key, value FROM meta WHERE key LIKE 'migration:%'"))
+    assert calls == ["v1_to_v2_prompts", "v2_to_v3_asked_columns"]
+    assert sorted(recorded) == ["migration:v1_to_v2_prompts", "migration:v2_to_v3_asked_columns"]
+    with open_store(tmp_path / "fresh.duckdb") as fresh:  # a new store needs and records none
+        assert fresh.query("SELECT count(*) FROM meta WHERE key LIKE 'migration:%'") == [(0,)]
