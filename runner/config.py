@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from runner.core import display
 from runner.core.errors import VatError
 from runner.core.paths import conf_dir
 from runner.spec.params import MetricsConf
@@ -264,6 +265,28 @@ def register_entries(root: Path | None = None) -> dict[str, Any]:
     return bad
 
 
+RENAMED_GROUPS = {"condition": "target_direction"}
+"""Old Hydra group name → its new name. The old one still works in 0.1.x, with a warning; it goes in 0.2."""
+
+
+def renamed_groups(overrides: list[str]) -> list[str]:
+    """``+condition=x`` → ``+target_direction=x`` (any ``+``/``~`` prefix, sweeps too), warning once per name."""
+    out = []
+    for override in overrides:
+        body = override.lstrip("+~")
+        prefix = override[: len(override) - len(body)]
+        key, sep, value = body.partition("=")
+        if key in RENAMED_GROUPS:
+            new = RENAMED_GROUPS[key]
+            display.warn(
+                f"`{prefix}{key}=` is deprecated: the (target, direction) group is now `{new}` "
+                f'("condition" means pre/post); write `{prefix}{new}{sep}{value}` — the old name goes in 0.2'
+            )
+            override = f"{prefix}{new}{sep}{value}"
+        out.append(override)
+    return out
+
+
 def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     """Compose the config from ``conf/`` with command-line style overrides; bad keys fail clearly.
 
@@ -275,6 +298,7 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    overrides = renamed_groups(overrides)
     refuse_secret_overrides(overrides)
     invalid_entries = register_configs()
     for o in overrides:

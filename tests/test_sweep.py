@@ -37,10 +37,10 @@ def test_paper_grid_is_twelve_jobs():
     assert ("security", "reinforce", "fewshot_8") in pairs and ("hedonism", "suppress", "fewshot_2") in pairs
 
 
-@pytest.mark.parametrize("group", ["model", "execution", "store", "selection", "condition"])
+@pytest.mark.parametrize("group", ["model", "execution", "store", "selection", "target_direction"])
 def test_every_config_option_composes(group):
     for option in sorted((CONF / group).glob("*.yaml")):
-        prefix = "+" if group == "condition" else ""
+        prefix = "+" if group == "target_direction" else ""
         compose([f"{prefix}{group}={option.stem}"])
 
 
@@ -185,3 +185,22 @@ def test_budget_guard_stops_the_run_cleanly(tmp_path):
     )
     _, stats2 = execute_run(cfg2, [])
     assert stats2.to_send == 80 - stats.answered and stats2.stopped is None
+
+
+def test_the_old_condition_group_still_works_with_a_deprecation_warning(capsys):
+    new = compose(["+target_direction=power_suppress"])
+    old = compose(["+condition=power_suppress"])
+    assert (old.target, old.direction.value) == (new.target, new.direction.value) == ("power", "suppress")
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "`+condition=` is deprecated" in err and "write `+target_direction=power_suppress`" in err
+    assert "goes in 0.2" in err
+
+
+def test_a_sweep_over_the_old_group_name_is_renamed_job_by_job(capsys):
+    from runner.config import renamed_groups
+
+    assert renamed_groups(["+condition=security_reinforce,power_suppress", "strategy=baseline"]) == [
+        "+target_direction=security_reinforce,power_suppress",
+        "strategy=baseline",
+    ]
+    assert "deprecated" in capsys.readouterr().err

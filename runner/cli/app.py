@@ -261,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # format= before the flags: after `-m`, Hydra's parser takes no more overrides.
             args.overrides = list(args.overrides) + ([f"format={fmt}"] if fmt else []) + unknown
             if args.verb in ("plan", "run", "demo"):
-                args.overrides = [_alias(o) for o in args.overrides]
+                from runner.config import renamed_groups  # omegaconf: not for `vat --help`
+
+                args.overrides = renamed_groups([_alias(o) for o in args.overrides])
         args.format = fmt or "table"
         return int(_VERBS[args.verb](args) or 0)
     except VatError as exc:
