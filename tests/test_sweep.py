@@ -64,6 +64,8 @@ def _vat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# slow: a real joblib multirun (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_joblib_sweep_ends_with_exactly_the_planned_keys(tmp_path):
     root = Path(__file__).resolve().parent.parent
     store = tmp_path / "v.duckdb"

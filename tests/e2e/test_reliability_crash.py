@@ -125,6 +125,8 @@ def _kill_trials(server: FaultServer, tmp_path: Path, seed: int, kills: int, wor
     return log
 
 
+# slow: a kill/interrupt trial of a real run (`make test-slow` and CI run it)
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_once_then_resume(server, tmp_path, workers):
     print(_kill_trials(server, tmp_path, seed=1, kills=1, workers=workers))
@@ -165,6 +167,8 @@ def _sigint_trial(server: FaultServer, tmp_path: Path, at: int, workers: int = 1
     return {"signal_at": at_signal["requests"], "received": at_stop["requests"], "stored": facts["responses"]}
 
 
+# slow: a kill/interrupt trial of a real run (`make test-slow` and CI run it)
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigint_stops_cleanly_and_keeps_answers(server, tmp_path, workers):
     print(_sigint_trial(server, tmp_path, PLAN // 3, workers))
@@ -177,6 +181,8 @@ def test_sigint_at_random_moments(server, tmp_path, seed, workers):
     print(_sigint_trial(server, tmp_path, random.Random(seed).randint(10, PLAN - 40), workers))
 
 
+# slow: a kill/interrupt trial of a real run (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_second_writer_gets_a_clear_error_and_the_store_survives(server, tmp_path):
     store = tmp_path / "vat.duckdb"
     server.configure(FaultPlan(delay_s=1.0))  # the first run holds the store until the others are done
@@ -277,6 +283,8 @@ def _killed_inside_the_ddl(path: Path, statements: int) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+# slow: a kill/interrupt trial of a real run (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_a_store_killed_inside_its_ddl_is_repaired_not_a_catalog_error(tmp_path):
     """Before: `vat report` on such a store raised duckdb.CatalogException (table runs does not exist)."""
     from runner.store.store import TABLES, _missing_tables

@@ -204,6 +204,8 @@ def test_a_batch_the_provider_no_longer_knows_is_forgotten_and_its_keys_sent_aga
     ] == "not_found"
 
 
+# slow: SIGINT of a real batch run (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_interrupted_run_reattaches_to_the_in_flight_batch(vat, server, store_path):
     """Ctrl-C (SIGINT) of a real `vat run` process while it polls; the next run collects that batch."""
     server.config.polls_to_complete = 10**6

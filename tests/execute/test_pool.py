@@ -102,6 +102,8 @@ def test_two_workers_store_what_one_process_stores(vat, server, tmp_path):
     assert again["sent"] == 0 and again["already_stored"] == 240
 
 
+# slow: worker processes under faults or kills (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_two_workers_retry_and_record_transient_faults(vat, server, tmp_path):
     server.configure(FaultPlan(seed=5, transient_rate=0.3, transient_kinds=("429", "500", "drop")))
     store = tmp_path / "vat.duckdb"
@@ -169,6 +171,8 @@ def _running_pool(server: FaultServer, store: Path) -> tuple[subprocess.Popen[st
     return proc, workers
 
 
+# slow: worker processes under faults or kills (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_a_dead_worker_loses_only_its_in_flight_requests(server, tmp_path):
     """SIGKILL one worker: the other finishes, the run exits 3 naming it, the rerun sends the rest once."""
     store = tmp_path / "vat.duckdb"
@@ -191,6 +195,8 @@ def test_a_dead_worker_loses_only_its_in_flight_requests(server, tmp_path):
     assert store_check(store)["responses"] == 400
 
 
+# slow: worker processes under faults or kills (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_sigkill_of_the_run_takes_its_workers_with_it(server, tmp_path):
     """No orphans: workers of a SIGKILLed run stop at once instead of sending what nobody will store."""
     store = tmp_path / "vat.duckdb"

@@ -73,6 +73,8 @@ def reference_results() -> dict[str, validation.ProfileResult]:
     return {n: validation.run_reference(n, ["selection.split=all"]) for n in sim.profile_names()}
 
 
+# slow: the reference profiles run end to end (~80 s; `make test-slow` and CI run it)
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["circle", "no_offtarget", "hub_security"])
 def test_planted_structure_is_recovered_within_ci(reference_results: dict, name: str) -> None:
     result = reference_results[name]
@@ -83,6 +85,8 @@ def test_planted_structure_is_recovered_within_ci(reference_results: dict, name:
     assert result.n_scenes >= 30
 
 
+# slow: the reference profiles run end to end (~80 s; `make test-slow` and CI run it)
+@pytest.mark.slow
 def test_no_offtarget_profile_has_gnd_near_zero_and_nothing_taxed(reference_results: dict) -> None:
     result = reference_results["no_offtarget"]
     taxed = next(c for c in result.checks if c.quantity.startswith("taxed values"))
@@ -91,6 +95,8 @@ def test_no_offtarget_profile_has_gnd_near_zero_and_nothing_taxed(reference_resu
     assert max(abs(g) for g in gnd) < 0.15
 
 
+# slow: the reference profiles run end to end (~80 s; `make test-slow` and CI run it)
+@pytest.mark.slow
 def test_circle_profile_has_positive_circumplex_consistency(reference_results: dict) -> None:
     circ = next(c for c in reference_results["circle"].checks if c.quantity == "circumplex consistency")
     assert float(circ.measured) > 0.5 and circ.ok
@@ -104,6 +110,8 @@ def test_circle_profile_is_positive_when_the_target_is_suppressed_too() -> None:
     assert circ.ok and float(circ.measured) > 0
 
 
+# slow: the reference profiles run end to end (~80 s; `make test-slow` and CI run it)
+@pytest.mark.slow
 def test_hub_profile_finds_its_hub(reference_results: dict) -> None:
     checks = reference_results["hub_security"].checks
     assert next(c for c in checks if c.quantity.startswith("taxed values")).measured == "security"
