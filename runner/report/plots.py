@@ -336,18 +336,9 @@ def gain_tax_chart(points: Sequence[Mapping[str, Any]], title: str, x_label: str
         f"<line x1='{left}' y1='{sy(0.0):.1f}' x2='{right}' y2='{sy(0.0):.1f}' stroke='#bbb' stroke-dasharray='3 3'/>",
         f"<line x1='{sx(0.0):.1f}' y1='{bottom}' x2='{sx(0.0):.1f}' y2='{top}' stroke='#bbb' stroke-dasharray='3 3'/>",
         _text((left + right) / 2, bottom + 38, x_label, size=12),
-        _text(
-            18,
-            (top + bottom) / 2,
-            y_label,
-            size=12,
-            extra=f"transform='rotate(-90 18 {(top + bottom) / 2:.1f})'",
-        ),
+        _y_label(y_label, top, bottom),
     ]
-    for t in _ticks(x_lo, x_hi):
-        body.append(_text(sx(t), bottom + 16, f"{t:.2f}", size=10))
-    for g in _ticks(y_lo, y_hi):
-        body.append(_text(left - 6, sy(g) + 3, f"{g:.2f}", size=10, anchor="end"))
+    body += _tick_labels((x_lo, x_hi), (y_lo, y_hi), sx, sy, left, bottom)
     for p in drawn:
         x, y = float(p["x"]), float(p["y"])
         for key, horizontal in (("x_ci", True), ("y_ci", False)):
@@ -410,18 +401,9 @@ def pareto_plot(points: Sequence[Mapping[str, Any]], title: str = "Gain vs tax")
     body = [
         *_axis_lines(left, right, top, bottom),
         _text((left + right) / 2, bottom + 38, "nVAT (system tax)", size=12),
-        _text(
-            18,
-            (top + bottom) / 2,
-            "gain G",
-            size=12,
-            extra=f"transform='rotate(-90 18 {(top + bottom) / 2:.1f})'",
-        ),
+        _y_label("gain G", top, bottom),
     ]
-    for t in _ticks(x_lo, x_hi):
-        body.append(_text(sx(t), bottom + 16, f"{t:.2f}", size=10))
-    for g in _ticks(y_lo, y_hi):
-        body.append(_text(left - 6, sy(g) + 3, f"{g:.2f}", size=10, anchor="end"))
+    body += _tick_labels((x_lo, x_hi), (y_lo, y_hi), sx, sy, left, bottom)
     front = sorted((t, g) for p, g, t in drawn if p.get("efficient"))
     if len(front) > 1:
         coords = " ".join(f"{sx(t):.1f},{sy(g):.1f}" for t, g in front)
@@ -463,3 +445,22 @@ def _axis_lines(left: float, right: float, top: float, bottom: float) -> list[st
         f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#444'/>",
         f"<line x1='{left}' y1='{bottom}' x2='{left}' y2='{top}' stroke='#444'/>",
     ]
+
+
+def _y_label(label: str, top: float, bottom: float) -> str:
+    """The y axis title, turned to read upwards along the left edge."""
+    middle = (top + bottom) / 2
+    return _text(18, middle, label, size=12, extra=f"transform='rotate(-90 18 {middle:.1f})'")
+
+
+def _tick_labels(
+    xs: tuple[float, float],
+    ys: tuple[float, float],
+    sx: Callable[[float], float],
+    sy: Callable[[float], float],
+    left: float,
+    bottom: float,
+) -> list[str]:
+    """Two-decimal tick labels under the x axis and left of the y axis."""
+    out = [_text(sx(t), bottom + 16, f"{t:.2f}", size=10) for t in _ticks(*xs)]
+    return out + [_text(left - 6, sy(g) + 3, f"{g:.2f}", size=10, anchor="end") for g in _ticks(*ys)]
