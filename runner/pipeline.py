@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from runner.compile.plan import compile_plan, gen_params
 from runner.core import display
+from runner.core.errors import disk_full_is_an_error
 from runner.core.paths import git_revision
 from runner.execute.dispatch import check_execution_mode, execute_plan
 from runner.execute.online import ExecOptions, check_api_key, pending
@@ -165,12 +166,12 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     check_api_key(opts, plan_numbers(cfg, compiled)[1])  # before the store is created or touched
     check_execution_mode(cfg)
     if shard_dir is None:
-        with open_store(cfg.store.path) as store:
+        with disk_full_is_an_error(cfg.store.path), open_store(cfg.store.path) as store:
             record = functools.partial(store.add_plan, run_row, compiled.requests, spec_rows(index))
             stats = execute_plan(cfg, compiled.requests, store, opts, run.run_id, record=record)
         return compiled, stats
     _, _, stored_elsewhere = plan_numbers(cfg, compiled)
-    with open_store(shard_dir / "shard.duckdb") as shard:
+    with disk_full_is_an_error(shard_dir), open_store(shard_dir / "shard.duckdb") as shard:
         record = functools.partial(shard.add_plan, run_row, compiled.requests, spec_rows(index))
         try:
             stats = execute_plan(
@@ -233,14 +234,16 @@ def run_summary(cfg: DictConfig, compiled: Any, stats: Any) -> dict[str, Any]:
 
 
 def run_exit_code(cfg: DictConfig, stats: Any, quiet: bool = False) -> int:
-    """0 when every request was answered; 130 interrupted; 3 budget, abort or failed requests (with a message)."""
+    """0 when every request was answered; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); 3 budget, abort or failed requests (with a message)."""
     messages = {
         "interrupted": "interrupted; answers received so far are stored — run the same command again to resume",
+        "terminated": "terminated (SIGTERM); answers received so far are stored — run the same command again "
+        "to resume",
         "budget": f"stopped before exceeding execution.budget_usd={cfg.execution.budget_usd}; "
         "raise it and run the same command again to resume",
     }
     if stats.stopped:
-        code = 130 if stats.stopped == "interrupted" else 3
+        code = {"interrupted": 130, "terminated": 143}.get(stats.stopped, 3)
         message = messages.get(stats.stopped, f"run aborted: {stats.stopped}")
     elif stats.failed:
         code = 3

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from runner.core.errors import VatError
+from runner.core.errors import Terminated, VatError, stop_reason
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM otherwise fetches prices at import
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -245,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from runner.core import display
 
+    previous = _catch_sigterm()
     try:
         argv, fmt = _split_format(argv)
         parser = _parser()
@@ -269,9 +274,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VatError as exc:
         display.error(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        display.error("interrupted; nothing is lost — run the same command again to resume")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = stop_reason(exc) == "terminated"
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        display.error(f"{what}; nothing is lost — run the same command again to resume")
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated`, so a run stops as on Ctrl-C (answers kept, a message, exit 143).
+
+    Python's default for SIGTERM is to die at once: no message, and the last answers unflushed. Returns
+    the previous handler, or None where no handler can be set (not the main thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _verb_validate(args: argparse.Namespace) -> int:
@@ -293,11 +318,30 @@ def _verb_run(args: argparse.Namespace) -> int:
     return run(args.overrides)
 
 
+_OUTPUT_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def _check_output_dirs(argv: list[str]) -> None:
+    """Refuse a run folder that is the filesystem root or the home folder (Hydra writes .hydra/ into it)."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key not in _OUTPUT_DIR_KEYS or not value or "$" in value:
+            continue  # an interpolation (${now:...}) is Hydra's to resolve
+        folder = Path(value.strip("'\"")).expanduser().resolve()
+        if folder == folder.parent or folder == Path.home().resolve():
+            raise VatError(
+                f"{key}={value} would write this run's files (.hydra/, result.json) into {folder}: give the "
+                f"run a folder of its own, e.g. {key}=results/runs/mine",
+                2,
+            )
+
+
 def _preflight_overrides(argv: list[str]) -> None:
     """Compose every job's config before Hydra starts, so a bad override is one clear line (exit 2).
 
     Hydra's own report spans several lines, and in a sweep it comes only when the bad job is launched.
     """
+    _check_output_dirs(argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return  # --cfg, --help, --info ...: Hydra's own flags, left to Hydra
     from hydra.errors import HydraException

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class VatError(Exception):
@@ -15,6 +19,44 @@ class VatError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``kill``, a container stop), raised where Ctrl-C would be.
+
+    A subclass of KeyboardInterrupt, so every path that keeps a run's answers on Ctrl-C keeps them on
+    SIGTERM too; the run then exits 143 (128 + 15) instead of 130.
+    """
+
+
+def stop_reason(exc: KeyboardInterrupt) -> str:
+    """The ``stopped`` reason of a run ended by ``exc``: "terminated" (SIGTERM) or "interrupted" (Ctrl-C)."""
+    return "terminated" if isinstance(exc, Terminated) else "interrupted"
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Is ``exc`` a full disk or an exhausted quota? DuckDB reports it as its own IOException, in words."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return True
+    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+
+
+@contextlib.contextmanager
+def disk_full_is_an_error(where: str | Path) -> Iterator[None]:
+    """Turn a full disk while writing ``where`` into one clear :class:`VatError` instead of a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        raise VatError(
+            f"no space left on the disk holding {where} ({exc}): free some space or point store.path at "
+            "another disk, then run the same command again; the answers received so far are kept",
+            1,
+        ) from exc
 
 
 @dataclass(frozen=True, order=True)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from runner.compile.plan import Request
 from runner.core import display
-from runner.core.errors import VatError
+from runner.core.errors import VatError, stop_reason
 from runner.execute.online import (
     ExecOptions,
     ExecStats,
@@ -548,8 +548,8 @@ def execute_batch(
         if work.progress is not None:
             work.progress.start()
         asyncio.run(_main(work, requests, set(skip)))
-    except KeyboardInterrupt:
-        stats.stopped = "interrupted"
+    except KeyboardInterrupt as exc:
+        stats.stopped = stop_reason(exc)
     finally:
         if work.progress is not None:
             work.show()

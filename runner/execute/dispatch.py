@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runner.compile.plan import Request
+from runner.core.errors import stop_reason
 from runner.execute.batch import batch_options, check_mode, execute_batch, sidecar_path, warn_open_batches
 from runner.execute.online import (
     ExecOptions,
@@ -114,8 +115,8 @@ def execute(
                 asyncio.run(drive(litellm, todo, opts, writer, stats, on_done, gate))
             finally:
                 stats.paused_s = gate.paused_s
-    except KeyboardInterrupt:
-        stats.stopped = "interrupted"
+    except KeyboardInterrupt as exc:
+        stats.stopped = stop_reason(exc)
     finally:
         if progress is not None:
             progress.update(

@@ -35,6 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from runner.compile.plan import Request
+from runner.core.errors import stop_reason
 from runner.execute.online import ExecOptions, ExecStats, Writer, drive, litellm_module
 from runner.execute.rate_gate import RateGate
 from runner.store.store import Journal, Store
@@ -149,12 +150,12 @@ def _collect(procs: list[Any], rows: Any, stop: Any, writer: Writer, stats: Exec
             msg = rows.get(timeout=0.2)
         except queue_mod.Empty:
             msg = None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if deadline is not None:  # a second Ctrl-C: stop waiting for the workers
-                stats.stopped = "interrupted"
+                stats.stopped = stop_reason(exc)
                 raise
             stop.set()
-            stats.stopped = "interrupted"
+            stats.stopped = stop_reason(exc)
             deadline = time.monotonic() + DRAIN_S
             continue
         if msg is not None:
@@ -197,7 +198,7 @@ def _handle(msg: tuple[Any, ...], writer: Writer, stats: ExecStats, stop: Any, f
     elif kind == "done":
         finished.add(index)
         stopped = msg[2]
-        if stopped and stopped != "interrupted":
+        if stopped and stopped not in ("interrupted", "terminated"):
             if stopped != "budget":
                 stop.set()  # an abort (credentials, unreachable endpoint) holds for every worker
             stats.stopped = stats.stopped or stopped

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 
@@ -79,3 +81,24 @@ def test_bad_override_is_a_usage_error(vat):
 
 def test_unknown_format(vat):
     assert vat("plan", "format=xml").code == 2
+
+
+@pytest.mark.parametrize(
+    "arg", ["hydra.run.dir=/", "hydra.run.dir=~", "hydra.sweep.dir=/", "++hydra.run.dir='/'"]
+)
+def test_a_run_folder_at_the_root_or_home_is_refused_before_anything_is_written(vat, arg):
+    """Before: `hydra.run.dir=/` wrote .hydra/ and result.json into / (issue 22, item 7)."""
+    result = vat("run", "model.name=mock/judge", "selection.max_scenes=1", arg)
+    assert result.code == 2 and "give the run a folder of its own" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own():
+    """Before: run folders were named to the second, so two runs started together shared (and overwrote) one."""
+    from omegaconf import OmegaConf
+
+    from runner.config import compose
+
+    dirs = [OmegaConf.to_container(compose([], hydra=True).hydra.run, resolve=True)["dir"] for _ in range(2)]
+    assert dirs[0] != dirs[1], dirs
+    assert all(re.search(r"/runs/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}$", d) for d in dirs), dirs  # to the µs

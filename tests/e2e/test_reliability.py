@@ -257,3 +257,50 @@ def test_a_small_plan_against_an_unreachable_endpoint_stops_after_two_attempts_e
         attempts = store.query("SELECT request_key, attempt FROM errors")
     assert stats.answered == 0 and stats.stopped and stats.stopped.startswith("cannot reach"), stats.stopped
     assert len(attempts) == 10 and {a for _, a in attempts} == {1, 2}, attempts
+
+
+def test_a_full_disk_ends_with_one_clear_sentence_and_the_rerun_keeps_every_answer(
+    vat, tmp_path, monkeypatch
+):
+    """Before: a full disk ended in Hydra's traceback that hid "No space left on device" (issue 22, item 7)."""
+    import errno
+
+    from runner.store.store import Store
+
+    store, commit, calls = tmp_path / "vat.duckdb", Store.commit, []
+
+    def full_after_one_batch(self, responses, errors):  # the disk fills up after the first answers
+        if calls:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        commit(self, responses, errors)
+        if responses:
+            calls.append(len(responses))
+
+    args = (
+        "run",
+        "model.name=mock/judge",
+        f"store.path={store}",
+        "selection.max_scenes=2",
+        "execution.progress=false",
+        "execution.flush_every=10",
+        f"hydra.run.dir={tmp_path / 'hydra-run'}",
+        "format=json",
+    )
+    monkeypatch.setattr(Store, "commit", full_after_one_batch)
+    result = vat(*args)
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    assert (
+        f"no space left on the disk holding {store}" in result.err and "No space left on device" in result.err
+    )
+    monkeypatch.setattr(Store, "commit", commit)
+    again = vat(*args)
+    summary = json.loads(again.out)
+    assert again.code == 0 and summary["already_stored"] >= calls[0] > 0  # the journal kept them
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        assert con.execute("SELECT count(*), count(DISTINCT request_key) FROM responses").fetchone() == (
+            80,
+            80,
+        )
+    finally:
+        con.close()

@@ -139,22 +139,30 @@ def test_sigkill_at_random_moments(server, tmp_path, seed, workers):
     print(_kill_trials(server, tmp_path, seed=seed, kills=3, workers=workers))
 
 
-def _sigint_trial(server: FaultServer, tmp_path: Path, at: int, workers: int = 1) -> dict:
+def _sigint_trial(
+    server: FaultServer, tmp_path: Path, at: int, workers: int = 1, sig: signal.Signals = signal.SIGINT
+) -> dict:
     """SIGINT once ``at`` requests were received: exit 130, a message on how to resume, answers kept.
 
-    As a terminal's Ctrl-C does, the signal goes to the whole process group (workers included).
+    As a terminal's Ctrl-C does, SIGINT goes to the whole process group (workers included). SIGTERM
+    goes to the run's own process, as a job scheduler or ``kill`` sends it: exit 143, the same promise.
     """
-    store = tmp_path / f"sigint{at}" / "vat.duckdb"
+    store = tmp_path / f"{sig.name}{at}" / "vat.duckdb"
     server.reset()
     proc = _start(server, store, f"execution.workers={workers}")
     at_signal = _wait_for_requests(server, proc, at)
-    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as Ctrl-C in a terminal
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, signal.SIGINT)  # the whole group, as Ctrl-C in a terminal
+    else:
+        os.kill(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
     assert "Traceback" not in err and "RuntimeWarning" not in err
     assert "run the same command again to resume" in err
+    if sig == signal.SIGTERM:
+        assert "terminated (SIGTERM)" in err, err
     summary = json.loads(out)
-    assert summary["stopped"] == "interrupted"
+    assert summary["stopped"] == ("interrupted" if sig == signal.SIGINT else "terminated")
     at_stop = server.stats()
     assert at_stop["requests"] <= at_signal["requests"] + CONCURRENCY  # it stopped taking requests at once
     facts = store_check(store)
@@ -172,6 +180,11 @@ def _sigint_trial(server: FaultServer, tmp_path: Path, at: int, workers: int = 1
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigint_stops_cleanly_and_keeps_answers(server, tmp_path, workers):
     print(_sigint_trial(server, tmp_path, PLAN // 3, workers))
+
+
+def test_sigterm_stops_cleanly_says_so_and_keeps_answers(server, tmp_path):
+    """Before: SIGTERM (a scheduler's stop) exited 143 with no message (issue 22, item 7)."""
+    print(_sigint_trial(server, tmp_path, PLAN // 3, 1, signal.SIGTERM))
 
 
 @pytest.mark.slow

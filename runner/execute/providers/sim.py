@@ -147,6 +147,12 @@ class ValidationConf(_Strict):
     strategy: str = "fewshot_4"
     target: str = "security"
     direction: Literal["reinforce", "suppress"] = "reinforce"
+    hub_power: float = Field(0.8, ge=0.0, le=1.0)
+    """Share of simulated all-scenes datasets (scene unit) that must report each planted hub.
+
+    0.8 suits a hub coupled over scenes (measured ≈ 95 %). Coupling planted over scene–action pairs is
+    diluted at the scene unit by design, so such a profile states its own, lower, floor.
+    """
 
 
 class ProfileDoc(_Strict):
