@@ -163,14 +163,16 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
         "provenance": json.dumps({**provenance(cfg, overrides), "specs": run.spec_versions}),
     }
     opts = exec_options(cfg)
-    check_api_key(opts, plan_numbers(cfg, compiled)[1])  # before the store is created or touched
+    # Asked once: what the main store already holds (the key check needs what is left to send; a shard
+    # job skips what is stored).
+    _, todo, stored_elsewhere = plan_numbers(cfg, compiled)
+    check_api_key(opts, todo)  # before the store is created or touched
     check_execution_mode(cfg)
     if shard_dir is None:
         with disk_full_is_an_error(cfg.store.path), open_store(cfg.store.path) as store:
             record = functools.partial(store.add_plan, run_row, compiled.requests, spec_rows(index))
             stats = execute_plan(cfg, compiled.requests, store, opts, run.run_id, record=record)
         return compiled, stats
-    _, _, stored_elsewhere = plan_numbers(cfg, compiled)
     with disk_full_is_an_error(shard_dir), open_store(shard_dir / "shard.duckdb") as shard:
         record = functools.partial(shard.add_plan, run_row, compiled.requests, spec_rows(index))
         try:
