@@ -182,6 +182,8 @@ def test_sigint_stops_cleanly_and_keeps_answers(server, tmp_path, workers):
     print(_sigint_trial(server, tmp_path, PLAN // 3, workers))
 
 
+# slow: a kill/interrupt trial of a real run (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_says_so_and_keeps_answers(server, tmp_path):
     """Before: SIGTERM (a scheduler's stop) exited 143 with no message (issue 22, item 7)."""
     print(_sigint_trial(server, tmp_path, PLAN // 3, 1, signal.SIGTERM))
