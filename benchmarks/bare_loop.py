@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main(argv: list[str]) -> None:
     """Compile, then time import + send."""
-    from runner.compile import compile_plan, gen_params
+    from runner.compile.plan import compile_plan, gen_params
     from runner.config import compose
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     concurrency, overrides = int(argv[0]), argv[1:]
     cfg = compose(overrides)
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
     import litellm
 
     litellm.suppress_debug_info = True
-    from runner.providers import register_for
+    from runner.execute.providers import register_for
 
     register_for({r.model for r in reqs})
     queue = iter(reqs)

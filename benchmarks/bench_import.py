@@ -85,7 +85,7 @@ def _answer(rng: random.Random, body: dict[str, Any]) -> str:
 
 def make_file(path: Path, rows: int, seed: int = 0) -> None:
     """Write ``rows`` JSON lines to ``path``."""
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     rng = random.Random(seed)
     vocab = _vocabulary(rng)
@@ -121,9 +121,9 @@ def near_duplicate_check(path: Path) -> dict[str, float]:
     import time
     import tracemalloc
 
-    from runner.importer import CellError, parse_cell
-    from runner.load import load_index
-    from runner.quality import _words, similar_pairs
+    from runner.dataset.importer import CellError, parse_cell
+    from runner.spec.load import load_index
+    from runner.spec.quality import _words, similar_pairs
 
     shipped = load_index(Path(__file__).resolve().parent.parent / "spec", check_lock=False)
     texts = [a.text for s in shipped.scenes.values() for a in s.actions]

@@ -3,7 +3,7 @@
 The shape is realistic: 264 scenes (200 with 20 actions, 64 with 112), the ten values of spec/, one
 model, a shared pre condition and one post condition per run (strategies × targets × directions),
 written as one Parquet shard per run (each shard repeats the shared pre requests, as sweep jobs do).
-Ratings are a hash of the request key. ``runner.sweep.ingest`` loads every shard into a fresh store
+Ratings are a hash of the request key. ``runner.store.shards.ingest`` loads every shard into a fresh store
 (target < 15 s); then ``vat report format=json`` with the default bootstrap B = 1000 (target < 20 s).
 """
 
@@ -76,8 +76,8 @@ def make_shards(root: Path, runs: int, values: list[str], strategies: list[str])
 
 def run(runs: int = 89, repeats: int = 3) -> dict[str, Any]:
     """Median ingest seconds (fresh store each time) and median ``vat report`` seconds."""
-    from runner.load import load_index
-    from runner.sweep import ingest
+    from runner.spec.load import load_index
+    from runner.store.shards import ingest
 
     index = load_index("spec")
     values = list(index.value_ids)

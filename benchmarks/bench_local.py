@@ -1,6 +1,6 @@
 """Embedded model: prefix-ordered scheduling versus a shuffled order, 200 judgments on local/smollm2-135m.
 
-The plan (5 scenes × 20 actions × pre/post, few-shot 4) is sent twice through ``runner.execute`` into
+The plan (5 scenes × 20 actions × pre/post, few-shot 4) is sent twice through ``runner.execute.online`` into
 fresh stores, once in plan order (a scene's items one after another, so llama.cpp reuses the shared
 system prompt, examples and scene) and once shuffled (seed 0). Reported: seconds for each and the ratio
 shuffled / ordered (> 1 means the prefix order pays). ``VAT_LOCAL_THREADS`` is honoured and printed:
@@ -24,12 +24,12 @@ from benchmarks.common import median, show  # noqa: E402
 
 def run(scenes: int = 5, repeats: int = 1) -> dict[str, Any]:
     """Seconds in plan order and shuffled (median of ``repeats``), and their ratio."""
-    from runner.commands import exec_options
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute import execute
-    from runner.load import load_index
-    from runner.store import open_store
+    from runner.execute.dispatch import execute
+    from runner.pipeline import exec_options
+    from runner.spec.load import load_index
+    from runner.store.store import open_store
 
     cfg = compose(
         ["model.name=local/smollm2-135m", f"selection.max_scenes={scenes}", "execution.progress=false"]

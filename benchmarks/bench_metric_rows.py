@@ -1,7 +1,7 @@
 """Metric rows of the report benchmark: seconds per ``vat_metrics`` row at its shape, now vs a baseline.
 
 ``bench_ingest.py`` times ``vat report`` over 89 condition pairs of 264 scenes × 10 values (target
-< 20 s). Most of that report is one ``runner.metrics.vat_metrics`` call per pair; this script times
+< 20 s). Most of that report is one ``runner.metrics.vat.vat_metrics`` call per pair; this script times
 those calls alone, on random value states of the same shape (complete, and with 1 % missing cells),
 interleaving this checkout with ``--baseline`` (another checkout's root, e.g. a git worktree of the
 commit before a change) so that both see the same machine load. Prints the median seconds per row and
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import show  # noqa: E402
-from runner import metrics  # noqa: E402
+from runner.metrics import vat as metrics  # noqa: E402
 
 VALUES = [f"v{i}" for i in range(10)]
 

@@ -2,7 +2,7 @@
 
 benchmarks/rate_server.py serves ``openai/bench`` on 127.0.0.1 with a token bucket (``--rps``, burst of
 0.1 s) and answers 429 + Retry-After beyond it. The runner starts unpaced (concurrency 8, default
-retries), learns the limit from the 429s (runner.execute.RateGate) and should keep ≥ 90 % of it with
+retries), learns the limit from the 429s (runner.execute.rate_gate.RateGate) and should keep ≥ 90 % of it with
 every request answered. Throughput is answers / send-phase seconds; the server's counts are checked.
 """
 

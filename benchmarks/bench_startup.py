@@ -19,7 +19,7 @@ def run(repeats: int = 5) -> dict[str, Any]:
         walls = [timed_rss([*VAT, *args])["wall_s"] for _ in range(repeats)]
         out[name] = median(walls)
         show(f"startup.vat_{name} (target < 1.5 s)", out[name], "s")
-    probe = "import sys, runner.cli as c\ntry:\n c.main(['validate'])\nexcept SystemExit: pass\nprint('litellm' in sys.modules)"
+    probe = "import sys, runner.cli.app as c\ntry:\n c.main(['validate'])\nexcept SystemExit: pass\nprint('litellm' in sys.modules)"
     out["litellm_imported_by_validate"] = (
         timed_rss([sys.executable, "-c", probe])["stdout"].strip().endswith("True")
     )

@@ -61,9 +61,9 @@ def plan_overrides(requests: int, api_base: str, logprobs: bool) -> list[str]:
 def dump_prompts(overrides: list[str], path: Path) -> tuple[int, str, dict[str, Any]]:
     """Compile the plan as ``vat run`` does; write one JSONL line per distinct request; its fingerprint."""
     from benchmarks.openai_server import prompt_digest
-    from runner.compile import compile_plan, gen_params
+    from runner.compile.plan import compile_plan, gen_params
     from runner.config import compose
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     cfg = compose(overrides)
     plan = compile_plan(load_index(cfg.spec_dir), cfg)
@@ -127,7 +127,7 @@ def command(
         return [
             sys.executable,
             "-m",
-            "runner.cli",
+            "runner.cli.app",
             "run",
             *ov,
             f"execution.workers={tool[-1]}",

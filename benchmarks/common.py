@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-VAT = [sys.executable, "-m", "runner.cli"]
+VAT = [sys.executable, "-m", "runner.cli.app"]
 
 
 def machine() -> str:

@@ -2,7 +2,7 @@
 
 Scene unit (elicitation=action: one question per action, 41 scenes) against the scene-action unit
 (elicitation=value: every action asked about every value, 41 × 20 = 820 pairs), with the vectorised
-twins of the provider (runner.providers.sim.simulate_states / simulate_pair_states). Prints, per
+twins of the provider (runner.execute.providers.sim.simulate_states / simulate_pair_states). Prints, per
 profile: mean nVAT and its 95th percentile over simulated datasets, the gain, and how often the
 planted hub has the largest VAT(u) (VAT(u) = mean |coupling| of u with the other values, as a plain
 proxy: h1 owns the hub rule). Usage:
@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 
-from runner import metrics
-from runner.load import load_index
-from runner.providers import sim
+from runner.execute.providers import sim
+from runner.metrics import vat as metrics
+from runner.spec.load import load_index
 
 N_SCENES = 41
 

@@ -2,7 +2,7 @@
 
 For every shipped simulated-judge profile (conf/sim/*.yaml; no_offtarget is the no-coupling one) and
 the shipped sizes (41 test scenes, 132 scenes), ``--reps`` datasets are drawn from the generative model
-and scored by ``runner.validation.instrument_study`` (each through ``runner.metrics.vat_metrics`` with
+and scored by ``runner.validation.known_answer.instrument_study`` (each through ``runner.metrics.vat.vat_metrics`` with
 ``--b`` permutations). Prints one Markdown table row per profile and size.
 
     python benchmarks/instrument.py --reps 400 --b 500
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner import validation  # noqa: E402
-from runner.providers import sim  # noqa: E402
+from runner.execute.providers import sim  # noqa: E402
+from runner.validation import known_answer as validation  # noqa: E402
 
 HEADER = (
     "| profile | scenes | planted nVAT / Gini | coverage nVAT · rho_rms · Gini | mean nVAT plug-in → corrected "

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VAT = [sys.executable, "-m", "runner.cli"]
+VAT = [sys.executable, "-m", "runner.cli.app"]
 ENTRY = """\
 model: mock/bench
 display_name: Mock (benchmark)

@@ -1,4 +1,4 @@
-"""Simulated providers for ``runner.execute.RateGate``: how close to a rate limit, how many 429s, how fast
+"""Simulated providers for ``runner.execute.rate_gate.RateGate``: how close to a rate limit, how many 429s, how fast
 under sporadic 429s. Simulated time (a hand-moved clock), so it runs in seconds and gives the same
 numbers on any machine; ``bench_ratelimit.py`` measures the real thing over HTTP.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.execute import RateGate  # noqa: E402
+from runner.execute.rate_gate import RateGate  # noqa: E402
 
 ATTEMPTS = 13
 

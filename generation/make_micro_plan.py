@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from runner.specs import COUNTRIES, TOPICS
+from runner.spec.models import COUNTRIES, TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES_FILE = ROOT / "spec" / "values" / "schwartz10.yaml"

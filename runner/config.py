@@ -15,7 +15,10 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from runner.errors import VatError
+from runner.core import display
+from runner.core.errors import VatError
+from runner.core.paths import conf_dir
+from runner.spec.params import MetricsConf
 
 
 class Direction(str, Enum):
@@ -113,23 +116,6 @@ class StoreConf:
     path: str = "results/vat.duckdb"
     shards: str = "auto"
     """auto: parallel sweep jobs (joblib, ray, submitit launchers) write shards; `always` / `never`."""
-
-
-@dataclass
-class MetricsConf:
-    """Every metric parameter of METRICS.md (echoed in each report's ``params``)."""
-
-    epsilon: float = 0.01
-    hub_k: int = 3
-    hub_lambda: float = 0.0
-    bootstrap_b: int = 1000
-    ci_level: float = 0.95
-    stability_b: int = 200
-    subsample_frac: float = 0.8
-    seed: int = 0
-    min_scenes: int = 5
-    rating: str = "auto"
-    """auto: expected rating from logprobs when stored, else the parsed digit; or `text` / `expected`."""
 
 
 @dataclass
@@ -250,8 +236,6 @@ def register_configs() -> dict[str, Any]:
     """
     from hydra.core.config_store import ConfigStore
 
-    from runner.leaderboard.entries import register_entries
-
     cs = ConfigStore.instance()
     cs.store(name="vat_schema", node=VatConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
@@ -261,13 +245,46 @@ def register_configs() -> dict[str, Any]:
     return register_entries()
 
 
-def conf_dir() -> Path:
-    """The shipped ``conf/`` folder (see runner.paths), unless VAT_CONF_DIR points to the user's own."""
-    import os
+def register_entries(root: Path | None = None) -> dict[str, Any]:
+    """Register every valid entry as a Hydra ``model`` option named by its id; return the invalid ones.
 
-    from runner.paths import shipped
+    ``vat run model=<entry id>`` then selects the entry exactly as ``model=smollm2`` selects
+    ``conf/model/smollm2.yaml``; ``model.<key>=...`` overrides still apply on top.
+    """
+    from hydra.core.config_store import ConfigStore
 
-    return Path(os.environ.get("VAT_CONF_DIR") or shipped("conf"))
+    from runner.spec.entries import load_entries
+
+    entries, problems = load_entries(root)
+    cs = ConfigStore.instance()
+    for entry in entries.values():
+        cs.store(group="model", name=entry.id, node=ModelConf(**entry.model_conf()))
+    bad = {}
+    for p in problems:
+        bad.setdefault(Path(p.path).stem, p)
+    return bad
+
+
+RENAMED_GROUPS = {"condition": "target_direction"}
+"""Old Hydra group name → its new name. The old one still works in 0.1.x, with a warning; it goes in 0.2."""
+
+
+def renamed_groups(overrides: list[str]) -> list[str]:
+    """``+condition=x`` → ``+target_direction=x`` (any ``+``/``~`` prefix, sweeps too), warning once per name."""
+    out = []
+    for override in overrides:
+        body = override.lstrip("+~")
+        prefix = override[: len(override) - len(body)]
+        key, sep, value = body.partition("=")
+        if key in RENAMED_GROUPS:
+            new = RENAMED_GROUPS[key]
+            display.warn(
+                f"`{prefix}{key}=` is deprecated: the (target, direction) group is now `{new}` "
+                f'("condition" means pre/post); write `{prefix}{new}{sep}{value}` — the old name goes in 0.2'
+            )
+            override = f"{prefix}{new}{sep}{value}"
+        out.append(override)
+    return out
 
 
 def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
@@ -281,6 +298,7 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
     from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    overrides = renamed_groups(overrides)
     refuse_secret_overrides(overrides)
     invalid_entries = register_configs()
     for o in overrides:
@@ -305,7 +323,7 @@ def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
 
 def refuse_secret_overrides(overrides: list[str]) -> None:
     """Refuse an override that would put a key into the config (and so into ``runs.config`` and ``.hydra/``)."""
-    from runner.secrets import secret_override
+    from runner.core.secrets import secret_override
 
     for o in overrides:
         key = secret_override(o)

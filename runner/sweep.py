@@ -16,25 +16,16 @@ import glob
 import json
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner import display
-from runner.errors import VatError
+from runner.core import display
+from runner.core.errors import VatError
+from runner.store.shards import ingest
 
-SHARD_TABLES = ("specs", "runs", "prompts", "requests", "run_requests", "responses", "errors")
-_KEYS = {
-    "prompts": ("prompt_hash",),
-    "specs": ("kind", "id", "version"),
-    "runs": ("run_id",),
-    "requests": ("request_key",),
-    "run_requests": ("run_id", "request_key", "condition"),
-    "responses": ("request_key",),
-}
 _PARALLEL_LAUNCHERS = ("joblib", "ray", "submitit", "rq")
 _LAST_RC: list[int] = []
 
@@ -46,7 +37,7 @@ def hydra_task(cfg: DictConfig) -> int:
     """One job of ``vat run`` (single run or one point of a sweep); writes ``result.json`` in its folder."""
     from hydra.core.hydra_config import HydraConfig
 
-    from runner.commands import execute_run, run_exit_code, run_summary
+    from runner.pipeline import execute_run, run_exit_code, run_summary
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
@@ -71,7 +62,7 @@ def hydra_task(cfg: DictConfig) -> int:
     job_dir.mkdir(parents=True, exist_ok=True)  # another process's rejected run may share a fixed run dir
     (job_dir / "result.json").write_text(json.dumps(summary, default=str, indent=1))
     if hc.mode.name != "MULTIRUN":
-        from runner.commands import print_run_summary
+        from runner.pipeline import print_run_summary
 
         print_run_summary(cfg, summary)
     _LAST_RC.append(rc)
@@ -115,7 +106,7 @@ def _sweep_exit_code(as_json: bool = False) -> int:
 
     With ``as_json`` (``format=json``), stdout gets one document: every job's result, in job order.
     """
-    from runner.display import emit_json, note
+    from runner.core.display import emit_json, note
 
     jobs = [json.loads(Path(p).read_text()) for p in LAST_SWEEP_RESULTS]
     if _LAST_RC:  # basic launcher: the jobs ran in this process
@@ -195,12 +186,12 @@ def shared_first(argv: list[str]) -> None:
     """Execute, into the main store, every request key that more than one job of the sweep needs."""
     from collections import Counter
 
-    from runner.commands import exec_options
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute import execute
-    from runner.load import load_index
-    from runner.store import open_store
+    from runner.execute.dispatch import execute
+    from runner.pipeline import exec_options
+    from runner.spec.load import load_index
+    from runner.store.store import open_store
 
     plans = []
     index = None
@@ -228,104 +219,6 @@ def shared_first(argv: list[str]) -> None:
 # ---------------------------------------------------------------- shards and ingest
 
 
-def export_shard(store: Any, shard_dir: Path) -> list[Path]:
-    """Export every table of a shard store to Parquet files in ``shard_dir`` (written, then renamed)."""
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for table in SHARD_TABLES:
-        final = shard_dir / f"{table}.parquet"
-        tmp = shard_dir / f".{table}.parquet.tmp"
-        store.con.execute(f"COPY (SELECT * FROM {table}) TO '{tmp}' (FORMAT parquet)")
-        tmp.replace(final)  # a reader never sees a half-written file
-        written.append(final)
-    return written
-
-
-def _expand(paths: list[str]) -> dict[str, list[str]]:
-    """Table → Parquet files under the given shard folders, sweep folders, files or fsspec URLs."""
-    found: dict[str, list[str]] = {t: [] for t in SHARD_TABLES}
-    for p in paths:
-        if "://" in p:  # fsspec URL: DuckDB reads it through a registered filesystem
-            for t in SHARD_TABLES:
-                found[t].append(f"{p.rstrip('/')}/{t}.parquet")
-            continue
-        for t in SHARD_TABLES:
-            pattern = p if p.endswith(".parquet") else str(Path(p) / "**" / f"{t}.parquet")
-            found[t] += [
-                f for f in sorted(glob.glob(pattern, recursive=True)) if Path(f).name == f"{t}.parquet"
-            ]
-    return found
-
-
-def ingest(paths: list[str], store_path: str) -> dict[str, int]:
-    """Load shard Parquet files into the store; idempotent (keys already present are skipped)."""
-    from runner.store import open_store
-
-    files = _expand(paths)
-    if not any(files.values()):
-        raise VatError(
-            f"no shard files found under {', '.join(paths)}; a shard folder holds responses.parquet etc.", 1
-        )
-    counts: dict[str, int] = {}
-    with open_store(store_path) as store:
-        _register_fsspec(store, paths)
-        store.con.execute("BEGIN")
-        try:
-            for table in SHARD_TABLES:
-                if not files[table]:
-                    continue
-                before = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                source = f"read_parquet({files[table]!r}, union_by_name = true)"
-                if table == "requests":
-                    source = _requests_source(store, source)
-                if table == "errors":  # no key: skip rows already present so re-ingesting adds nothing
-                    store.con.execute(
-                        f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors"
-                    )
-                else:
-                    # Shards repeat shared rows (every job's pre requests): drop duplicates and rows already
-                    # stored before inserting, rather than making the insert check a million conflicts.
-                    cols = ", ".join(_KEYS[table])
-                    store.con.execute(
-                        f"INSERT INTO {table} BY NAME SELECT s.* FROM (SELECT DISTINCT ON ({cols}) * FROM {source}) s "
-                        f"ANTI JOIN {table} USING ({cols}) ON CONFLICT DO NOTHING"
-                    )
-                counts[table] = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
-            store.con.execute("COMMIT")
-        except Exception:
-            store.con.execute("ROLLBACK")
-            raise
-    return counts
-
-
-def _requests_source(store: Any, source: str) -> str:
-    """The shards' requests with ``prompt_hash``: a shard written before store schema 2 has ``messages``.
-
-    Such a shard's messages go into ``prompts`` first (hashed as ``runner.store.prompt_hash`` does).
-    """
-    columns = {row[0] for row in store.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    if "messages" not in columns:
-        return source
-    from runner.store import PROMPT_HASH_SQL as digest
-
-    store.con.execute(
-        f"INSERT INTO prompts SELECT DISTINCT ON (prompt_hash) {digest} AS prompt_hash, messages FROM {source} "
-        "ON CONFLICT DO NOTHING"
-    )
-    return f"(SELECT * EXCLUDE (messages), {digest} AS prompt_hash FROM {source})"
-
-
-def _register_fsspec(store: Any, paths: list[str]) -> None:
-    """Let DuckDB read shards on any fsspec filesystem (s3://, gs://, memory:// ...)."""
-    protocols = {p.split("://", 1)[0] for p in paths if "://" in p}
-    if not protocols:
-        return
-    import fsspec
-
-    for proto in protocols:
-        store.con.register_filesystem(fsspec.filesystem(proto))
-
-
 # ---------------------------------------------------------------- planning a sweep
 
 
@@ -349,10 +242,10 @@ def plan_sweep(argv: list[str]) -> dict[str, Any]:
 
     The total counts each request key once: jobs that share pre-condition requests pay for them once.
     """
-    from runner.commands import estimate, plan_numbers
-    from runner.compile import compile_plan
+    from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.load import load_index
+    from runner.pipeline import estimate, plan_numbers
+    from runner.spec.load import load_index
 
     index = None
     rows: list[dict[str, Any]] = []
@@ -379,8 +272,3 @@ def plan_sweep(argv: list[str]) -> dict[str, Any]:
         **estimate(list(todo_all.values()), max_tokens),
     }
     return {"jobs": rows, "total": total}
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """Dataclass → dict (for JSON summaries)."""
-    return asdict(obj)

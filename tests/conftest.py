@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.fixtures import fake_key, server  # noqa: F401 - fixtures for every test folder
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,7 +48,7 @@ def store_path(tmp_path: Path) -> str:
 @pytest.fixture
 def vat(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run the `vat` CLI in-process: vat("plan", "format=json") -> Result(code, out, err)."""
-    from runner.cli import main
+    from runner.cli.app import main
 
     def run(*args: str) -> Result:
         capsys.readouterr()

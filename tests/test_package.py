@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import paths, results_doc
-from runner.errors import VatError
-from runner.providers import EMBEDDED_INSTALL, register_for
+from runner.core import paths
+from runner.core.errors import VatError
+from runner.execute.providers import EMBEDDED_INSTALL, register_for
+from runner.metrics import results_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,7 @@ def test_default_spec_dir_falls_back_to_the_shipped_spec(
 def test_validate_from_another_folder_reads_the_shipped_spec(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner.load import collect
+    from runner.spec.load import collect
 
     monkeypatch.chdir(tmp_path)
     index, problems = collect("spec")
@@ -151,7 +152,11 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
         return done.stdout
 
     where = subprocess.run(
-        [python, "-c", "import runner, runner.paths as p; print(runner.__file__); print(p.git_revision())"],
+        [
+            python,
+            "-c",
+            "import runner, runner.core.paths as p; print(runner.__file__); print(p.git_revision())",
+        ],
         cwd=user,
         env=env,
         capture_output=True,

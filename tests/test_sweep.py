@@ -11,10 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from runner.compile import compile_plan
+from runner.compile.plan import compile_plan
 from runner.config import compose, conf_dir
-from runner.load import load_index
-from runner.sweep import SHARD_TABLES, ingest, plan_sweep, sweep_jobs
+from runner.spec.load import load_index
+from runner.store.shards import SHARD_TABLES, ingest
+from runner.sweep import plan_sweep, sweep_jobs
 
 CONF = conf_dir()
 
@@ -36,10 +37,10 @@ def test_paper_grid_is_twelve_jobs():
     assert ("security", "reinforce", "fewshot_8") in pairs and ("hedonism", "suppress", "fewshot_2") in pairs
 
 
-@pytest.mark.parametrize("group", ["model", "execution", "store", "selection", "condition"])
+@pytest.mark.parametrize("group", ["model", "execution", "store", "selection", "target_direction"])
 def test_every_config_option_composes(group):
     for option in sorted((CONF / group).glob("*.yaml")):
-        prefix = "+" if group == "condition" else ""
+        prefix = "+" if group == "target_direction" else ""
         compose([f"{prefix}{group}={option.stem}"])
 
 
@@ -54,7 +55,7 @@ def test_sweep_plan_counts_shared_keys_once(tmp_path):
 def _vat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
+        [sys.executable, "-m", "runner.cli.app", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -63,6 +64,8 @@ def _vat(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# slow: a real joblib multirun (`make test-slow` and CI run it)
+@pytest.mark.slow
 def test_joblib_sweep_ends_with_exactly_the_planned_keys(tmp_path):
     root = Path(__file__).resolve().parent.parent
     store = tmp_path / "v.duckdb"
@@ -121,7 +124,7 @@ def test_ingest_reads_shards_from_an_fsspec_filesystem(tmp_path, vat):
 
 
 def test_ingest_reads_a_shard_written_before_prompts_had_their_own_table(tmp_path, vat):
-    from runner.store import REQUESTS_SQL
+    from runner.store.store import REQUESTS_SQL
 
     src = tmp_path / "src.duckdb"
     args = ("run", "model.name=mock/old", f"store.path={src}", "selection.max_scenes=1", "store.shards=never")
@@ -145,8 +148,8 @@ def test_ingest_reads_a_shard_written_before_prompts_had_their_own_table(tmp_pat
 
 
 def test_budget_guard_stops_the_run_cleanly(tmp_path):
-    from runner.commands import execute_run, run_exit_code
-    from runner.execute import litellm_module
+    from runner.execute.online import litellm_module
+    from runner.pipeline import execute_run, run_exit_code
 
     litellm = litellm_module(["mock/priced"])
     litellm.register_model(
@@ -184,3 +187,22 @@ def test_budget_guard_stops_the_run_cleanly(tmp_path):
     )
     _, stats2 = execute_run(cfg2, [])
     assert stats2.to_send == 80 - stats.answered and stats2.stopped is None
+
+
+def test_the_old_condition_group_still_works_with_a_deprecation_warning(capsys):
+    new = compose(["+target_direction=power_suppress"])
+    old = compose(["+condition=power_suppress"])
+    assert (old.target, old.direction.value) == (new.target, new.direction.value) == ("power", "suppress")
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "`+condition=` is deprecated" in err and "write `+target_direction=power_suppress`" in err
+    assert "goes in 0.2" in err
+
+
+def test_a_sweep_over_the_old_group_name_is_renamed_job_by_job(capsys):
+    from runner.config import renamed_groups
+
+    assert renamed_groups(["+condition=security_reinforce,power_suppress", "strategy=baseline"]) == [
+        "+target_direction=security_reinforce,power_suppress",
+        "strategy=baseline",
+    ]
+    assert "deprecated" in capsys.readouterr().err

@@ -8,12 +8,12 @@ A bundle is a folder (or a ``.tar.gz`` of one) with two files:
   item metadata) joined with the provider's response (text, rating, logprobs, tokens, latency).
 
 Verification trusts nothing in the bundle that it can recompute. It recompiles the release's plan for
-the entry (runner.compile), so membership, messages, item metadata and request keys are compared with
+the entry (runner.compile.plan), so membership, messages, item metadata and request keys are compared with
 what the release *would* send; it re-parses every rating from the stored answer text and logprobs; and
 it recomputes every metric from the raw rows in an in-memory DuckDB with the store's own schema, through
-the same code as ``vat report`` (runner.states, runner.report). What recomputation cannot catch — answer
+the same code as ``vat report`` (runner.store.states, runner.report.tables). What recomputation cannot catch — answer
 texts invented wholesale, consistently — only asking the provider again can: ``replay=N`` re-sends N
-requests through runner.execute and compares the ratings, and records the outcome in a sidecar
+requests through runner.execute.online and compares the ratings, and records the outcome in a sidecar
 ``verification.json`` (``<bundle>.verification.json`` beside an archive).
 
 Replay samples by stratum (:func:`replay_sample`): half of the draws go to the rows that drive the
@@ -54,9 +54,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
-from runner.compile import Plan, Request, compile_plan, gen_params, request_key
-from runner.errors import VatError
-from runner.leaderboard.entries import (
+from runner.compile.plan import Plan, Request, compile_plan, gen_params, request_key
+from runner.core.errors import VatError
+from runner.execute.parse import expected_rating, parse_rating
+from runner.spec.entries import (
     Entry,
     Release,
     doc_sha256,
@@ -64,8 +65,7 @@ from runner.leaderboard.entries import (
     release_problems,
     snapshot_dir,
 )
-from runner.parse import expected_rating, parse_rating
-from runner.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the store's columns (messages joined in)
+from runner.store.store import REQUEST_COLUMNS, RESPONSE_COLUMNS  # the store's columns (messages joined in)
 
 _PLAN_FIELDS = tuple(c for c in REQUEST_COLUMNS if c not in ("request_key", "messages"))
 """The request columns a recompiled plan must match row by row (key and messages are checked by hashing)."""
@@ -165,11 +165,11 @@ def compile_release(
     entry: Entry, release: Release, overrides: Sequence[str] = (), index: Any | None = None
 ) -> ReleasePlan:
     """Compile every condition of ``release`` for ``entry``; fail clearly when the release no longer resolves."""
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     cfg = release_config(entry, release, overrides)
     index = index if index is not None else load_index(cfg.spec_dir)
-    from runner.leaderboard import leaderboard_dir
+    from runner.core.paths import leaderboard_dir
 
     file = leaderboard_dir() / "releases" / f"{release.id}.yaml"
     problems = release_problems(release, index, f"leaderboard/releases/{release.id}.yaml", file)
@@ -261,7 +261,7 @@ def in_memory_store(judgments: pa.Table, rp: ReleasePlan) -> Any:
     """
     import duckdb
 
-    from runner.store import DDL, Store
+    from runner.store.store import DDL, Store
 
     store = Store(duckdb.connect(":memory:"), ":memory:")
     store.con.execute(DDL)
@@ -301,7 +301,7 @@ def _first_per_key(table: pa.Table) -> pa.Table:
 
 def metric_rows(judgments: pa.Table, rp: ReleasePlan) -> list[dict[str, Any]]:
     """Every metric of every condition, recomputed from the raw judgments (same code as `vat report`)."""
-    from runner.report import build_rows
+    from runner.report.tables import build_rows
 
     store = in_memory_store(judgments, rp)
     try:
@@ -345,7 +345,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest of a bundle (no secrets: the API key's variable name at most)."""
     from runner.config import to_container
-    from runner.metrics import to_json
+    from runner.metrics.vat import to_json
 
     model_cfg = to_container(rp.cfg)["model"]
     return {
@@ -777,7 +777,7 @@ def verify_folder(
     folder: Path, bundle: Path, overrides: Sequence[str] = ()
 ) -> tuple[Verdict, ReleasePlan | None, pa.Table | None]:
     """Run every check on an unpacked bundle; return the verdict, the compiled release and the judgments."""
-    from runner.leaderboard.entries import get_entry, get_release
+    from runner.spec.entries import get_entry, get_release
 
     verdict = Verdict(bundle=str(bundle))
     manifest = read_manifest(folder)
@@ -821,7 +821,7 @@ def judgment_schema() -> pa.Schema:
     """The Arrow types of a judgments file, as `vat bundle` writes them (from the store's own DDL)."""
     import duckdb
 
-    from runner.store import DDL
+    from runner.store.store import DDL
 
     con = duckdb.connect(":memory:")
     try:
@@ -882,14 +882,15 @@ def read_judgments(path: Path, rp: ReleasePlan, verdict: Verdict) -> pa.Table | 
 def replay(
     rp: ReleasePlan, table: pa.Table, n: int, seed: int = 0, min_agreement: float = 0.9
 ) -> dict[str, Any]:
-    """Re-send ``n`` random requests of the bundle through runner.execute and compare the ratings.
+    """Re-send ``n`` random requests of the bundle through runner.execute.online and compare the ratings.
 
     A replayed judgment agrees when its parsed rating equals the stored one (both unparseable also
     agrees). The replay passes when the share that agrees is at least ``min_agreement`` and every
     request got an answer.
     """
-    from runner.execute import ExecOptions, execute
-    from runner.store import open_store
+    from runner.execute.dispatch import execute
+    from runner.execute.online import ExecOptions
+    from runner.store.store import open_store
 
     stored = {
         k: (r, e)

@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner import display
-from runner.errors import VatError
-from runner.leaderboard import template_dir
-from runner.leaderboard.entries import Entry, Release, load_entries
+from runner.core import display
+from runner.core.errors import VatError
+from runner.core.paths import template_dir
+from runner.spec.entries import Entry, Release, load_entries
 
 SCHEMA_VERSION = 1
 SUMMARY_COLUMNS = (
@@ -134,7 +134,7 @@ class SiteData:
 
 
 def _entry_facts(entry: Entry) -> dict[str, Any]:
-    from runner.report import model_caveat
+    from runner.report.tables import model_caveat
 
     return {
         "id": entry.id,
@@ -153,7 +153,7 @@ def _entry_facts(entry: Entry) -> dict[str, Any]:
 
 def _local_entry(model: str, display_name: str) -> dict[str, Any]:
     """A stand-in entry for a store run whose model has no entry file."""
-    from runner.report import model_caveat
+    from runner.report.tables import model_caveat
 
     ident = f"local__{_slug(model)}"
     return {
@@ -228,9 +228,9 @@ def bundle_rows(folder: Path, data: SiteData, overrides: Sequence[str]) -> None:
 
 def store_rows(store_path: Path, data: SiteData, params: dict[str, Any], entries: dict[str, Entry]) -> None:
     """Add a row per run of the local store, matched to an entry by model and generation parameters."""
-    from runner.compile import gen_params
-    from runner.report import build_rows
-    from runner.store import open_store
+    from runner.compile.plan import gen_params
+    from runner.report.tables import build_rows
+    from runner.store.store import open_store
 
     if not store_path.exists():
         return
@@ -280,7 +280,7 @@ def collect(
     spec_dir: str = "spec",
 ) -> SiteData:
     """Gather the release, the entries and every row (bundles first, then the local store)."""
-    from runner.load import load_index
+    from runner.spec.load import load_index
 
     index = load_index(spec_dir, check_lock=False)
     data = SiteData(
@@ -453,7 +453,7 @@ def _num(x: Any) -> float | None:
 def data_document(data: SiteData) -> dict[str, Any]:
     """The versioned JSON document the page reads and the JSON download holds."""
     from runner import __version__
-    from runner.metrics import to_json
+    from runner.metrics.vat import to_json
 
     rel = data.release
     rows = []
@@ -782,7 +782,7 @@ def index_page(doc: dict[str, Any]) -> str:
 
 def gain_tax_chart(doc: dict[str, Any]) -> str:
     """The Models view's chart: each entry's mean gain against its tax, both with their intervals."""
-    from runner import plots
+    from runner.report import plots
 
     board = doc.get("board", [])
     corrected = any(b.get("tax_basis") == "nvat_corrected" for b in board)
@@ -830,7 +830,14 @@ def _badge(status: str) -> str:
 def _condition_section(
     row: dict[str, Any], values: list[str], circle: dict[str, int], display_name: str
 ) -> str:
-    from runner.report import GAIN_CAVEAT, gain_spans_zero, rating_text, row_plots, tax_text, tested_hubs
+    from runner.report.tables import (
+        GAIN_CAVEAT,
+        gain_spans_zero,
+        rating_text,
+        row_plots,
+        tax_text,
+        tested_hubs,
+    )
 
     title = f"{display_name} · {row['condition']}"
     labels = {
@@ -943,7 +950,7 @@ def entry_page(
 
 def scenes_page(doc: dict[str, Any], release: Release, index: Any) -> str:
     """The release's scored scenes, each pinned at its version, with its text."""
-    from runner.specs import COUNTRIES, TOPICS
+    from runner.spec.models import COUNTRIES, TOPICS
 
     rows = []
     for pin in release.scenes:

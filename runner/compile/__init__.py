@@ -1,0 +1,1 @@
+"""Stage 2, pure: specs + config → the judgment requests (plan) and the strategy kinds that render them."""

@@ -1,0 +1,1 @@
+"""Making and importing datasets: LLM-drafted specs (generate, draft) and imported scenes (importer)."""

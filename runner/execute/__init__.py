@@ -1,0 +1,1 @@
+"""Stage 3: sending requests (online, worker pool or provider batch), rate gating, parsing, providers."""

@@ -1,0 +1,1 @@
+"""The Value Alignment Tax and the statistics over stored judgments (METRICS.md)."""

@@ -1,0 +1,1 @@
+"""For people: report tables and plots over the metrics."""

@@ -1,0 +1,1 @@
+"""Stage 1: the content types (values, scenes, actions, strategies, entries, releases), loading and checks."""

@@ -1,0 +1,1 @@
+"""Stage 4: the DuckDB store, its schema migrations, run states, and the shard export/ingest."""

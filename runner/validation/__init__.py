@@ -1,0 +1,1 @@
+"""Checks of the metrics themselves: known-answer validation, bias checks, power analysis."""
