@@ -691,7 +691,7 @@ def _null_cell(row: dict[str, Any], key: str) -> str:
 
 REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex", "results", "eee")
 """`vat report format=`: terminal tables, JSON, tables a paper can paste, the versioned results document,
-or its Every Eval Ever records (runner.eee)."""
+or its Every Eval Ever records (runner.report.eee)."""
 
 SUMMARY_FIELDS: tuple[tuple[str, Any], ...] = (
     ("model", lambda r: r["display_name"]),
