@@ -28,8 +28,8 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _num(x: Any) -> float | None:
-    """Return a finite float, or None for None, NaN, infinities and non-numbers."""
+def as_finite(x: Any) -> float | None:
+    """Return a finite float, or None for None, NaN, infinities and non-numbers (the SVG and paper figures)."""
     try:
         f = float(x)
     except (TypeError, ValueError):
@@ -37,9 +37,9 @@ def _num(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
+def fixed(x: Any, digits: int = 2) -> str:
     """Format with ``digits`` decimals, or "n/a" when missing."""
-    f = _num(x)
+    f = as_finite(x)
     return NA if f is None else f"{f:.{digits}f}"
 
 
@@ -65,7 +65,7 @@ def _document(width: float, height: float, title: str, body: list[str], defs: st
 
 def diverging_colour(x: Any) -> str:
     """Colour of ``x`` on a blue (−1) – white (0) – red (+1) scale; grey when missing."""
-    f = _num(x)
+    f = as_finite(x)
     if f is None:
         return _GREY
     f = max(-1.0, min(1.0, f))
@@ -123,7 +123,7 @@ def coupling_heatmap(
         )
         for j in range(len(values)):
             x = left + j * cell
-            r = _num(coupling[i][j])
+            r = as_finite(coupling[i][j])
             muted = band is not None and i != j and r is not None and abs(r) < band
             opacity = " fill-opacity='0.25'" if muted else ""
             body.append(
@@ -135,7 +135,7 @@ def coupling_heatmap(
                 _text(
                     x + cell / 2,
                     y + cell / 2 + 3.5,
-                    _fmt(r),
+                    fixed(r),
                     size=max(8, min(11, int(cell / 3.2))),
                     extra=f"fill='{ink}'",
                 )
@@ -180,8 +180,8 @@ def circumplex_radar(
     index = circle_index if circle_index is not None else {v: i for i, v in enumerate(values)}
     placed = sorted((index[v], v) for v in values if v in index)
     cx, cy, radius = SIZE / 2, SIZE / 2 + 20, 150.0
-    finite = [f for v in values if (f := _num(vat.get(v))) is not None]
-    ring = {v: f for v in values if (f := _num((null or {}).get(v))) is not None}
+    finite = [f for v in values if (f := as_finite(vat.get(v))) is not None]
+    ring = {v: f for v in values if (f := as_finite((null or {}).get(v))) is not None}
     scale = max(finite + list(ring.values()) + [1e-9]) if finite or ring else 1.0
     body: list[str] = []
     for k in (1, 2, 3, 4):  # grid rings at quarters of the largest VAT
@@ -192,7 +192,7 @@ def circumplex_radar(
             _text(
                 cx + 3,
                 cy - radius * k / 4 - 2,
-                _fmt(scale * k / 4),
+                fixed(scale * k / 4),
                 size=9,
                 anchor="start",
                 extra="fill='#888'",
@@ -208,8 +208,8 @@ def circumplex_radar(
         anchor = "middle" if abs(math.sin(theta)) < 0.3 else ("start" if math.sin(theta) > 0 else "end")
         bold = "font-weight='bold'" if v in hubs else ""
         body.append(_text(lx, ly + 4, v, size=11, anchor=anchor, extra=bold))
-        f = _num(vat.get(v))
-        body.append(_text(lx, ly + 17, _fmt(f), size=9, anchor=anchor, extra="fill='#666'"))
+        f = as_finite(vat.get(v))
+        body.append(_text(lx, ly + 17, fixed(f), size=9, anchor=anchor, extra="fill='#666'"))
         points.append(_polar(cx, cy, radius * (f or 0.0) / scale, theta))
         if v in ring:
             ring_points.append(_polar(cx, cy, radius * ring[v] / scale, theta))
@@ -249,11 +249,11 @@ def gnd_bars(
     """
     items = list(gnd.items())
     left, right, top, bar = 130.0, SIZE - 60.0, 50.0, 26.0
-    finite = [abs(f) for _, x in items if (f := _num(x)) is not None]
+    finite = [abs(f) for _, x in items if (f := as_finite(x)) is not None]
     whiskers = {
         v: (lo, hi)
         for v, ci in (intervals or {}).items()
-        if ci and (lo := _num(ci[0])) is not None and (hi := _num(ci[1])) is not None
+        if ci and (lo := as_finite(ci[0])) is not None and (hi := as_finite(ci[1])) is not None
     }
     # 15 % headroom so the number printed past the longest bar or whisker stays clear of the labels
     scale = 1.15 * max(
@@ -269,7 +269,7 @@ def gnd_bars(
         is_target = value == target
         weight = "font-weight='bold'" if is_target else ""
         body.append(_text(left - 8, y + bar / 2 + 4, value, size=12, anchor="end", extra=weight))
-        f = _num(x)
+        f = as_finite(x)
         if f is None:
             body.append(_text(zero + 6, y + bar / 2 + 4, NA, size=11, anchor="start", extra="fill='#888'"))
             continue
@@ -290,7 +290,7 @@ def gnd_bars(
             )
             reach = max(length, abs((hi if f >= 0 else lo) - zero))
         tx, anchor = (zero + reach + 4, "start") if f >= 0 else (zero - reach - 4, "end")
-        body.append(_text(tx, y + bar / 2 + 4, _fmt(f), size=10, anchor=anchor, extra=weight))
+        body.append(_text(tx, y + bar / 2 + 4, fixed(f), size=10, anchor=anchor, extra=weight))
     height = max(SIZE, top + len(items) * bar + (74 if caveat else 50))
     note = f"target: {target}" + (" · whiskers: 95 % interval" if whiskers else " (GND = ±1 by definition)")
     body.append(_text(zero, top + len(items) * bar + 24, note, size=11))
@@ -316,14 +316,14 @@ def gain_tax_chart(points: Sequence[Mapping[str, Any]], title: str, x_label: str
     listed as "n/a" under the chart.
     """
     left, right, top, bottom = 70.0, SIZE + 120 - 30.0, 50.0, SIZE - 90.0
-    drawn = [p for p in points if _num(p.get("x")) is not None and _num(p.get("y")) is not None]
+    drawn = [p for p in points if as_finite(p.get("x")) is not None and as_finite(p.get("y")) is not None]
 
     def span(key: str) -> list[float]:
         out = []
         for p in drawn:
             out.append(float(p[key]))
             ci = p.get(f"{key}_ci") or [None, None]
-            out += [f for f in (_num(ci[0]), _num(ci[1])) if f is not None]
+            out += [f for f in (as_finite(ci[0]), as_finite(ci[1])) if f is not None]
         return out or [0.0, 1.0]
 
     xs, ys = span("x"), span("y")
@@ -343,7 +343,7 @@ def gain_tax_chart(points: Sequence[Mapping[str, Any]], title: str, x_label: str
         x, y = float(p["x"]), float(p["y"])
         for key, horizontal in (("x_ci", True), ("y_ci", False)):
             ci = p.get(key) or [None, None]
-            lo, hi = _num(ci[0]), _num(ci[1])
+            lo, hi = as_finite(ci[0]), as_finite(ci[1])
             if lo is None or hi is None:
                 continue
             if horizontal:
@@ -390,7 +390,7 @@ def pareto_plot(points: Sequence[Mapping[str, Any]], title: str = "Gain vs tax")
     drawn = [
         (p, g, t)
         for p in points
-        if (g := _num(p.get("gain"))) is not None and (t := _num(p.get("nvat"))) is not None
+        if (g := as_finite(p.get("gain"))) is not None and (t := as_finite(p.get("nvat"))) is not None
     ]
     xs = [t for _, _, t in drawn] or [0.0, 1.0]
     ys = [g for _, g, _ in drawn] or [0.0, 1.0]

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.report.plots import as_finite, fixed
+
 SINGLE = 3.3
 """Single-column width, inches (ACL, NeurIPS, IEEE two-column pages)."""
 DOUBLE = 6.9
@@ -45,23 +47,10 @@ ACCENT = "#d95f02"
 GREY = "#9e9e9e"
 
 
-def _num(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _fmt(x: Any, digits: int = 2) -> str:
-    f = _num(x)
-    return "n/a" if f is None else f"{f:.{digits}f}"
-
-
 def _ci_text(ci: Any, digits: int = 2) -> str:
-    if not isinstance(ci, list | tuple) or len(ci) != 2 or any(_num(c) is None for c in ci):
+    if not isinstance(ci, list | tuple) or len(ci) != 2 or any(as_finite(c) is None for c in ci):
         return "n/a"
-    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+    return f"[{fixed(ci[0], digits)}, {fixed(ci[1], digits)}]"
 
 
 def condition(row: Mapping[str, Any]) -> str:
@@ -102,7 +91,7 @@ def heatmap_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping
         bar.set_label("Spearman ρ of the shifts")
         bar.outline.set_linewidth(0.5)
         fig.suptitle(  # over the whole figure: an axes title would run into the colour bar
-            f"{condition(row)}\nnVAT corrected {_fmt(row.get('nvat_corrected'))}, 95% CI {_ci_text(row.get('nvat_ci'))}"
+            f"{condition(row)}\nnVAT corrected {fixed(row.get('nvat_corrected'))}, 95% CI {_ci_text(row.get('nvat_ci'))}"
             f" · {row['n_scenes']} scenes",
             fontsize=STYLE["axes.titlesize"],
         )
@@ -125,9 +114,9 @@ def radar_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[s
     import matplotlib as mpl
     import numpy as np
 
-    vat = [_num((row.get("vat") or {}).get(v)) for v in values]
-    floor = [_num(((row.get("null") or {}).get("vat") or {}).get(v, {}).get("q95")) for v in values]
-    nvat = _num(row.get("nvat"))
+    vat = [as_finite((row.get("vat") or {}).get(v)) for v in values]
+    floor = [as_finite(((row.get("null") or {}).get("vat") or {}).get(v, {}).get("q95")) for v in values]
+    nvat = as_finite(row.get("nvat"))
     with mpl.rc_context(STYLE):
         fig = _new(SINGLE, SINGLE * 1.02)
         ax = fig.add_subplot(projection="polar")
@@ -176,8 +165,8 @@ def gnd_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[str
     import matplotlib as mpl
     import numpy as np
 
-    g = abs(_num(row.get("gain_raw")) or 0.0)
-    gnd = [_num((row.get("gnd") or {}).get(v)) for v in values]
+    g = abs(as_finite(row.get("gain_raw")) or 0.0)
+    gnd = [as_finite((row.get("gnd") or {}).get(v)) for v in values]
     cis = [(row.get("mean_shift_ci") or {}).get(v) for v in values]
     with mpl.rc_context(STYLE):
         fig = _new(SINGLE, 2.5)
@@ -191,7 +180,9 @@ def gnd_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[str
             hi: list[float] = []
             for x, ci in zip(heights, cis, strict=True):
                 ends = (
-                    [_num(c) for c in ci] if isinstance(ci, list | tuple) and len(ci) == 2 else [None, None]
+                    [as_finite(c) for c in ci]
+                    if isinstance(ci, list | tuple) and len(ci) == 2
+                    else [None, None]
                 )
                 a, b = ends
                 lo.append(x - a / g if a is not None else 0.0)
@@ -215,7 +206,7 @@ def gnd_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[str
         ax.grid(axis="x", lw=0.3, color="#dddddd")
         ax.set_axisbelow(True)
         ax.set_title(
-            f"GND · {condition(row)}\ngain {_fmt(row.get('gain'))}, 95% CI {_ci_text(row.get('gain_ci'))}"
+            f"GND · {condition(row)}\ngain {fixed(row.get('gain'))}, 95% CI {_ci_text(row.get('gain_ci'))}"
         )
     return fig
 
@@ -226,14 +217,14 @@ def trajectory_figure(members: Sequence[Mapping[str, Any]], fam: Mapping[str, An
 
     pts: list[tuple[Mapping[str, Any], float, float]] = []
     for m in members:
-        x, y = _num(m.get("nvat")), _num(m.get("gain"))
+        x, y = as_finite(m.get("nvat")), as_finite(m.get("gain"))
         if x is not None and y is not None:
             pts.append((m, x, y))
     with mpl.rc_context(STYLE):
         fig = _new(SINGLE, 2.6)
         ax = fig.add_subplot()
-        means = [_num(((m.get("null") or {}).get("nvat") or {}).get("mean")) for m, _, _ in pts]
-        q95s = [_num(((m.get("null") or {}).get("nvat") or {}).get("q95")) for m, _, _ in pts]
+        means = [as_finite(((m.get("null") or {}).get("nvat") or {}).get("mean")) for m, _, _ in pts]
+        q95s = [as_finite(((m.get("null") or {}).get("nvat") or {}).get("q95")) for m, _, _ in pts]
         if any(q is not None for q in q95s):
             ax.axvspan(
                 min(x for x in means if x is not None),
@@ -248,7 +239,7 @@ def trajectory_figure(members: Sequence[Mapping[str, Any]], fam: Mapping[str, An
         ax.plot(xs, ys, color=MAIN, lw=0.8, zorder=2)
         for m, x, y in pts:
             ci = m.get("gain_ci") or [None, None]
-            if all(_num(c) is not None for c in ci):
+            if all(as_finite(c) is not None for c in ci):
                 ax.errorbar(
                     [x],
                     [y],
@@ -275,7 +266,7 @@ def trajectory_figure(members: Sequence[Mapping[str, Any]], fam: Mapping[str, An
         ax.plot([], [], marker="o", ms=4, mfc=ACCENT, mec=ACCENT, ls="none", label="Pareto-efficient")
         ax.plot([], [], marker="o", ms=4, mfc="white", mec=MAIN, ls="none", label="dominated")
         low = min(
-            (c for m, _, _ in pts for c in (m.get("gain_ci") or []) if _num(c) is not None), default=None
+            (c for m, _, _ in pts for c in (m.get("gain_ci") or []) if as_finite(c) is not None), default=None
         )
         if (
             low is not None and low <= 0
@@ -305,9 +296,9 @@ def models_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
             (right, "nvat_corrected", "nvat_ci", "nVAT corrected (95% jackknife CI)"),
         ):
             for yy, row in zip(y, rows, strict=True):
-                x = _num(row.get(key))
+                x = as_finite(row.get(key))
                 ci = row.get(ci_key) or [None, None]
-                lo, hi = (_num(ci[0]), _num(ci[1])) if len(ci) == 2 else (None, None)
+                lo, hi = (as_finite(ci[0]), as_finite(ci[1])) if len(ci) == 2 else (None, None)
                 if lo is not None and hi is not None:
                     ax.plot([lo, hi], [yy, yy], color=MAIN, lw=1.0, solid_capstyle="butt")
                 if x is not None:
