@@ -889,7 +889,7 @@ def replay(
     request got an answer.
     """
     from runner.execute.dispatch import execute
-    from runner.execute.online import ExecOptions
+    from runner.pipeline import exec_options
     from runner.store.store import open_store
 
     stored = {
@@ -902,17 +902,7 @@ def replay(
     chosen = [k for keys in sample.values() for k in keys]
     by_key = rp.requests_by_key()
     requests = [by_key[k] for k in chosen]
-    ex = rp.cfg.execution
-    opts = ExecOptions(
-        concurrency=int(ex.concurrency),
-        max_retries=int(ex.max_retries),
-        timeout_s=float(ex.timeout_s),
-        backoff_s=float(ex.backoff_s),
-        progress=bool(ex.progress) and rp.cfg.format.value != "json",
-        params=gen_params(rp.cfg.model),
-        api_key_env=rp.cfg.model.api_key_env,
-        max_retry_after_s=float(ex.max_retry_after_s),
-    )
+    opts = exec_options(rp.cfg)  # the same options a `vat run` of this config would use
     with (
         tempfile.TemporaryDirectory(prefix="vat-replay-") as tmp,
         open_store(Path(tmp) / "replay.duckdb") as store,
