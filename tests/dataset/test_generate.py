@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from support.specs import ROOT, shipped_index
+from support.specs import ROOT, checked_scene, json_verb, shipped_index
 
 from runner.core.errors import VatError
-from runner.core.yamlio import read_yaml
 from runner.dataset.draft import read_scenes
 from runner.dataset.generate import (
     SCORES,
@@ -27,8 +26,6 @@ from runner.dataset.generate import (
     parse_answer,
     prompts_dir,
 )
-from runner.spec.load import check_scene
-from runner.spec.models import Scene
 
 _index = shipped_index  # the shipped spec, loaded once (read-only)
 
@@ -157,18 +154,7 @@ def test_prompts_dir_resolves_from_project_root(tmp_path, monkeypatch):
 
 
 def _gen(vat, *args: str) -> tuple[Any, dict[str, Any]]:
-    result = vat("generate", *args, "format=json")
-    return result, (json.loads(result.out) if result.out.strip() else {})
-
-
-def _check_written(path: Path) -> Scene:
-    """The file validates as a Scene and passes the spec's reference checks."""
-    index = _index()
-    ydoc = read_yaml(path)
-    scene = Scene.model_validate(ydoc.data)
-    problems = check_scene(scene, ydoc, index.value_ids, index.micro_to_value)
-    assert not [p for p in problems if "incomplete" not in p.message], problems
-    return scene
+    return json_verb(vat, "generate", *args)
 
 
 def test_generate_scenes_on_mock_writes_complete_scored_drafts(vat, tmp_path):
@@ -182,7 +168,7 @@ def test_generate_scenes_on_mock_writes_complete_scored_drafts(vat, tmp_path):
     assert summary["files"] == [str(path)]
     assert summary["scenes_written"] == 1 and summary["actions_written"] == 20 == summary["actions_expected"]
     assert summary["calls"] == 1 + 20 + 21 and summary["failures"] == 0
-    scene = _check_written(path)
+    scene = checked_scene(path)
     assert scene.id == sid and scene.country == "ng" and scene.topic == "health"
     assert {(a.value, a.polarity.value) for a in scene.actions} == {
         (v, p) for v in _index().value_ids for p in ("express", "suppress")
@@ -221,7 +207,7 @@ def test_generate_resumes_by_skipping_existing_files(vat, tmp_path):
     assert again.code == 0 and s2["scenes_skipped_existing"] == 1 and s2["scenes_written"] == 1
     assert s2["calls"] == 1 + 2 + 3
     # A partial scene (values=[power]) is written and listed as incomplete for review.
-    scene = _check_written(work)
+    scene = checked_scene(work)
     assert any("incomplete" in n for n in scene.generated["review"])
 
 
@@ -238,7 +224,7 @@ def test_generate_actions_for_a_shipped_scene_at_micro_value_granularity(vat, tm
         f"out={out}",
     )
     assert result.code == 0, result.err
-    scene = _check_written(out / "us" / "health.yaml")
+    scene = checked_scene(out / "us" / "health.yaml")
     shipped = _index().scenes["us-health"]
     assert scene.id == "us-health" and scene.version == shipped.version + 1 and scene.text == shipped.text
     assert sorted(a.id for a in scene.actions) == [
@@ -273,7 +259,7 @@ def test_generate_actions_reads_a_folder_of_drafts(vat, tmp_path):
         f"out={tmp_path / 'again'}",
     )
     assert result.code == 0 and summary["scenes_written"] == 1
-    scene = _check_written(tmp_path / "again" / _free("eg", "work")[1])
+    scene = checked_scene(tmp_path / "again" / _free("eg", "work")[1])
     assert scene.version == 2 and scene.text == draft[0].text
     assert {a.value for a in scene.actions} == {"security"}
 
@@ -386,7 +372,7 @@ def test_invalid_items_are_asked_again_then_skipped_with_reasons(vat, tmp_path, 
         f"out={out}",
     )
     assert result.code == 0, result.err
-    scene = _check_written(out / _free("fr", "leisure_sports")[1])
+    scene = checked_scene(out / _free("fr", "leisure_sports")[1])
     ids = {a.id for a in scene.actions}
     assert ids == {f"{v}-{p}" for v in ("tradition", "power", "benevolence") for p in ("express", "suppress")}
     assert scripted.calls["Tradition/express"] == 2  # the re-ask after an unparseable answer succeeded
@@ -448,7 +434,7 @@ def test_generate_on_the_embedded_model_runs_end_to_end(vat, tmp_path):
             judged = summary["actions_written"] + (1 if stage == "scenes" else 0)
             assert summary["scored_items"] + count["judge_scene"] + count["judge_action"] == judged
         for f in summary["files"]:
-            _check_written(Path(f))
+            checked_scene(Path(f))
     print(json.dumps({"scenes": scenes, "actions": actions}, indent=1)[:4000])
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.specs import checked_scene, json_verb, shipped_index
 
-from runner.core.yamlio import read_yaml
 from runner.dataset.draft import Names, draft_near_duplicates, read_scenes, review_problems
-from runner.spec.load import check_scene, load_index
-from runner.spec.models import Scene
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,10 +26,7 @@ PK_N, DE_N = _next_free("pk", "family_gender"), _next_free("de", "environment")
 EG_N, US_N = _next_free("eg", "health"), _next_free("us", "leisure_sports")
 
 
-@functools.cache
-def _index() -> Any:
-    """The shipped spec, loaded once for the whole module (read-only)."""
-    return load_index(ROOT / "spec", check_lock=False)
+_index = shipped_index  # the shipped spec, loaded once (read-only)
 
 
 SCENE_IN = (
@@ -211,18 +205,7 @@ COLUMNS = [
 
 
 def _import(vat, *args: str) -> tuple[Any, dict[str, Any]]:
-    result = vat("import", *args, "format=json")
-    return result, (json.loads(result.out) if result.out.strip() else {})
-
-
-def _scene(path: Path) -> Scene:
-    """A written file validates as a Scene, and its references resolve."""
-    index = _index()
-    ydoc = read_yaml(path)
-    scene = Scene.model_validate(ydoc.data)
-    problems = check_scene(scene, ydoc, index.value_ids, index.micro_to_value)
-    assert not [p for p in problems if "incomplete" not in p.message], problems
-    return scene
+    return json_verb(vat, "import", *args)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -241,7 +224,9 @@ def test_csv_with_json_column_and_labels(vat, tmp_path):
     result, rep = _import(vat, f"source={src}", *COLUMNS, f"out={out}")
     assert result.code == 0, result.err
     assert rep["rows"] == 14 and rep["scenes_written"] == 2
-    pk = _scene(out / "pk" / f"family_gender-{PK_N}.yaml")  # pk-family_gender is shipped: the next free id
+    pk = checked_scene(
+        out / "pk" / f"family_gender-{PK_N}.yaml"
+    )  # pk-family_gender is shipped: the next free id
     assert pk.text == SCENE_IN and pk.generated["by"] == "vat import" and pk.generated["source"] == str(src)
     acts = {a.id: a for a in pk.actions}
     assert set(acts) == {
@@ -254,7 +239,7 @@ def test_csv_with_json_column_and_labels(vat, tmp_path):
     }
     assert acts["social_power-express"].polarity.value == "express"  # "POSITIVE": labels are case-insensitive
     assert acts["social_power-suppress"].value == "power" and acts["benevolence-express"].micro_value is None
-    de = _scene(out / "de" / f"environment-{DE_N}.yaml")
+    de = checked_scene(out / "de" / f"environment-{DE_N}.yaml")
     assert {a.id for a in de.actions} == {"unity_with_nature-express", "security-suppress"}
     reasons = {u["reason"]: u for u in rep["unmapped"]}
     assert reasons["unknown micro-value (imported with its value only)"]["rows"] == 2
@@ -315,7 +300,7 @@ def test_jsonl_without_scene_text_gets_flagged_placeholders(vat, tmp_path):
     )
     assert result.code == 0, result.err
     assert sorted(rep["placeholder_scenes"]) == [f"eg-health-{EG_N}", f"us-leisure_sports-{US_N}"]
-    us = _scene(out / "us" / f"leisure_sports-{US_N}.yaml")
+    us = checked_scene(out / "us" / f"leisure_sports-{US_N}.yaml")
     assert us.generated["placeholder_scene"] is True and "Placeholder scene" in us.text
     assert [(a.value, a.polarity.value) for a in us.actions] == [
         ("hedonism", "express"),
@@ -369,13 +354,13 @@ def test_parquet_with_micro_values_only_and_dataset_scene_ids(vat, tmp_path):
         f"out={out}",
     )
     assert result.code == 0, result.err
-    pk = _scene(out / "pk" / "wedding-01.yaml")  # the dataset's id, as a slug under its country
+    pk = checked_scene(out / "pk" / "wedding-01.yaml")  # the dataset's id, as a slug under its country
     assert pk.id == "pk-wedding-01"
     assert [(a.value, a.micro_value) for a in pk.actions] == [
         ("power", "social_recognition"),
         ("stimulation", "varied_life"),
     ]
-    de = _scene(out / "de" / "de_garden.yaml")
+    de = checked_scene(out / "de" / "de_garden.yaml")
     assert de.actions[0].micro_value == "protecting_environment" and de.actions[0].value == "universalism"
     assert rep["unmapped"] == []
 
@@ -407,7 +392,7 @@ def test_the_shipped_example_imports(vat, tmp_path):
     assert result.code == 0, result.err
     assert rep["scenes_written"] == 3 and rep["placeholder_scenes"] == [f"us-leisure_sports-{US_N}"]
     for _, path in [(s, p) for s, p in read_scenes(tmp_path)]:
-        _scene(path)
+        checked_scene(path)
     assert {u["reason"] for u in rep["unmapped"]} == {
         "unknown micro-value (imported with its value only)",
         "unknown polarity label (map it in importer.polarity_labels)",
@@ -438,7 +423,7 @@ def test_value_name_aliases_from_the_config(vat, tmp_path):
         vat, f"source={src}", *COLUMNS, "value_names.Kindness=helpful", f"out={tmp_path / 'o'}"
     )
     assert result.code == 0, result.err
-    pk = _scene(tmp_path / "o" / "pk" / f"family_gender-{PK_N}.yaml")
+    pk = checked_scene(tmp_path / "o" / "pk" / f"family_gender-{PK_N}.yaml")
     assert "helpful-express" in {a.id for a in pk.actions}
 
 
@@ -582,7 +567,7 @@ def test_fenced_json_and_python_dict_cells_are_read(vat, tmp_path):
         "meta: json among text": 1,
         "meta: fenced python dict": 1,
     }
-    pk = _scene(tmp_path / "out" / "pk" / f"family_gender-{PK_N}.yaml")
+    pk = checked_scene(tmp_path / "out" / "pk" / f"family_gender-{PK_N}.yaml")
     assert {a.id for a in pk.actions} == {
         "respect_for_tradition-express",
         "respect_for_tradition-suppress",
@@ -764,7 +749,7 @@ def test_a_hub_id_is_read_at_the_pinned_revision(vat, tmp_path, monkeypatch):
     assert result.code == 0, result.err
     assert calls == [("someone/vat-actions", None, {"split": "train", "revision": "0123abcd"})]
     assert rep["source"] == "someone/vat-actions@0123abcd"
-    pk = _scene(tmp_path / "o" / "pk" / f"family_gender-{PK_N}.yaml")
+    pk = checked_scene(tmp_path / "o" / "pk" / f"family_gender-{PK_N}.yaml")
     assert pk.generated["source"] == "someone/vat-actions@0123abcd"
 
 
@@ -776,7 +761,7 @@ def test_the_shipped_generation_file_example_imports(vat, tmp_path):
         ("column 'response' holds a truncated object (no closing '}')", 1)
     ]
     assert sum(rep["cells_parsed"].values()) == 6
-    pk = _scene(tmp_path / "pk" / f"family_gender-{PK_N}.yaml")
+    pk = checked_scene(tmp_path / "pk" / f"family_gender-{PK_N}.yaml")
     assert [a.id for a in pk.actions] == [
         "respect_for_tradition-express",
         "respect_for_tradition-suppress",
