@@ -10,22 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from support.specs import SCHWARTZ
 
 from runner.execute.parse import expected_rating
 from runner.metrics import vat as M
 
-SCHWARTZ = [
-    "self_direction",
-    "stimulation",
-    "hedonism",
-    "achievement",
-    "power",
-    "security",
-    "conformity",
-    "tradition",
-    "benevolence",
-    "universalism",
-]
 ABC = ["A", "B", "C"]
 E_PRE = np.array([[-0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
 E_POST = np.array([[0.5, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, -0.5], [1.0, -0.5, 1.0]])
@@ -453,18 +442,7 @@ def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_
 
     from runner.metrics.vat import vat_metrics
 
-    values = [
-        "self_direction",
-        "stimulation",
-        "hedonism",
-        "achievement",
-        "power",
-        "security",
-        "conformity",
-        "tradition",
-        "benevolence",
-        "universalism",
-    ]
+    values = SCHWARTZ
     rng = np.random.default_rng(1)
     theta = 2 * np.pi * np.arange(10) / 10
     shift = -0.2 * np.cos(theta - theta[5])  # security pushed down, its neighbours down, opposites up

@@ -7,22 +7,11 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from support.specs import SCHWARTZ
 
 from runner.report import plots
 
 SVG = "{http://www.w3.org/2000/svg}"
-SCHWARTZ = [
-    "self_direction",
-    "stimulation",
-    "hedonism",
-    "achievement",
-    "power",
-    "security",
-    "conformity",
-    "tradition",
-    "benevolence",
-    "universalism",
-]
 EVIL = "<script>alert(1)</script>"
 
 

@@ -15,6 +15,20 @@ from runner.spec.models import Scene
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root."""
 
+SCHWARTZ = [
+    "self_direction",
+    "stimulation",
+    "hedonism",
+    "achievement",
+    "power",
+    "security",
+    "conformity",
+    "tradition",
+    "benevolence",
+    "universalism",
+]
+"""The ten Schwartz value ids in circle order, as spec/values has them (metric tests need no spec)."""
+
 
 @functools.cache
 def shipped_index() -> SpecIndex:
