@@ -47,6 +47,10 @@ class YamlDoc:
             loc = loc[:-1]
         return self.lines.get((), 1)
 
+    def problem(self, loc: PathKey, message: str) -> Problem:
+        """A :class:`Problem` at ``loc``: its line, and its dotted field name (``actions.3.value``)."""
+        return Problem(self.path, self.line_of(loc), ".".join(str(part) for part in loc), message)
+
 
 # libyaml's parser when present (10× faster); the pure-Python one otherwise. Both are the *safe* loader.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -153,30 +153,14 @@ def _check_values(vs: ValueSystem, ydoc: YamlDoc) -> list[Problem]:
     ids = [v.id for v in vs.values]
     group_ids = {g.id for g in vs.groups}
     if sorted(v.circle_index for v in vs.values) != list(range(len(ids))):
-        out.append(
-            Problem(ydoc.path, ydoc.line_of(("values",)), "values", "circle_index must be 0..n-1, each once")
-        )
+        out.append(ydoc.problem(("values",), "circle_index must be 0..n-1, each once"))
     micro = Counter(m.id for v in vs.values for m in v.micro_values)
     for i, v in enumerate(vs.values):
         if v.opposite not in ids:
-            out.append(
-                Problem(
-                    ydoc.path,
-                    ydoc.line_of(("values", i, "opposite")),
-                    f"values.{i}.opposite",
-                    f"unknown value {v.opposite!r}",
-                )
-            )
+            out.append(ydoc.problem(("values", i, "opposite"), f"unknown value {v.opposite!r}"))
         for g in v.groups:
             if g not in group_ids:
-                out.append(
-                    Problem(
-                        ydoc.path,
-                        ydoc.line_of(("values", i, "groups")),
-                        f"values.{i}.groups",
-                        f"unknown group {g!r}",
-                    )
-                )
+                out.append(ydoc.problem(("values", i, "groups"), f"unknown group {g!r}"))
     for m, n in micro.items():
         if n > 1:
             out.append(
@@ -204,10 +188,8 @@ def check_scene(
     known = COUNTRIES if countries is None else countries
     if scene.country not in known:
         out.append(
-            Problem(
-                ydoc.path,
-                ydoc.line_of(("country",)),
-                "country",
+            ydoc.problem(
+                ("country",),
                 f"unknown country {scene.country!r}; use one of {', '.join(known)}, or add "
                 f"`{scene.country}: <name>` to spec/{COUNTRIES_FILE}",
             )
@@ -217,43 +199,29 @@ def check_scene(
         seen[a.id] += 1
         if a.value not in value_ids:
             out.append(
-                Problem(
-                    ydoc.path,
-                    ydoc.line_of(("actions", i, "value")),
-                    f"actions.{i}.value",
-                    f"unknown value {a.value!r}; use one of {', '.join(value_ids)}",
+                ydoc.problem(
+                    ("actions", i, "value"), f"unknown value {a.value!r}; use one of {', '.join(value_ids)}"
                 )
             )
         if a.micro_value is not None:
             owner = micro_to_value.get(a.micro_value)
             if owner is None:
                 out.append(
-                    Problem(
-                        ydoc.path,
-                        ydoc.line_of(("actions", i, "micro_value")),
-                        f"actions.{i}.micro_value",
+                    ydoc.problem(
+                        ("actions", i, "micro_value"),
                         f"unknown micro-value {a.micro_value!r}; see spec/values/",
                     )
                 )
             elif owner != a.value:
                 out.append(
-                    Problem(
-                        ydoc.path,
-                        ydoc.line_of(("actions", i, "micro_value")),
-                        f"actions.{i}.micro_value",
+                    ydoc.problem(
+                        ("actions", i, "micro_value"),
                         f"micro-value {a.micro_value!r} belongs to {owner!r}, not {a.value!r}",
                     )
                 )
     for action_id, n in seen.items():
         if n > 1:
-            out.append(
-                Problem(
-                    ydoc.path,
-                    ydoc.line_of(("actions",)),
-                    "actions",
-                    f"action id {action_id!r} is used {n} times",
-                )
-            )
+            out.append(ydoc.problem(("actions",), f"action id {action_id!r} is used {n} times"))
     out.extend(completeness(scene, ydoc, value_ids))
     return out
 
@@ -265,11 +233,8 @@ def completeness(scene: Scene, ydoc: YamlDoc, value_ids: list[str]) -> list[Prob
     if not missing:
         return []
     return [
-        Problem(
-            ydoc.path,
-            ydoc.line_of(("actions",)),
-            "actions",
-            f"incomplete: no action for {', '.join(missing)}; add one per value and polarity",
+        ydoc.problem(
+            ("actions",), f"incomplete: no action for {', '.join(missing)}; add one per value and polarity"
         )
     ]
 
@@ -281,36 +246,30 @@ def id_matches_path(kind: str, doc: _Doc, ydoc: YamlDoc) -> list[Problem]:
         if doc.id == path.stem:
             return []
         problem = f"id {doc.id!r} disagrees with the file's path; rename the file to {doc.id}{path.suffix} or set `id: {path.stem}`"
-        return [Problem(ydoc.path, ydoc.line_of(("id",)), "id", problem)]
+        return [ydoc.problem(("id",), problem)]
     scene: Scene = doc  # type: ignore[assignment]
     folder, stem = path.parent.name, path.stem
     out = []
     if folder != scene.country:
         out.append(
-            Problem(
-                ydoc.path,
-                ydoc.line_of(("country",)),
-                "country",
+            ydoc.problem(
+                ("country",),
                 f"country {scene.country!r} but the file is under {folder}/; move it to spec/scenarios/"
                 f"{scene.country}/ or set `country: {folder}`",
             )
         )
     if not re.fullmatch(rf"{re.escape(scene.topic)}(-[0-9]+)?", stem):
         out.append(
-            Problem(
-                ydoc.path,
-                ydoc.line_of(("topic",)),
-                "topic",
+            ydoc.problem(
+                ("topic",),
                 f"topic {scene.topic!r} but the file is {path.name}; name it {scene.topic}.yaml "
                 f"(or {scene.topic}-<n>.yaml for another scene of the cell)",
             )
         )
     if doc.id != f"{folder}-{stem}":
         out.append(
-            Problem(
-                ydoc.path,
-                ydoc.line_of(("id",)),
-                "id",
+            ydoc.problem(
+                ("id",),
                 f"id {doc.id!r} disagrees with the file's path; set `id: {folder}-{stem}` "
                 "(a scene at spec/scenarios/<country>/<topic>[-n].yaml has id <country>-<topic>[-n])",
             )
@@ -432,11 +391,8 @@ def collect(
             key = f"{kind}/{doc.id}"
             if key in files:
                 problems.append(
-                    Problem(
-                        ydoc.path,
-                        ydoc.line_of(("id",)),
-                        "id",
-                        f"duplicate id {doc.id!r} (also in {files[key]}); ids must be unique",
+                    ydoc.problem(
+                        ("id",), f"duplicate id {doc.id!r} (also in {files[key]}); ids must be unique"
                     )
                 )
                 continue
