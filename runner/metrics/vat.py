@@ -1265,20 +1265,18 @@ def _block_coupling(r_micro: np.ndarray, groups: Sequence[np.ndarray]) -> np.nda
 
 
 def _micro_agreement(
-    raw: np.ndarray, ranks: np.ndarray, mask: np.ndarray, groups: Sequence[np.ndarray], min_scenes: int
+    raw: np.ndarray, r_micro: np.ndarray, groups: Sequence[np.ndarray], min_scenes: int
 ) -> np.ndarray:
     """Per dataset of a batch: Spearman of VAT(u) from the value coupling and from the micro-value blocks.
 
-    ``raw`` is (b, samples, micro-values); ``ranks`` and ``mask`` are the
-    micro-value columns' own ranks and finite masks, (b, micro-values, samples), as :func:`_unit_ranks`
-    gives them (each column ranked once among its finite entries, as the permutation null does: §8).
-    Shape (b,).
+    ``raw`` is (b, samples, micro-values) and ``r_micro`` its micro-value coupling (b, k, k), each column
+    ranked once among its finite entries as the permutation null does (§8). Shape (b,).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a sample without any micro-value of u: NaN
         d10 = np.stack([np.nanmean(raw[..., g], axis=-1) for g in groups], axis=-1)
     r10 = _coupling_batch(d10, min_scenes)
-    r_star = _block_coupling(_masked_corr(ranks, mask, ranks, mask, min_scenes), groups)
+    r_star = _block_coupling(r_micro, groups)
     eye = np.eye(len(groups))
     vat10 = np.sqrt(np.nansum((r10 - eye) ** 2, axis=-1))
     vat_star = np.sqrt(np.nansum((r_star - eye) ** 2, axis=-1))
@@ -1315,12 +1313,15 @@ def micro_consistency(
     if defined < MICRO_MIN_DEFINED:
         why = f"only {defined:.0%} of micro-value pairs share {min_scenes} samples"
         return {**base, "vat_rank_agreement": None, "null": None, "beats_chance": False, "not_computed": why}
-    observed = float(_micro_agreement(d[None], ranks[None], mask[None], groups, min_scenes)[0])
+    observed = float(_micro_agreement(d[None], r_micro[None], groups, min_scenes)[0])
     idx = permutation_index(d.shape[0], k, b, seed).astype(np.intp)  # (b, k, n): column m's row order
-    null = _micro_agreement(
-        np.take_along_axis(d.T[None], idx, axis=-1).transpose(0, 2, 1),
+    ranks_b, mask_b = (
         np.take_along_axis(ranks[None], idx, axis=-1),
         np.take_along_axis(mask[None], idx, axis=-1),
+    )
+    null = _micro_agreement(
+        np.take_along_axis(d.T[None], idx, axis=-1).transpose(0, 2, 1),
+        _masked_corr(ranks_b, mask_b, ranks_b, mask_b, min_scenes),
         groups,
         min_scenes,
     )
