@@ -56,6 +56,9 @@ format: install-dev  ## apply ruff's formatting and safe fixes
 
 lock:  ## re-compile the hashed lock files from requirements*.in (needs uv)
 	uv pip compile requirements.in --generate-hashes --python-version 3.11 -q -o requirements.lock --custom-compile-command "make lock"
+	# litellm asks for httpx[http2]: pip 23 (Python 3.11's) in --require-hashes mode refuses an extra
+	# whose release is not pinned once a newer httpx exists, so the lock names the extra on the pin.
+	sed -i 's/^httpx==/httpx[http2]==/' requirements.lock
 	uv pip compile requirements-dev.in --generate-hashes --python-version 3.11 -q -o requirements-dev.lock --custom-compile-command "make lock"
 	uv pip compile requirements-model.in --no-deps --generate-hashes --python-version 3.11 -q -o requirements-model.lock --custom-compile-command "make lock"
 	uv pip compile requirements-figures.in --generate-hashes --python-version 3.11 -q -o requirements-figures.lock --custom-compile-command "make lock"

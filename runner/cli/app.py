@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.core.errors import Terminated, VatError, stop_reason
+from runner.core.errors import Terminated, VatError, note_sigterm, stop_reason
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM otherwise fetches prices at import
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -295,6 +295,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
+    """Stop as Ctrl-C would: through asyncio's graceful handler while a run's event loop is up.
+
+    Raising at an arbitrary bytecode of the event loop skips the cancellation that lets every worker
+    finish its bookkeeping and the writer flush; asyncio installs that handler for SIGINT only.
+    """
+    note_sigterm()
+    on_sigint = signal.getsignal(signal.SIGINT)
+    if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+        on_sigint(signal.SIGINT, frame)  # asyncio.Runner's: cancels the main task, raises KeyboardInterrupt later
+        return
     raise Terminated()
 
 

@@ -29,9 +29,21 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+_TERM_RECEIVED: list[bool] = []  # set by the CLI's SIGTERM handler (a list: no `global` needed)
+
+
+def note_sigterm() -> None:
+    """Remember that this process got SIGTERM, for a stop that surfaces as a plain KeyboardInterrupt.
+
+    asyncio's own Ctrl-C handler cancels the running task gracefully and raises KeyboardInterrupt at
+    the end; the CLI hands SIGTERM to it, so the interrupt itself does not say which signal it was.
+    """
+    _TERM_RECEIVED.append(True)
+
+
 def stop_reason(exc: KeyboardInterrupt) -> str:
     """The ``stopped`` reason of a run ended by ``exc``: "terminated" (SIGTERM) or "interrupted" (Ctrl-C)."""
-    return "terminated" if isinstance(exc, Terminated) else "interrupted"
+    return "terminated" if isinstance(exc, Terminated) or _TERM_RECEIVED else "interrupted"
 
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})

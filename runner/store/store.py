@@ -15,6 +15,7 @@ per request made recording a 100,000-request plan write ~250 MB of repeated JSON
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -242,8 +243,11 @@ class Store:
             on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
             self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch{on_conflict}")
             self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
+        except BaseException:
+            # BaseException: a Ctrl-C or SIGTERM between BEGIN and COMMIT must not leave the transaction
+            # open, or the run's last flush (which keeps every answer received) fails on BEGIN.
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
             raise
         finally:
             self.con.unregister("_batch")
@@ -539,7 +543,7 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
         )
         con.execute("COMMIT")
-    except Exception:
+    except BaseException:  # a Ctrl-C too: never leave the transaction open
         con.execute("ROLLBACK")
         raise
     _migrate(con)
@@ -634,6 +638,6 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
                 )
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(m.version)])
         con.execute("COMMIT")
-    except Exception:
+    except BaseException:  # a Ctrl-C too: never leave the transaction open
         con.execute("ROLLBACK")
         raise

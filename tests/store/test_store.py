@@ -275,3 +275,45 @@ def test_each_migration_is_applied_once_and_recorded(tmp_path, monkeypatch):
     assert sorted(recorded) == ["migration:v1_to_v2_prompts", "migration:v2_to_v3_asked_columns"]
     with open_store(tmp_path / "fresh.duckdb") as fresh:  # a new store needs and records none
         assert fresh.query("SELECT count(*) FROM meta WHERE key LIKE 'migration:%'") == [(0,)]
+
+
+class _InterruptedInsert:
+    """A connection that raises KeyboardInterrupt on the first INSERT, as Ctrl-C or SIGTERM can."""
+
+    def __init__(self, con):
+        self.con, self.fired = con, False
+
+    def execute(self, sql, *args):
+        if sql.startswith("INSERT") and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def test_an_interrupt_inside_a_commit_leaves_no_open_transaction(store_path):
+    """Before: a SIGTERM between BEGIN and COMMIT left the transaction open, so the run's last flush
+    failed on BEGIN and the answers stayed in the journal (CI saw 0 stored of 128 answered)."""
+    from datetime import datetime
+
+    plan = _plan(store_path)
+    req = plan.requests[0]
+    row = {
+        "request_key": req.key, "model": "mock/judge", "text": "3", "rating": 3, "expected_rating": None,
+        "logprobs": None, "prompt_tokens": 10, "completion_tokens": 1, "cost_usd": 0.0, "latency_s": 0.01,
+        "attempts": 1, "provider_model": "mock", "fingerprint": None, "created_at": datetime(2026, 1, 1),
+    }  # fmt: skip
+    with open_store(store_path) as store:
+        store.add_plan(None, [req], [])
+        real, store.con = store.con, _InterruptedInsert(store.con)
+        try:
+            store.commit([row], [])
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("the interrupt did not reach the commit")
+        store.con = real
+        store.commit([row], [])  # the flush that follows the stop
+        assert store.query("SELECT count(*) FROM responses") == [(1,)]
