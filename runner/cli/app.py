@@ -303,7 +303,8 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     note_sigterm()
     on_sigint = signal.getsignal(signal.SIGINT)
     if callable(on_sigint) and on_sigint is not signal.default_int_handler:
-        on_sigint(signal.SIGINT, frame)  # asyncio.Runner's: cancels the main task, raises KeyboardInterrupt later
+        # asyncio.Runner's handler: it cancels the main task and raises KeyboardInterrupt after it.
+        on_sigint(signal.SIGINT, frame)
         return
     raise Terminated()
 
