@@ -57,6 +57,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner.compile.plan import Plan, Request, compile_plan, gen_params, request_key
 from runner.core.errors import VatError
 from runner.execute.parse import expected_rating, parse_rating
+from runner.metrics.row import ReportRow
 from runner.spec.entries import (
     Entry,
     Release,
@@ -299,7 +300,7 @@ def _first_per_key(table: pa.Table) -> pa.Table:
     return table.take(pa.array(sorted(first.values()), pa.int64()))
 
 
-def metric_rows(judgments: pa.Table, rp: ReleasePlan) -> list[dict[str, Any]]:
+def metric_rows(judgments: pa.Table, rp: ReleasePlan) -> list[ReportRow]:
     """Every metric of every condition, recomputed from the raw judgments (same code as `vat report`)."""
     from runner.report.tables import build_rows
 
@@ -599,7 +600,7 @@ class Verdict:
 
     bundle: str
     checks: list[Check] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ReportRow] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Any] | None = None
     hashes: dict[str, str] = field(default_factory=dict)
@@ -744,7 +745,7 @@ def _rating_problems(i: int, key: str, cols: dict[str, list[Any]]) -> list[str]:
     return out
 
 
-def check_metrics(rows: list[dict[str, Any]], manifest: dict[str, Any], verdict: Verdict) -> None:
+def check_metrics(rows: list[ReportRow], manifest: dict[str, Any], verdict: Verdict) -> None:
     """The claimed metrics equal the recomputed ones."""
     claimed = {r.get("run_id"): r for r in manifest.get("metrics") or [] if isinstance(r, dict)}
     problems = []

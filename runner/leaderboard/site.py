@@ -34,6 +34,7 @@ from typing import Any
 from runner.core import display
 from runner.core.errors import VatError
 from runner.core.paths import template_dir
+from runner.metrics.row import ReportRow
 from runner.spec.entries import Entry, Release, load_entries
 
 SCHEMA_VERSION = 1
@@ -127,7 +128,7 @@ class SiteData:
     values: list[str]
     circle: dict[str, int]
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ReportRow] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     index: Any = None
     """The spec index (for the scenes page)."""
@@ -366,7 +367,7 @@ def rank_bounds(intervals: Sequence[list[float] | None]) -> list[tuple[int, int]
     return out
 
 
-def model_board(rows: Sequence[dict[str, Any]], release_conditions: int) -> list[dict[str, Any]]:
+def model_board(rows: Sequence[ReportRow], release_conditions: int) -> list[dict[str, Any]]:
     """One line per entry, ranked by its mean bias-corrected tax over the release's conditions.
 
     Per entry: the rows of its best status only (verified, else checked, else local), one per
@@ -920,7 +921,7 @@ def _board_line(doc: dict[str, Any], entry_id: str) -> str:
 
 
 def entry_page(
-    entry: dict[str, Any], rows: list[dict[str, Any]], doc: dict[str, Any], circle: dict[str, int]
+    entry: dict[str, Any], rows: list[ReportRow], doc: dict[str, Any], circle: dict[str, int]
 ) -> str:
     """One entry: its facts, then per condition the numbers, heatmap, radar and GND chart."""
     facts = [

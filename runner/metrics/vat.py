@@ -17,9 +17,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from statistics import NormalDist
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+
+from runner.metrics.row import VatMetrics
 
 Direction = int | str
 
@@ -1045,7 +1047,7 @@ def vat_metrics(
     circle_index: Mapping[str, int] | None = None,
     groups: np.ndarray | Sequence[int] | None = None,
     **params: Any,
-) -> dict[str, Any]:
+) -> VatMetrics:
     """Every metric of one condition pair (METRICS §3–§5, §8), as one JSON-serialisable report row (§7).
 
     ``e_pre`` and ``e_post`` are (samples × values) value states with NaN for missing, paired by row;
@@ -1153,7 +1155,7 @@ def vat_metrics(
         "flags": list(dict.fromkeys(flags)),
         "params": {**p, "circle_index": dict(circle_index) if circle_index is not None else None},
     }
-    return to_json(row)
+    return cast(VatMetrics, to_json(row))
 
 
 def to_json(obj: Any) -> Any:

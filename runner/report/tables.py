@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from runner.metrics import bias
 from runner.metrics import vat as metrics
+from runner.metrics.row import ReportRow
 from runner.store.states import AUTO_EXPECTED_SHARE, PairedStates, coverage, paired_states
 from runner.store.store import Store
 
@@ -66,7 +67,7 @@ def build_rows(
     params: dict[str, Any],
     model: str | None = None,
     circle_index: dict[str, int] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ReportRow]:
     """Compute one metrics row per (run, checkpoint step) in the store, over items paired by identity.
 
     A condition pair with no item answered in both conditions (an aborted or all-unparseable run) is
@@ -80,7 +81,8 @@ def build_rows(
     run_ids = [r["run_id"] for r in runs]
     states = paired_states(store, run_ids, list(values), rating=rating)
     cover = coverage(store, run_ids)
-    rows, kept = [], []
+    rows: list[ReportRow] = []
+    kept: list[PairedStates] = []
     for run in runs:
         keys = sorted(k for k in states if k[0] == run["run_id"])
         if not keys:
@@ -127,12 +129,12 @@ def _row(
     rating: str,
     circle_index: dict[str, int] | None,
     cover: dict[str, dict[str, int]],
-) -> dict[str, Any]:
+) -> ReportRow:
     """The report row of one condition pair: metrics, identity, unit, rating source, coverage, bias."""
     clustered = ps.unit == "scene_action"
     # Scene–action samples of one scene are not independent: intervals and nulls resample whole scenes.
     groups = ps.clusters if clustered else None
-    row = metrics.vat_metrics(
+    vm = metrics.vat_metrics(
         ps.pre,
         ps.post,
         list(values),
@@ -146,7 +148,7 @@ def _row(
     fam, k = family_of(run["strategy"])
     cfg = json.loads(run["config"]) if isinstance(run["config"], str) else (run["config"] or {})
     finite = np.isfinite(ps.post - ps.pre).any(axis=1)
-    flags = list(row.get("flags") or []) + ps.flags
+    flags = list(vm["flags"]) + ps.flags
     acq = bias.acquiescence(
         ps.acquiescence,
         b=int(params.get("bootstrap_b", 1000)),
@@ -154,41 +156,41 @@ def _row(
         level=float(params.get("ci_level", 0.95)),
     )
     flags += [f"acquiescence_bias:{cond}" for cond, a in acq.items() if a["biased"]]
-    row.update(
-        {
-            "run_id": run["run_id"],
-            "model": run["model"],
-            "display_name": (cfg.get("model") or {}).get("display_name") or run["model"],
-            "strategy": run["strategy"],
-            "family": fam if step < 0 else "checkpoint",
-            "k": k,
-            "step": None if step < 0 else step,
-            "target": run["target"],
-            "direction": run["direction"],
-            "split": run["split"],
-            "scenes": sorted({ps.scenes[c] for c in ps.clusters[finite]}),
-            "n_scenes": len({int(c) for c in ps.clusters[finite]}),
-            "n_samples": int(finite.sum()),
-            "unit": ps.unit,
-            "unit_params": _unit_params(ps),
-            "variants": ps.variants,
-            "variant": ps.variants[0] if len(ps.variants) == 1 else None,
-            # What was asked (compile records it when it is not today's action question).
-            "elicitation": dict(cfg.get("elicitation") or {"ask": "action"}),
-            "coverage": cover.get(run["run_id"], {}),
-            "coverage_by_value": ps.coverage_by_value,
-            "n_items_paired": ps.n_items,
-            "rating_source": ps.rating_source,
-            "rating_fallback_share": ps.rating_fallback_share,
-            "rating_rule": {"mode": rating, "expected_min_share": AUTO_EXPECTED_SHARE},
-            "acquiescence": acq,
-            "prompt_sensitivity": None,
-            "micro_consistency": _micro_consistency(ps, values, params),
-            "flags": list(dict.fromkeys(flags)),
-            "caveat": model_caveat(run["model"]),
-        }
-    )
-    row["label"] = f"k={k}" if k is not None else (f"step={step}" if step >= 0 else run["strategy"])
+    label = f"k={k}" if k is not None else (f"step={step}" if step >= 0 else run["strategy"])
+    row: ReportRow = {
+        **vm,
+        "run_id": run["run_id"],
+        "model": run["model"],
+        "display_name": (cfg.get("model") or {}).get("display_name") or run["model"],
+        "strategy": run["strategy"],
+        "family": fam if step < 0 else "checkpoint",
+        "k": k,
+        "step": None if step < 0 else step,
+        "target": run["target"],
+        "direction": run["direction"],
+        "split": run["split"],
+        "scenes": sorted({ps.scenes[c] for c in ps.clusters[finite]}),
+        "n_scenes": len({int(c) for c in ps.clusters[finite]}),
+        "n_samples": int(finite.sum()),
+        "unit": ps.unit,
+        "unit_params": _unit_params(ps),
+        "variants": ps.variants,
+        "variant": ps.variants[0] if len(ps.variants) == 1 else None,
+        # What was asked (compile records it when it is not today's action question).
+        "elicitation": dict(cfg.get("elicitation") or {"ask": "action"}),
+        "coverage": cover.get(run["run_id"], {}),
+        "coverage_by_value": ps.coverage_by_value,
+        "n_items_paired": ps.n_items,
+        "rating_source": ps.rating_source,
+        "rating_fallback_share": ps.rating_fallback_share,
+        "rating_rule": {"mode": rating, "expected_min_share": AUTO_EXPECTED_SHARE},
+        "acquiescence": acq,
+        "prompt_sensitivity": None,
+        "micro_consistency": _micro_consistency(ps, values, params),
+        "flags": list(dict.fromkeys(flags)),
+        "caveat": model_caveat(run["model"]),
+        "label": label,
+    }
     return row
 
 
@@ -209,7 +211,7 @@ def _micro_consistency(
     )
 
 
-def micro_text(row: dict[str, Any]) -> str | None:
+def micro_text(row: ReportRow) -> str | None:
     """One line on the 56-D vs 10-D check, or None when the row has none."""
     mc = row.get("micro_consistency")
     if not mc:
@@ -247,7 +249,7 @@ def _unit_params(ps: PairedStates) -> dict[str, Any]:
 
 
 def _attach_prompt_sensitivity(
-    rows: list[dict[str, Any]], states: list[PairedStates], params: dict[str, Any]
+    rows: list[ReportRow], states: list[PairedStates], params: dict[str, Any]
 ) -> None:
     """``prompt_sensitivity`` of every row: across the wordings inside its run, else across its sibling runs.
 
@@ -279,11 +281,12 @@ def _attach_prompt_sensitivity(
                 row["step"],
                 row["split"],
                 row["unit"],
-                _asked(row["elicitation"]),
+                _asked(row["elicitation"] or {}),
             )
             siblings[key].append(i)
     for members in siblings.values():
-        by_variant = {rows[i]["variant"]: i for i in members}
+        # Siblings judge one wording each; a row of several wordings (variant None) is not one of them.
+        by_variant = {v: i for i in members if (v := rows[i]["variant"]) is not None}
         if len(by_variant) < 2:
             continue
         sens = _across_runs(by_variant, rows, states, seed, min_scenes)
@@ -294,7 +297,7 @@ def _attach_prompt_sensitivity(
 
 def _across_runs(
     by_variant: dict[str, int],
-    rows: list[dict[str, Any]],
+    rows: list[ReportRow],
     states: list[PairedStates],
     seed: int,
     min_scenes: int,
@@ -333,11 +336,11 @@ def _asked(elicitation: dict[str, Any]) -> tuple[str, Any]:
     return ask, elicitation.get("micro_values") if ask == "micro_value" else None
 
 
-def _sign(row: dict[str, Any]) -> int:
+def _sign(row: ReportRow) -> int:
     return 1 if row["direction"] in ("reinforce", 1, "+1", "1") else -1
 
 
-def families(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def families(rows: Sequence[ReportRow]) -> list[dict[str, Any]]:
     """Group rows that differ only in k or checkpoint step; compute family metrics for groups of ≥ 2.
 
     A family holds one scene selection: rows of the same condition judged on different scene sets
@@ -345,7 +348,7 @@ def families(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     and hubs are not comparable. Within a family a label (``k=4``) appears once: a repeated run of the
     same condition on the same scenes keeps the row listed last.
     """
-    groups: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
+    groups: dict[tuple[Any, ...], dict[str, ReportRow]] = defaultdict(dict)
     for r in rows:
         if r["k"] is not None or r["step"] is not None:
             key = (r["model"], r["family"], r["target"], r["direction"], selection_key(r))
@@ -374,7 +377,7 @@ def families(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def selection_key(row: dict[str, Any]) -> str:
+def selection_key(row: ReportRow) -> str:
     """A short, stable name of the scene set a row was computed on (its count and a hash of its ids)."""
     import hashlib
 
@@ -383,7 +386,7 @@ def selection_key(row: dict[str, Any]) -> str:
     return f"{len(scenes)} scenes #{digest}"
 
 
-def family_members(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> list[dict[str, Any]]:
+def family_members(rows: Sequence[ReportRow], fam: dict[str, Any]) -> list[ReportRow]:
     """The rows of one family, in its label order."""
     by_id = {r["run_id"]: r for r in rows}
     picked = [by_id[i] for i in fam.get("run_ids", []) if i in by_id]
@@ -397,7 +400,7 @@ FILTER_KEYS = ("model", "strategy", "target", "direction")
 """Row fields `vat report` filters on (``target=security strategy=fewshot_8 report.model=...``)."""
 
 
-def filter_rows(rows: Sequence[dict[str, Any]], filters: dict[str, Sequence[str]]) -> list[dict[str, Any]]:
+def filter_rows(rows: Sequence[ReportRow], filters: dict[str, Sequence[str]]) -> list[ReportRow]:
     """The rows whose every filtered field is one of the allowed values (an empty filter allows all)."""
     return [
         r for r in rows if all(not allowed or str(r.get(key)) in allowed for key, allowed in filters.items())
@@ -415,7 +418,7 @@ def no_rows_message(
     store_path: str,
     model: str | None,
     filters: dict[str, Sequence[str]],
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[ReportRow],
     models: Sequence[str],
 ) -> str:
     """Why `vat report` has nothing to show, in one sentence that names what the store does hold."""
@@ -438,14 +441,14 @@ def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) else None
 
 
-def null_of(row: dict[str, Any], key: str, value: str | None = None) -> dict[str, Any] | None:
+def null_of(row: ReportRow, key: str, value: str | None = None) -> dict[str, Any] | None:
     """The permutation null {mean, q95, p} of a tax statistic (of VAT(``value``) when ``value`` is given)."""
     null = row.get("null") or {}
     entry = (null.get("vat") or {}).get(value) if value is not None else null.get(key)
     return entry if isinstance(entry, dict) else None
 
 
-def within_noise(row: dict[str, Any], key: str) -> bool | None:
+def within_noise(row: ReportRow, key: str) -> bool | None:
     """True when the statistic cannot be told from its null, False when it can, None when unknown.
 
     The row's own ``signal`` verdict wins; then a ``<key>_within_noise`` flag; then the null's p-value
@@ -463,22 +466,23 @@ def within_noise(row: dict[str, Any], key: str) -> bool | None:
     return p >= float((row.get("hub_test") or {}).get("alpha") or 0.05)
 
 
-def tax_text(row: dict[str, Any], key: str, digits: int = 2) -> str:
+def tax_text(row: ReportRow, key: str, digits: int = 2) -> str:
     """A tax number with its null, its bias-corrected estimate and interval, and its verdict.
 
     E.g. ``nVAT 0.52, null 0.47 (p 0.21), corrected +0.05 [0.00, 0.20] · within noise · needs ~180
     scenes``. The ``<key>_ci`` interval belongs to the corrected estimate (METRICS.md §8), so it is
     printed after it; a row without a null says so instead of showing a bare number.
     """
-    text = f"{TAX_LABELS.get(key, key)} {_f(_finite(row.get(key)), digits, signed=False)}"
+    fields: Mapping[str, Any] = row  # keys built from `key`: read as a plain mapping
+    text = f"{TAX_LABELS.get(key, key)} {_f(_finite(fields.get(key)), digits, signed=False)}"
     null = null_of(row, key)
     if null is None:
         return text + " (no null in this row)"
     text += f", null {_f(null.get('mean'), digits, signed=False)} (p {_f(null.get('p'), 2, signed=False)})"
-    corrected = _finite(row.get(f"{key}_corrected"))
+    corrected = _finite(fields.get(f"{key}_corrected"))
     if corrected is not None:
         text += f", corrected {corrected:+.{digits}f}"
-    ci = row.get(f"{key}_ci")
+    ci = fields.get(f"{key}_ci")
     if ci and _finite(ci[0]) is not None and _finite(ci[1]) is not None:
         text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
     if within_noise(row, key):
@@ -489,7 +493,7 @@ def tax_text(row: dict[str, Any], key: str, digits: int = 2) -> str:
     return text
 
 
-def gain_spans_zero(row: dict[str, Any]) -> bool:
+def gain_spans_zero(row: ReportRow) -> bool:
     """True when the gain's interval contains 0: GND and amplification divide by a gain that may be 0."""
     ci = row.get("gain_ci") or [None, None]
     lo, hi = _finite(ci[0]), _finite(ci[1])
@@ -511,7 +515,7 @@ def coupling_band(n_scenes: Any) -> float | None:
     return 1.96 / float(np.sqrt(n - 1)) if n is not None and n > 1 else None
 
 
-def tested_hubs(row: dict[str, Any]) -> str:
+def tested_hubs(row: ReportRow) -> str:
     """The hubs as a report shows them.
 
     The tested ones, 'none (tested)' when the test found none, or an old row's descriptive top-k
@@ -538,15 +542,13 @@ def _ci(ci: Any) -> str:
     return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def _signal_cell(row: dict[str, Any]) -> str:
+def _signal_cell(row: ReportRow) -> str:
     """'signal', 'within noise', or 'no null' (a row from before the permutation null)."""
     verdict = within_noise(row, "nvat")
     return "no null" if verdict is None else ("within noise" if verdict else "signal")
 
 
-def print_tables(
-    rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], values: Sequence[str]
-) -> None:
+def print_tables(rows: Sequence[ReportRow], fams: Sequence[dict[str, Any]], values: Sequence[str]) -> None:
     """Rich tables: a summary per condition pair, per-value detail, and Table-2-shaped families."""
     from rich.table import Table
 
@@ -593,7 +595,7 @@ def print_tables(
         _print_family(rows, fam)
 
 
-def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
+def _print_detail(r: ReportRow, values: Sequence[str]) -> None:
     """Per-value detail of one row: shift with its interval, GND, VAT(u) against its null, amplification."""
     from rich.table import Table
 
@@ -632,7 +634,7 @@ def _print_detail(r: dict[str, Any], values: Sequence[str]) -> None:
     out.print(detail)
 
 
-def rating_text(row: dict[str, Any]) -> str:
+def rating_text(row: ReportRow) -> str:
     """Which rating both conditions of the pair used, e.g. 'rating: expected (fallback 3 %)'."""
     share = _finite(row.get("rating_fallback_share"))
     return f"rating: {row.get('rating_source') or '–'}" + (
@@ -640,7 +642,7 @@ def rating_text(row: dict[str, Any]) -> str:
     )
 
 
-def _print_family(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> None:
+def _print_family(rows: Sequence[ReportRow], fam: dict[str, Any]) -> None:
     """One family in the paper's Table-2 layout, with Pareto efficiency and hub persistence."""
     from rich.table import Table
 
@@ -682,7 +684,7 @@ def _family_lines(fam: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def _null_cell(row: dict[str, Any], key: str) -> str:
+def _null_cell(row: ReportRow, key: str) -> str:
     null = null_of(row, key)
     return f"{_f(null.get('mean'), 3, signed=False)} ({_f(null.get('p'), 2, signed=False)})" if null else "–"
 
@@ -714,12 +716,12 @@ SUMMARY_FIELDS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def summary_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def summary_table(rows: Sequence[ReportRow]) -> tuple[list[str], list[list[str]]]:
     """The summary as (header, cells): one line per condition pair."""
     return [name for name, _ in SUMMARY_FIELDS], [[str(cell(r)) for _, cell in SUMMARY_FIELDS] for r in rows]
 
 
-def family_table(rows: Sequence[dict[str, Any]], fam: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def family_table(rows: Sequence[ReportRow], fam: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One family in the Table-2 layout as (header, cells)."""
     members = family_members(rows, fam)
     header = ["model × target", *[m["label"] for m in members]]
@@ -791,7 +793,7 @@ def _tex(text: Any) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
-def paper_tables(rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], fmt: str) -> str:
+def paper_tables(rows: Sequence[ReportRow], fams: Sequence[dict[str, Any]], fmt: str) -> str:
     """Every table of a report in one format: the summary, then each family.
 
     CSV holds the summary only, since one CSV file holds one table; the families are in the JSON,
@@ -807,7 +809,7 @@ def paper_tables(rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]],
 
 
 def report_json(
-    rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], filters: dict[str, Sequence[str]]
+    rows: Sequence[ReportRow], fams: Sequence[dict[str, Any]], filters: dict[str, Sequence[str]]
 ) -> dict[str, Any]:
     """`vat report format=json`: rows, families and the filters that selected them.
 
@@ -821,7 +823,7 @@ def report_json(
 
 
 def write_plots(
-    rows: Sequence[dict[str, Any]], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
+    rows: Sequence[ReportRow], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
 ) -> list[Path]:
     """Write the SVG plots of each row (:func:`row_plots`) and each family (Pareto) into ``folder``."""
     from runner.report import plots
@@ -856,7 +858,7 @@ def write_plots(
 
 
 def row_plots(
-    row: dict[str, Any], values: Sequence[str], title: str, circle_index: dict[str, int] | None = None
+    row: ReportRow, values: Sequence[str], title: str, circle_index: dict[str, int] | None = None
 ) -> dict[str, str]:
     """The four figures of one row, each drawn against its noise.
 

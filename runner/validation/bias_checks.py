@@ -338,7 +338,7 @@ def pipeline_checks(store_path: str, runs: Sequence[tuple[str, str]]) -> list[di
     out = []
     for profile, run_id in runs:
         row = rows.get(run_id)
-        acq = (row or {}).get("acquiescence") or {}
+        acq = (row["acquiescence"] if row else None) or {}
         flagged = [c for c in ("pre", "post") if (acq.get(c) or {}).get("biased")]
         want = ["pre", "post"] if profile == "acquiescent" else []
         index = ", ".join(f"{c} {_fmt((acq.get(c) or {}).get('index'))}" for c in ("pre", "post"))

@@ -21,8 +21,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from runner.metrics.row import ReportRow
 from runner.report.plots import as_finite, fixed
 
 SINGLE = 3.3
@@ -376,7 +377,8 @@ def write_all(
             tag = f"{_slug(strategy)}{'' if step is None else f'_step{step}'}__{target}_{direction}"
             written += save(models_figure(members_of), out / f"models__{tag}")
     for fam in fams:
-        members = family_members([dict(r) for r in rows], dict(fam))
+        # The rows come from a results document checked against the schema: typed report rows.
+        members = family_members(cast("list[ReportRow]", list(rows)), dict(fam))
         if len(members) >= 2:
             stem = f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__trajectory"
             written += save(trajectory_figure(members, fam), out / stem)
