@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from omegaconf import DictConfig
 
 from runner.core import display
 from runner.core.errors import VatError
+from runner.metrics.results_doc import json_safe
 
 # ---------------------------------------------------------------- validate
 
@@ -19,11 +19,10 @@ def validate(
     spec_dir: str, update_lock: bool = False, fmt: str = "table", show_coverage: bool = False
 ) -> int:
     """Validate every spec file; print a summary (exit 0) or one line per problem (exit 1)."""
+    from runner.api import check_spec
     from runner.core.paths import inside_installed_package
     from runner.core.paths import spec_dir as resolve_spec_dir
-    from runner.spec.entries import leaderboard_problems
-    from runner.spec.load import collect, unreviewed_problems, write_lock
-    from runner.spec.quality import quality_problems
+    from runner.spec.load import write_lock
 
     if update_lock and inside_installed_package(resolve_spec_dir(spec_dir)):
         raise VatError(
@@ -31,12 +30,9 @@ def validate(
             "folder somewhere of your own and pass --spec-dir <copy>",
             2,
         )
-    index, problems = collect(spec_dir, check_lock=not update_lock)
-    if index is not None:
-        problems = sorted(set(problems) | set(quality_problems(index)) | set(unreviewed_problems(index)))
-    board = set(leaderboard_problems(index))  # entries and releases
-    n_spec = len(set(problems) - board)
-    problems = sorted(set(problems) | board)
+    found = check_spec(spec_dir, check_lock=not update_lock)
+    index, problems = found.index, found.problems
+    n_spec = len(problems) - found.n_leaderboard
     if update_lock and index is not None and not problems:
         path = write_lock(index)
         display.note(f"recorded {len(index.hashes)} (id, version, hash) entries in {path}")
@@ -240,24 +236,17 @@ def _report_arguments(overrides: list[str]) -> tuple[list[str], dict[str, list[s
 
 
 def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: str | None = None) -> int:
-    from runner.pipeline import load_spec
+    from runner.api import report_rows
     from runner.report import tables as rep
-    from runner.store.store import open_store
 
-    index = load_spec(cfg)
-    values = index.value_ids
-    params = {k: v for k, v in dict(cfg.metrics).items()}
-    circle = {v.id: v.circle_index for v in index.values}
     filters = dict(filters or {})
+    found = report_rows(cfg, filters)
+    rows, every, models, values = found.rows, found.every, found.models, found.values
     if cfg.report.model:
         filters["model"] = [cfg.report.model]
-    with open_store(cfg.store.path, read_only=True) as store:
-        every = rep.build_rows(store, values, params, model=cfg.report.model, circle_index=circle)
-        models = rep.stored_models(store)
-    rows = rep.filter_rows(every, filters)
     fmt = fmt or cfg.format.value
     if fmt in ("results", "eee") and (rows or not models):
-        return _results_document(cfg, rows, rep.families(rows), filters, values, eee=fmt == "eee")
+        return _results_document(cfg, found, filters, eee=fmt == "eee")
     if not rows and not models:  # an empty store is not an error: there is nothing yet
         if fmt == "json":
             display.emit_json(rep.report_json([], [], filters))
@@ -268,7 +257,7 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
         raise VatError(rep.no_rows_message(str(cfg.store.path), cfg.report.model, filters, every, models), 1)
     fams = rep.families(rows)
     if fmt == "json":
-        display.emit_json(_json_safe(rep.report_json(rows, fams, filters)))
+        display.emit_json(json_safe(rep.report_json(rows, fams, filters)))
         return 0
     if fmt != "table":
         import sys
@@ -284,54 +273,21 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
     return 0
 
 
-def _results_document(
-    cfg: DictConfig,
-    rows: list[dict[str, Any]],
-    fams: list[dict[str, Any]],
-    filters: dict[str, list[str]],
-    values: list[str],
-    eee: bool = False,
-) -> int:
+def _results_document(cfg: DictConfig, found: Any, filters: dict[str, list[str]], eee: bool = False) -> int:
     """`vat report format=results`: the versioned document of runner.metrics.results_doc on stdout.
 
     With ``eee`` (``format=eee``) the document's Every Eval Ever records instead: a JSON list, one per model.
     """
-    from omegaconf import OmegaConf
+    from runner.api import results_document
 
-    from runner.metrics import results_doc
-    from runner.store.store import open_store
-
-    runs: list[dict[str, Any]] = []
-    if rows:  # an empty store gives an empty, still valid, document
-        with open_store(cfg.store.path, read_only=True) as store:
-            runs = results_doc.run_provenance(store, [r["run_id"] for r in rows])
-    metrics: dict[str, Any] = dict(OmegaConf.to_container(cfg.metrics, resolve=True))  # type: ignore[arg-type]
-    doc = results_doc.build(
-        rows,
-        fams,
-        filters=filters,
-        metrics=metrics,
-        values=values,
-        runs=runs,
-        store=str(cfg.store.path),
-    )
+    doc = json_safe(results_document(cfg, found, filters))
     if eee:
         from runner.report.eee import records
 
-        display.emit_json(records(_json_safe(doc)))
+        display.emit_json(records(doc))
         return 0
-    display.emit_json(_json_safe(doc))
+    display.emit_json(doc)
     return 0
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 # ---------------------------------------------------------------- demo and export

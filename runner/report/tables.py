@@ -400,7 +400,7 @@ FILTER_KEYS = ("model", "strategy", "target", "direction")
 """Row fields `vat report` filters on (``target=security strategy=fewshot_8 report.model=...``)."""
 
 
-def filter_rows(rows: Sequence[ReportRow], filters: dict[str, Sequence[str]]) -> list[ReportRow]:
+def filter_rows(rows: Sequence[ReportRow], filters: Mapping[str, Sequence[str]]) -> list[ReportRow]:
     """The rows whose every filtered field is one of the allowed values (an empty filter allows all)."""
     return [
         r for r in rows if all(not allowed or str(r.get(key)) in allowed for key, allowed in filters.items())

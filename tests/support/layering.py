@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("report",),
     ("pipeline",),
     ("sweep", "dataset", "leaderboard", "validation"),
+    ("api",),
     ("cli",),
 )
 """Bottom to top. A name is the first part under the root package (``runner.store.shards`` → ``store``)."""
