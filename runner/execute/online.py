@@ -215,7 +215,11 @@ def classify(exc: BaseException) -> tuple[str, int | None, bool]:
         )  # a 429 that waiting will not fix: the account is out of credit
     if name not in {"Timeout", "APITimeoutError"} and (wrapped := _wrapped_fault(exc)):
         return wrapped, None, True
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError):
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        # The runner's own guard (1.5 × timeout_s) fired before LiteLLM's timeout did, as on a loaded
+        # machine: the same fault, so the same name (a record of 38 Timeout + 2 TimeoutError misled).
+        return "Timeout", status, True
+    if isinstance(exc, ConnectionError):
         return name, status, True
     if name in {
         "Timeout",
