@@ -37,8 +37,9 @@ install-figures: $(VENV)/.installed-figures  ## also install matplotlib (the `fi
 demo: install  ## run the benchmark on the embedded model, then print the report and build the site
 	$(BIN)/vat demo
 
-test: install-dev  ## run the default test suite (fast; no network)
-	$(BIN)/python -m pytest -q
+test: install-dev  ## run the default test suite (fast; no network), on both cores
+	# Two pytest-xdist workers, a test file each at a time (module fixtures are built once).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-slow: install-dev install-figures  ## run the slow checks (long fault runs, kill trials, embedded model); CI runs them too
 	$(BIN)/python -m pytest -q -m slow
