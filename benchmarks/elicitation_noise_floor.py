@@ -25,7 +25,7 @@ N_SCENES = 41
 
 def _summary(delta: np.ndarray, target: int, hub: int | None) -> dict[str, float]:
     """nVAT mean and 95th percentile, mean gain and hub hit rate over datasets delta[rep, sample, value]."""
-    r = metrics._coupling_batch(delta, 5)
+    r = metrics.coupling_batch(delta, 5)
     nvat = metrics.system_tax(r)["nvat"]
     off = np.abs(r - np.eye(r.shape[-1]))
     vat_u = off.sum(axis=-1) / (r.shape[-1] - 1)

@@ -9,7 +9,11 @@ really produce), so a key added in one place and not the others fails the suite.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, TypedDict
+
+import numpy as np
 
 Interval = list[float | None]  # [low, high]; None where undefined
 ByValue = dict[str, float | None]  # value id → number
@@ -98,3 +102,20 @@ class ReportRow(VatMetrics):
 def row_keys(kind: type) -> list[str]:
     """The keys of a row ``TypedDict``, its bases' included, in declaration order."""
     return list(kind.__annotations__)
+
+
+def to_json(obj: Any) -> Any:
+    """Plain-Python copy of ``obj``: numpy scalars and arrays become floats/ints/lists, NaN/inf None."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return to_json(obj.tolist())
+    if isinstance(obj, list | tuple):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    return obj

@@ -149,7 +149,7 @@ def derive(m: np.ndarray, r: np.ndarray, fr: Frame, r_ref: np.ndarray | None = N
 
 def summarise(delta: np.ndarray, fr: Frame, r_ref: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Metrics of a batch of shift arrays delta (B, scenes, V) (NaN = missing)."""
-    return derive(metrics._nanmean(delta, axis=1), metrics._coupling_batch(delta, 5), fr, r_ref)
+    return derive(metrics.nanmean(delta, axis=1), metrics.coupling_batch(delta, 5), fr, r_ref)
 
 
 def planted(profile: Profile, shift: np.ndarray, fr: Frame, seed: int = 0) -> dict[str, np.ndarray]:
@@ -169,7 +169,7 @@ def planted(profile: Profile, shift: np.ndarray, fr: Frame, seed: int = 0) -> di
     m[:, ~coupled] = 0.0
     pre, (post,) = simulate_states(profile, [shift], POP_SCENES, 1, rng)
     delta = post - pre
-    r = metrics._coupling_batch(delta, 5)
+    r = metrics.coupling_batch(delta, 5)
     r[:, ~np.outer(coupled, coupled)] = 0.0
     r[:, np.arange(len(shift)), np.arange(len(shift))] = 1.0
     return derive(m, r, fr, r_ref=r[0])  # pattern: 1 when anything is coupled, else undefined
@@ -199,9 +199,9 @@ def taxed_values(
     n, n_values = delta.shape
     idx = np.argsort(np.random.default_rng(seed).random((b, n, n_values)), axis=1)
     null = np.take_along_axis(np.broadcast_to(delta, (b, n, n_values)), idx, axis=1)
-    null_vat = _vat(metrics._coupling_batch(null, 5))
+    null_vat = _vat(metrics.coupling_batch(null, 5))
     threshold = float(np.quantile(np.delete(null_vat, fr.t, axis=1).max(axis=1), 1 - alpha))
-    vat = _vat(metrics._coupling_batch(delta[None], 5))[0]
+    vat = _vat(metrics.coupling_batch(delta[None], 5))[0]
     order = np.argsort(-vat, kind="stable")
     return [fr.values[u] for u in order if u != fr.t and vat[u] > threshold], threshold, vat
 

@@ -121,7 +121,7 @@ def _gain_sd(delta: np.ndarray, t: int) -> float:
 
 def _nvat(delta: np.ndarray) -> np.ndarray:
     """The nVAT of each replicate: delta (reps, n, V) → (reps,)."""
-    return metrics.system_tax(metrics._coupling_batch(delta, 5))["nvat"]
+    return metrics.system_tax(metrics.coupling_batch(delta, 5))["nvat"]
 
 
 def _detect(effect: float, sd: float, alpha: float) -> float:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from runner.metrics import micro as micro_mod
 from runner.metrics import vat as metrics
 from runner.store.states import paired_states
 from runner.store.store import open_store
@@ -23,7 +24,7 @@ def test_block_coupling_is_the_mean_of_each_off_diagonal_block():
         ]
     )
     groups = [np.array([0, 1]), np.array([2]), np.array([3])]
-    out = metrics._block_coupling(r[None], groups)[0]
+    out = micro_mod._block_coupling(r[None], groups)[0]
     # By hand: a–b = (0.2 + 0.6)/2 = 0.4; a–c = mean of (−0.4) (the NaN pair is left out); b–c = 0.5.
     want = np.array([[1.0, 0.4, -0.4], [0.4, 1.0, 0.5], [-0.4, 0.5, 1.0]])
     np.testing.assert_allclose(out, want)

@@ -13,6 +13,7 @@ from scipy import stats
 from support.specs import SCHWARTZ
 
 from runner.execute.parse import expected_rating
+from runner.metrics import calibration
 from runner.metrics import vat as M
 
 ABC = ["A", "B", "C"]
@@ -462,25 +463,25 @@ def test_circumplex_consistency_is_positive_when_neighbours_follow_a_suppressed_
 
 def test_permutation_p_value_rule() -> None:
     null = np.array([0.1, 0.5, 0.7, 0.2])
-    assert M.permutation_p(0.5, null) == approx((1 + 2) / (1 + 4))  # ties count as ≥
-    assert M.permutation_p(0.8, null) == approx(1 / 5)  # never 0
-    assert math.isnan(M.permutation_p(math.nan, null))
-    cols = M.permutation_p(np.array([0.5, 0.0]), np.stack([null, null], axis=1))
+    assert calibration.permutation_p(0.5, null) == approx((1 + 2) / (1 + 4))  # ties count as ≥
+    assert calibration.permutation_p(0.8, null) == approx(1 / 5)  # never 0
+    assert math.isnan(calibration.permutation_p(math.nan, null))
+    cols = calibration.permutation_p(np.array([0.5, 0.0]), np.stack([null, null], axis=1))
     assert cols == approx([0.6, 1.0])
 
 
 def test_holm_and_benjamini_hochberg_on_given_p_values() -> None:
     p = [0.01, 0.04, 0.03, 0.005]
     # Holm: 0.005 ≤ 0.05/4, 0.01 ≤ 0.05/3, then 0.03 > 0.05/2 stops.
-    assert M.holm(p, 0.05).tolist() == [True, False, False, True]
+    assert calibration.holm(p, 0.05).tolist() == [True, False, False, True]
     # BH: sorted p ≤ (1, 2, 3, 4)·0.05/4 = 0.0125, 0.025, 0.0375, 0.05 for every rank → all four.
-    assert M.benjamini_hochberg(p, 0.05).tolist() == [True, True, True, True]
+    assert calibration.benjamini_hochberg(p, 0.05).tolist() == [True, True, True, True]
     none = [0.02, 0.04, 0.5]  # above 0.05/3 and 1·0.05/3 at the first step
-    assert not M.holm(none, 0.05).any() and not M.benjamini_hochberg(none, 0.05).any()
+    assert not calibration.holm(none, 0.05).any() and not calibration.benjamini_hochberg(none, 0.05).any()
     # BH's step-up: 0.04 ≤ 2·0.05/2 rejects both although 0.04 > 0.05/2 alone would not (Holm).
-    assert M.benjamini_hochberg([0.04, 0.01], 0.05).tolist() == [True, True]
-    assert M.holm([0.04, 0.01], 0.05).tolist() == [True, True]  # 0.01 ≤ 0.025, then 0.04 ≤ 0.05
-    assert M.holm([0.03, 0.03, math.nan], 0.05).tolist() == [False, False, False]
+    assert calibration.benjamini_hochberg([0.04, 0.01], 0.05).tolist() == [True, True]
+    assert calibration.holm([0.04, 0.01], 0.05).tolist() == [True, True]  # 0.01 ≤ 0.025, then 0.04 ≤ 0.05
+    assert calibration.holm([0.03, 0.03, math.nan], 0.05).tolist() == [False, False, False]
 
 
 def test_hub_test_excludes_the_target_and_orders_by_p() -> None:
@@ -494,18 +495,18 @@ def test_hub_test_excludes_the_target_and_orders_by_p() -> None:
 
 def test_corrected_pairs_formula() -> None:
     r = np.array([[1.0, 0.5], [0.5, 1.0]])
-    c = M.corrected_pairs(r, np.full((2, 2), 0.1), np.full((2, 2), 0.8))
+    c = calibration.corrected_pairs(r, np.full((2, 2), 0.1), np.full((2, 2), 0.8))
     # 0.5² − 0.1·(1 − 0.25)²/0.8 = 0.25 − 0.0703125
     assert c == approx(np.array([[0.0, 0.1796875], [0.1796875, 0.0]]))
 
 
 def test_jackknife_interval_and_t_quantile() -> None:
-    lo, hi = M._jackknife_interval(1.0, np.arange(1.0, 7.0), 0.95)
+    lo, hi = calibration._jackknife_interval(1.0, np.arange(1.0, 7.0), 0.95)
     se = math.sqrt(5 / 6 * 17.5)  # Σ (θ_(−g) − 3.5)² = 17.5 over G = 6
     assert [lo, hi] == pytest.approx([1.0 - 2.5706 * se, 1.0 + 2.5706 * se], abs=2e-3)  # t_{5, 0.975}
     for df in (5, 10, 40, 263):
-        assert M._t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), abs=5e-4)
-    assert all(math.isnan(x) for x in M._jackknife_interval(1.0, np.array([1.0, 2.0]), 0.95))
+        assert calibration._t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), abs=5e-4)
+    assert all(math.isnan(x) for x in calibration._jackknife_interval(1.0, np.array([1.0, 2.0]), 0.95))
 
 
 def _rank_once_corr(x: np.ndarray, y: np.ndarray) -> float:
@@ -517,8 +518,8 @@ def _rank_once_corr(x: np.ndarray, y: np.ndarray) -> float:
 def test_null_couplings_equal_a_loop_complete_and_missing() -> None:
     rng = np.random.default_rng(3)
     delta = rng.normal(size=(12, 4))
-    idx = M.permutation_index(12, 4, 5, seed=1)
-    joint, cond = M._null_couplings(delta, idx, 5)
+    idx = calibration.permutation_index(12, 4, 5, seed=1)
+    joint, cond = calibration._null_couplings(delta, idx, 5)
     for b in range(5):
         perm = np.stack([delta[idx[b, v], v] for v in range(4)], axis=1)
         assert joint[b] == approx(stats.spearmanr(perm).statistic)
@@ -528,7 +529,7 @@ def test_null_couplings_equal_a_loop_complete_and_missing() -> None:
             assert cond[b, u] == approx(stats.spearmanr(mixed).statistic[u])
     delta[rng.random(delta.shape) < 0.15] = np.nan
     ranks = np.where(np.isfinite(delta), M.average_ranks(delta, axis=0), np.nan)
-    joint, cond = M._null_couplings(delta, idx, 5)
+    joint, cond = calibration._null_couplings(delta, idx, 5)
     for b in range(5):
         perm = np.stack([ranks[idx[b, v], v] for v in range(4)], axis=1)
         for u in range(4):
@@ -545,7 +546,7 @@ def test_jackknife_couplings_equal_a_loop() -> None:
     ranks = np.where(np.isfinite(delta), M.average_ranks(delta, axis=0), np.nan)
     groups = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4])
     for g, rows in ((None, [[i] for i in range(9)]), (groups, [[0, 1], [2, 3, 4], [5], [6, 7], [8]])):
-        jk = M._jackknife_couplings(delta, g, 2)
+        jk = calibration._jackknife_couplings(delta, g, 2)
         assert len(jk) == len(rows)
         for j, out in enumerate(rows):
             keep = np.setdiff1d(np.arange(9), out)
@@ -555,7 +556,7 @@ def test_jackknife_couplings_equal_a_loop() -> None:
 
 def test_cluster_permutation_moves_whole_clusters_of_equal_size() -> None:
     groups = np.array([5, 5, 7, 7, 9, 9, 2, 2, 2])
-    idx = M.permutation_index(9, 3, 50, seed=0, groups=groups)
+    idx = calibration.permutation_index(9, 3, 50, seed=0, groups=groups)
     members = {g: list(np.flatnonzero(groups == g)) for g in set(groups.tolist())}
     for b in range(50):
         for v in range(3):

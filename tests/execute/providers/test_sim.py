@@ -310,7 +310,7 @@ def test_provider_and_vectorised_simulation_agree_in_distribution(index: SpecInd
         a, b = stat(provider), stat(twin)  # (datasets, values)
         se = b.std(axis=0) * math.sqrt(1 / len(a) + 1 / len(b))
         assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) < 4.5 * se)
-    nvat = [metrics.system_tax(metrics._coupling_batch(d, 5))["nvat"] for d in (provider, twin)]
+    nvat = [metrics.system_tax(metrics.coupling_batch(d, 5))["nvat"] for d in (provider, twin)]
     se = nvat[1].std() * math.sqrt(1 / len(nvat[0]) + 1 / len(nvat[1]))
     assert abs(nvat[0].mean() - nvat[1].mean()) < 4 * se
 
