@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "validate", help="check every spec file; one line per problem (path:line: field: message)"
     )
-    v.add_argument("--spec-dir", default="spec", help="spec folder (default: spec)")
+    v.add_argument("--spec-dir", default="spec", help="spec folder: spec_dir=<folder> (default: spec)")
     v.add_argument(
         "--update-lock",
         action="store_true",
@@ -234,13 +234,17 @@ def _parser() -> argparse.ArgumentParser:
         help="list the shipped values, strategies, prompts, leaderboard releases or entries (format=json)",
     )
     ls.add_argument("kind", choices=("values", "strategies", "prompts", "releases", "entries"))
-    ls.add_argument("--spec-dir", default="spec", help="spec folder (default: spec, else the shipped one)")
+    ls.add_argument(
+        "--spec-dir",
+        default="spec",
+        help="spec folder: spec_dir=<folder> (default: spec, else the shipped one)",
+    )
     e = sub.add_parser(
         "export",
         help="write the scene set as a Hub dataset folder (train/test splits, dataset card), or one Parquet/JSONL file",
     )
     e.add_argument("output", help="a folder (Hub dataset layout), or a .parquet or .jsonl file")
-    e.add_argument("--spec-dir", default="spec")
+    e.add_argument("--spec-dir", default="spec", help="spec folder: spec_dir=<folder> (default: spec)")
     ing = sub.add_parser(
         "ingest",
         help="load sweep shards (Parquet) into the store; idempotent",
@@ -249,7 +253,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("paths", nargs="+", help="shard folders, sweep folders, .parquet files or fsspec URLs")
     ing.add_argument(
-        "--store", default="results/vat.duckdb", help="the DuckDB store (default: results/vat.duckdb)"
+        "--store",
+        default="results/vat.duckdb",
+        help="the DuckDB store: store.path=<file> (default: results/vat.duckdb)",
     )
     return p
 
@@ -261,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = _catch_sigterm()
     try:
+        argv = one_path_spelling(argv)
         argv, fmt = _split_format(argv)
         parser = _parser()
         args, unknown = parser.parse_known_args(argv)
@@ -292,6 +299,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# The verbs that are not Hydra apps take the Hydra verbs' spelling of a path too: one spelling everywhere.
+_PATH_FLAGS: dict[str, dict[str, str]] = {
+    "validate": {"spec_dir": "--spec-dir"},
+    "list": {"spec_dir": "--spec-dir"},
+    "export": {"spec_dir": "--spec-dir"},
+    "ingest": {"store.path": "--store"},
+}
+
+
+def one_path_spelling(argv: list[str]) -> list[str]:
+    """``spec_dir=X`` and ``store.path=X`` for every verb (the old ``--spec-dir X`` / ``--store X`` warn).
+
+    `vat run spec_dir=mine` and `vat validate spec_dir=mine` now read alike; the flags keep working
+    for one release, with a note naming the new spelling.
+    """
+    from runner.core import display
+
+    flags = _PATH_FLAGS.get(argv[0]) if argv else None
+    if not flags:
+        return argv
+    out = [argv[0]]
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if sep and key in flags:
+            out += [flags[key], value]
+            continue
+        old = next((k for k, flag in flags.items() if key == flag), None)
+        if old is not None:
+            display.warn(
+                f"{key} is deprecated: write {old}=<path>, as every verb does (the flag still works)"
+            )
+        out.append(arg)
+    return out
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -27,7 +27,7 @@ def validate(
     if update_lock and inside_installed_package(resolve_spec_dir(spec_dir)):
         raise VatError(
             "--update-lock would write into the spec shipped inside the installed package; copy that spec "
-            "folder somewhere of your own and pass --spec-dir <copy>",
+            "folder somewhere of your own and pass spec_dir=<copy>",
             2,
         )
     found = check_spec(spec_dir, check_lock=not update_lock)

@@ -59,11 +59,24 @@ def test_validate_reports_each_problem_of_a_broken_copy(vat, spec_copy):
     doc["actions"][0]["polarity"] = "sideways"
     scene.write_text(yaml.safe_dump(doc, sort_keys=False))
     (spec_copy / "strategies" / "bad.yaml").write_text("id: bad\nversion: 1\nkind: magic\ndescription: x\n")
-    result = vat("validate", "--spec-dir", str(spec_copy))
+    result = vat("validate", f"spec_dir={spec_copy}")
     assert result.code == 1
     lines = result.out.splitlines()
     assert any(f"{scene.name}:" in ln and "actions.0.polarity" in ln for ln in lines), result.out
     assert any("bad.yaml:3: kind:" in ln for ln in lines), result.out
+
+
+def test_one_path_spelling_for_every_verb_and_the_old_flags_still_work_with_a_note(vat, spec_copy, tmp_path):
+    """Before: `vat run spec_dir=X` but `vat validate --spec-dir X`; `vat validate spec_dir=X` was refused."""
+    (spec_copy / "strategies" / "bad.yaml").write_text("id: bad\nversion: 1\nkind: magic\ndescription: x\n")
+    new = vat("validate", f"spec_dir={spec_copy}")
+    old = vat("validate", "--spec-dir", str(spec_copy))
+    assert new.code == old.code == 1 and new.out == old.out and "bad.yaml:3" in new.out
+    assert "deprecated" in old.err and "spec_dir=<path>" in old.err and "deprecated" not in new.err
+    listed = vat("list", "strategies", f"spec_dir={spec_copy}", "format=json")
+    assert listed.code == 1 and "bad.yaml:3" in listed.err  # it read the copy, not the shipped spec
+    missing = vat("ingest", str(tmp_path / "no-shards"), f"store.path={tmp_path / 'vat.duckdb'}")
+    assert missing.code == 1 and "no shard files found" in missing.err  # store.path= is not taken for a path
 
 
 def test_validate_json(vat):

@@ -695,7 +695,7 @@ def test_placeholder_scenes_fail_validate_until_replaced(vat, tmp_path):
     shutil.copy(
         tmp_path / "out" / "eg" / f"health-{EG_N}.yaml", spec / "scenarios" / "eg" / f"health-{EG_N}.yaml"
     )
-    result = vat("validate", "--spec-dir", str(spec), "format=json")
+    result = vat("validate", f"spec_dir={spec}", "format=json")
     problems = json.loads(result.out)["problems"]
     assert result.code == 1
     assert any(f"health-{EG_N}.yaml" in p and "placeholder scene from `vat import`" in p for p in problems), (

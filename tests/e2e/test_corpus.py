@@ -52,7 +52,7 @@ def test_spec_case(path: Path, vat, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "spec", spec)
     _apply(case, spec)
     before = _snapshot(spec)
-    result = vat("validate", "--spec-dir", str(spec))
+    result = vat("validate", f"spec_dir={spec}")
     text = result.out + result.err
     assert result.code == case["expect"]["exit"], text
     assert "Traceback" not in text, text

@@ -1,6 +1,6 @@
 """Hostile and broken input: each answered by one clear line (file, line, field, fix), exit 1 or 2, nothing written.
 
-Every case breaks a copy of spec/ (or the overrides) and runs both `vat validate --spec-dir` and
+Every case breaks a copy of spec/ (or the overrides) and runs both `vat validate spec_dir=` and
 `vat run spec_dir=...` in-process from an empty working folder, then checks: the exit code, the message
 names the file and line (and field where there is one), no Python traceback, the spec copy is byte for
 byte unchanged, and the working folder is still empty (no store, no Hydra run folder).
@@ -85,7 +85,7 @@ def _check(vat, work: Work, expect: list[str], code: int, verbs=("validate", "ru
     before = _snapshot(work.spec)
     outputs = {}
     for verb in verbs:
-        args = ["validate", "--spec-dir", str(work.spec)] if verb == "validate" else work.run_args(*extra)
+        args = ["validate", f"spec_dir={work.spec}"] if verb == "validate" else work.run_args(*extra)
         result = vat(*args)
         text = result.out + result.err
         assert result.code == code, (verb, result.code, text)
@@ -273,7 +273,7 @@ def test_entry_names_cannot_escape_the_leaderboard_folder(vat, work, tmp_path, m
     (board / "entries" / "Evil..Name.yaml").write_text(
         (board / "entries" / "openai__gpt-4o-mini.yaml").read_text()
     )
-    result = vat("validate", "--spec-dir", str(work.spec))
+    result = vat("validate", f"spec_dir={work.spec}")
     assert result.code == 1 and "Evil..Name" in result.out + result.err
     assert "Traceback" not in result.err
     os.remove(board / "entries" / "Evil..Name.yaml")
@@ -329,7 +329,7 @@ def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_an_entry_cannot_choose_the_endpoint_or_carry_a_key(vat, work, board, body, line, field):
     """Before: `parameters.extra: {api_base: ...}` passed validate, and replay sent the maintainer's key there."""
     (board / "entries" / "evil__thief.yaml").write_text(_ENTRY + body)
-    result = vat("validate", "--spec-dir", str(work.spec))
+    result = vat("validate", f"spec_dir={work.spec}")
     text = result.out + result.err
     assert result.code == 1 and "Traceback" not in text, text
     assert f"leaderboard/entries/evil__thief.yaml:{line}: {field}: an entry cannot" in text, text
@@ -339,7 +339,7 @@ def test_an_entry_cannot_aim_another_secret_at_the_provider(vat, work, board):
     (board / "entries" / "evil__thief.yaml").write_text(
         _ENTRY.replace("OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY")
     )
-    result = vat("validate", "--spec-dir", str(work.spec))
+    result = vat("validate", f"spec_dir={work.spec}")
     assert result.code == 1 and "evil__thief.yaml:7: api_key_env" in result.out + result.err
 
 
@@ -355,6 +355,6 @@ def test_the_maintainer_sets_an_entrys_endpoint_outside_it(board, monkeypatch):
 def test_a_symlink_to_dev_zero_among_the_entries_is_refused(vat, work, board):
     os.symlink("/dev/zero", board / "entries" / "evil__zero.yaml")
     start = time.perf_counter()
-    result = vat("validate", "--spec-dir", str(work.spec))
+    result = vat("validate", f"spec_dir={work.spec}")
     assert result.code == 1 and "evil__zero.yaml:1: is not a regular file" in result.out + result.err
     assert time.perf_counter() - start < 30
