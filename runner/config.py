@@ -93,6 +93,7 @@ class ExecutionConf:
     max_retry_after_s: float = 60.0
     """Longest wait honoured when a provider sends Retry-After (a 429 asking for a day would freeze the run)."""
     budget_usd: float | None = None
+    """Stop cleanly before spending more (USD). In a sweep, the whole sweep's: the driver shares it out."""
     flush_every: int = 256
     """Responses per store write (one transaction each)."""
     progress: bool = True

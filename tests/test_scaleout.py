@@ -57,7 +57,7 @@ def test_missing_results_fail_loudly():
 
 
 def test_a_launcher_that_fails_exits_non_zero_and_ingests_what_the_jobs_left(tmp_path, vat, monkeypatch):
-    import runner.sweep.app as sweep
+    from hydra._internal.hydra import Hydra
 
     # One job finished and exported its shard before the launcher died (a killed joblib worker).
     sweep_dir = tmp_path / "sweep"
@@ -71,10 +71,10 @@ def test_a_launcher_that_fails_exits_non_zero_and_ingests_what_the_jobs_left(tmp
         con.execute(f"COPY (SELECT * FROM {table}) TO '{shard / table}.parquet' (FORMAT parquet)")
     con.close()
 
-    def dies(argv):
+    def dies(self, *args, **kwargs):  # what joblib raises when one of its workers is killed
         raise RuntimeError("A worker process managed by the executor was unexpectedly terminated")
 
-    monkeypatch.setattr(sweep, "_hydra_main", dies)
+    monkeypatch.setattr(Hydra, "multirun", dies)
     result = vat(
         "run", "-m", *BASE, "strategy=fewshot_2,fewshot_4", f"store.path={store}", f"hydra.sweep.dir={sweep_dir}",
         "hydra/launcher=joblib",
@@ -261,3 +261,28 @@ def test_a_list_override_is_not_taken_for_a_sweep(monkeypatch):
         ["-m", *BASE, "strategy=fewshot_2,fewshot_4", "execution.forward_env=[VAT_H19_A,VAT_H19_B]"]
     )
     assert {"VAT_H19_A", "VAT_H19_B"} <= set(plan.forwarded_names) and plan.expected_jobs == 2
+
+
+def test_the_budget_is_the_whole_sweeps(tmp_path, vat):
+    # A 4-job sweep with budget_usd=0.003 once spent $0.0143: each job had the whole budget.
+    from runner.execute.online import litellm_module
+
+    litellm_module(["mock/priced"]).register_model(
+        {"mock/priced": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.0,
+                         "litellm_provider": "mock", "mode": "chat"}}
+    )  # fmt: skip
+    result = vat(
+        "run", "-m", "model.name=mock/priced", "selection.max_scenes=1", "execution.progress=false",
+        "strategy=fewshot_2,fewshot_4", "execution.budget_usd=1.0", "execution.concurrency=1",
+        f"store.path={tmp_path / 'v.duckdb'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "format=json",
+    )  # fmt: skip
+    import json
+
+    doc = json.loads(result.out)
+    assert result.code == 3  # stopped by the budget
+    assert [j["stopped"] for j in doc["jobs"]] == ["budget", "budget"]
+    assert all(j["cost_usd"] <= 0.5 + 1e-9 for j in doc["jobs"])  # half the budget each
+    assert doc["cost_usd"] <= 1.0 + 1e-9 and doc["cost_usd"] == pytest.approx(
+        sum(j["cost_usd"] for j in doc["jobs"])
+    )
+    assert "of execution.budget_usd=1.0 for the whole sweep" in " ".join(result.err.split())

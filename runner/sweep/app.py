@@ -53,7 +53,7 @@ def hydra_task(cfg: DictConfig) -> Any:
     root = cfg.store.get("shard_dir")
     shard_url = join(str(root), str(hc.job.num)) if shard_dir and root and "://" in str(root) else None
     if shard_dir and root and not shard_url:
-        shard_dir = Path(str(root)) / str(hc.job.num)
+        shard_dir = Path(str(root)) / str(hc.job.num) / "shard"  # the job folder's shard/ by default
     try:
         shared = read_keys(str(cfg.store.stored_keys)) if shard_dir and cfg.store.get("stored_keys") else None
         compiled, stats = execute_run(cfg, overrides, shard_dir=shard_dir, shared=shared, shard_url=shard_url)
@@ -130,7 +130,12 @@ def run_hydra(argv: list[str]) -> int:
 
 
 def _hydra_main(argv: list[str]) -> tuple[int | None, Any]:
-    """Hydra's main with ``argv``: (exit code if Hydra exited, the sweeper's returns in a multirun)."""
+    """Hydra's main with ``argv``: (exit code if Hydra exited, the sweeper's returns in a multirun).
+
+    In a multirun the returns are the sweeper's list of ``JobReturn`` batches, or the exception the
+    launcher raised (a killed joblib worker, a submitit timeout): Hydra would print it and exit 1,
+    leaving the driver nothing to ingest or report from.
+    """
     import hydra
     from hydra._internal.hydra import Hydra
 
@@ -140,7 +145,11 @@ def _hydra_main(argv: list[str]) -> tuple[int | None, Any]:
     original = Hydra.multirun
 
     def multirun(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ret = original(self, *args, **kwargs)
+        try:
+            ret = original(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - handed to the driver, which reports it
+            captured.append(exc)
+            return None
         captured.append(ret)  # hydra.main drops the sweeper's returns: keep them for the driver
         return ret
 
@@ -172,8 +181,10 @@ def _run_sweep(argv: list[str]) -> int:
     try:
         with scaleout.ray_session(plan, argv):
             code, returns = _hydra_main(scaleout.with_overrides(argv, plan))
-    except Exception as exc:  # a killed worker (joblib), a scheduler's timeout (submitit) ...
+    except Exception as exc:  # Ray could not start or join its cluster
         launch_error = scaleout.report_failure(exc)
+    if isinstance(returns, BaseException):  # a killed worker (joblib), a scheduler's timeout (submitit) ...
+        launch_error, returns = scaleout.report_failure(returns), None
     if code is not None and returns is None and launch_error is None:
         return code  # Hydra refused the overrides (it printed why)
     jobs, problems = scaleout.job_results(returns, plan.expected_jobs)
@@ -200,13 +211,25 @@ def _run_sweep(argv: list[str]) -> int:
         problems.append(f"no shard was found under {plan.shard_root}, so nothing was ingested")
         rc = max(rc, 1)
     failed = [j for j in jobs if j.get("rc")]
+    cost = plan.shared_cost_usd + sum(float(j.get("cost_usd") or 0) for j in jobs)
+    display.note(
+        f"sweep spent ${cost:.4f}"
+        + (f" (shared requests ${plan.shared_cost_usd:.4f})" if plan.shared_cost_usd else "")
+        + (
+            f" of execution.budget_usd={plan.budget_usd} for the whole sweep"
+            if plan.budget_usd is not None
+            else ""
+        )
+    )
     display.note(
         f"sweep finished: {len(jobs)} of {plan.expected_jobs} job(s) returned, {len(failed)} with errors"
     )
     for p in problems:
         display.error(p)
     if as_json:
-        display.emit_json({"jobs": jobs, "failed": len(failed), "problems": problems, "rc": rc})
+        display.emit_json(
+            {"jobs": jobs, "failed": len(failed), "problems": problems, "cost_usd": round(cost, 6), "rc": rc}
+        )
     return rc
 
 

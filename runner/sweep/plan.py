@@ -7,8 +7,11 @@ from typing import Any
 from runner.core import display
 
 
-def shared_first(argv: list[str]) -> None:
-    """Execute, into the main store, every request key that more than one job of the sweep needs."""
+def shared_first(argv: list[str]) -> float:
+    """Execute, into the main store, every request key that more than one job of the sweep needs.
+
+    Returns what that cost (USD), which the sweep's budget then no longer has for the jobs.
+    """
     from collections import Counter
 
     from runner.compile.plan import compile_plan
@@ -27,7 +30,8 @@ def shared_first(argv: list[str]) -> None:
     uses = Counter(k for _, p in plans for k in p.keys())  # noqa: SIM118 - Plan.keys() is a list
     shared = {k for k, n in uses.items() if n > 1}
     if not shared:
-        return
+        return 0.0
+    spent = 0.0
     by_store: dict[str, list[Any]] = {}
     for cfg, plan in plans:
         by_store.setdefault(str(cfg.store.path), []).extend(r for r in plan.requests if r.key in shared)
@@ -38,7 +42,8 @@ def shared_first(argv: list[str]) -> None:
         )
         with open_store(path) as store:
             store.add_plan(None, requests, [])
-            execute(requests, store, exec_options(cfg))
+            spent += execute(requests, store, exec_options(cfg)).cost_usd
+    return spent
 
 
 def sweep_jobs(argv: list[str]) -> list[list[str]]:

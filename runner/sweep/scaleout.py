@@ -60,6 +60,8 @@ class SweepPlan:
     shard_root: str | None
     expected_jobs: int
     overrides: list[str] = field(default_factory=list)
+    budget_usd: float | None = None
+    shared_cost_usd: float = 0.0
     forwarded: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -137,6 +139,7 @@ def plan_sweep_run(argv: list[str]) -> SweepPlan:
         shard_root=shard_root,
         expected_jobs=len(sweep_jobs(argv)),
         overrides=overrides,
+        budget_usd=None if base.execution.budget_usd is None else float(base.execution.budget_usd),
         forwarded=forwarded,
     )
 
@@ -157,11 +160,23 @@ def prepare(argv: list[str], plan: SweepPlan) -> None:
 
     if plan.parallel:
         try:
-            shared_first(argv)
+            plan.shared_cost_usd = shared_first(argv)
         except VatError as exc:
             display.error(str(exc))
     if plan.shard_root:
         write_shared(argv, plan)
+    if plan.budget_usd is not None and plan.expected_jobs:
+        plan.overrides.append(f"execution.budget_usd={job_budget(plan):.9f}")
+
+
+def job_budget(plan: SweepPlan) -> float:
+    """Each job's share of the sweep's ``execution.budget_usd``, after what the shared requests cost.
+
+    In a sweep the budget is the whole sweep's: N jobs each given all of it spent N times as much.
+    """
+    assert plan.budget_usd is not None
+    left = max(0.0, plan.budget_usd - plan.shared_cost_usd)
+    return int(left / plan.expected_jobs * 1e9) / 1e9  # rounded down: the shares never add up to more
 
 
 def write_shared(argv: list[str], plan: SweepPlan) -> None:
