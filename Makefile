@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: help install install-dev install-figures demo test test-slow lint typecheck format lock bench clean bench-peers lock-peers
+.PHONY: help install install-dev install-figures install-scale demo test test-slow lint typecheck format lock bench clean bench-peers lock-peers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -28,11 +28,18 @@ $(VENV)/.installed-figures: $(VENV)/.installed requirements-figures.lock
 	$(PIP) install --require-hashes -r requirements-figures.lock
 	touch $@
 
+$(VENV)/.installed-scale: $(VENV)/.installed requirements-scale.lock requirements-scale-nodeps.lock
+	$(PIP) install --require-hashes -r requirements-scale.lock
+	$(PIP) install --no-deps --require-hashes -r requirements-scale-nodeps.lock
+	touch $@
+
 install: $(VENV)/.installed  ## create .venv and install VAT Bench from the lock
 
 install-dev: $(VENV)/.installed-dev  ## also install the test and lint tools
 
 install-figures: $(VENV)/.installed-figures  ## also install matplotlib (the `figures` extra) for `vat figures`
+
+install-scale: $(VENV)/.installed-scale  ## also install Ray, the Ray/submitit launchers, s3fs and moto (docs/scaleout.md)
 
 demo: install  ## run the benchmark on the embedded model, then print the report and build the site
 	$(BIN)/vat demo
@@ -41,7 +48,7 @@ test: install-dev  ## run the default test suite (fast; no network), on both cor
 	# Two pytest-xdist workers, a test file each at a time (module fixtures are built once).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-test-slow: install-dev install-figures  ## run the slow checks (long fault runs, kill trials, embedded model); CI runs them too
+test-slow: install-dev install-figures install-scale  ## run the slow checks (long fault runs, kill trials, embedded model, Ray/S3 cluster); CI runs them too
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install-dev  ## ruff lint and format check
@@ -63,6 +70,11 @@ lock:  ## re-compile the hashed lock files from requirements*.in (needs uv)
 	uv pip compile requirements-dev.in --generate-hashes --python-version 3.11 -q -o requirements-dev.lock --custom-compile-command "make lock"
 	uv pip compile requirements-model.in --no-deps --generate-hashes --python-version 3.11 -q -o requirements-model.lock --custom-compile-command "make lock"
 	uv pip compile requirements-figures.in --generate-hashes --python-version 3.11 -q -o requirements-figures.lock --custom-compile-command "make lock"
+	# The scale lock: constrained to requirements.lock less boto3/botocore/s3transfer (requirements-scale.in).
+	awk '/^[a-z]/ {skip = ($$0 ~ /^(boto3|botocore|s3transfer)==/)} !skip' requirements.lock > .scale-constraints.tmp
+	uv pip compile requirements-scale.in -c .scale-constraints.tmp --generate-hashes --python-version 3.11 -q -o requirements-scale.lock --custom-compile-command "make lock"
+	rm -f .scale-constraints.tmp
+	uv pip compile requirements-scale-nodeps.in --no-deps --generate-hashes --python-version 3.11 -q -o requirements-scale-nodeps.lock --custom-compile-command "make lock"
 
 bench: install-dev  ## run the benchmarks in benchmarks/ and print their numbers
 	$(BIN)/python benchmarks/run_all.py

@@ -93,6 +93,7 @@ class ExecutionConf:
     max_retry_after_s: float = 60.0
     """Longest wait honoured when a provider sends Retry-After (a 429 asking for a day would freeze the run)."""
     budget_usd: float | None = None
+    """Stop cleanly before spending more (USD). In a sweep, the whole sweep's: the driver shares it out."""
     flush_every: int = 256
     """Responses per store write (one transaction each)."""
     progress: bool = True
@@ -107,6 +108,9 @@ class ExecutionConf:
     """batch mode: split a plan into batch files of at most this many requests and MB (OpenAI: 50,000, 200 MB)."""
     batch_wait_s: float | None = None
     """batch mode: stop polling after this many seconds, leaving batches in flight for the next run (null: wait)."""
+    forward_env: list[str] = field(default_factory=list)
+    """Sweeps: names of environment variables (API keys, AWS_*) the driver forwards to the launcher's
+    workers (Ray: an in-memory runtime_env); only the names are recorded, never the values."""
 
 
 @dataclass
@@ -116,6 +120,11 @@ class StoreConf:
     path: str = "results/vat.duckdb"
     shards: str = "auto"
     """auto: parallel sweep jobs (joblib, ray, submitit launchers) write shards; `always` / `never`."""
+    shard_dir: str | None = None
+    """Sweeps: where jobs write their shards, a local folder or any fsspec URL (s3://bucket/sweep); null:
+    each job's own folder. The driver ingests them at the end; `vat ingest URL` does it by hand."""
+    stored_keys: str | None = None
+    """Set by the sweep driver: the list of keys already stored, which a job reads instead of the store."""
 
 
 @dataclass

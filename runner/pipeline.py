@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -39,9 +40,12 @@ def provenance(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    rev = git_revision()  # of the package's own checkout, not of the current folder
+    # A sweep's driver captures it (a worker may run from an installed copy with no git checkout).
+    rev = os.environ.get("VAT_GIT_REVISION") or git_revision()  # of the package's checkout, not the cwd
+    forwarded = [str(n) for n in (cfg.execution.get("forward_env") or [])] if "execution" in cfg else []
     return {
         "git_revision": rev,
+        **({"forwarded_env": forwarded} if forwarded else {}),
         "source": "git checkout" if rev else "not a git checkout",
         "overrides": [o for o in overrides if "key" not in o.split("=", 1)[0].lower()],
         "versions": {n: version(n) for n in ("vat-bench", "litellm", "duckdb", "hydra-core", "xllamacpp")},
@@ -117,11 +121,18 @@ def _has_tables(store: Any) -> bool:
     return bool(store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'responses'"))
 
 
-def plan_numbers(cfg: DictConfig, plan: Any) -> tuple[dict[str, Any], list[Any], set[str]]:
-    """(numbers, requests still to send, keys already stored) for one compiled plan."""
+def plan_numbers(
+    cfg: DictConfig, plan: Any, shared: set[str] | None = None
+) -> tuple[dict[str, Any], list[Any], set[str]]:
+    """(numbers, requests still to send, keys already stored) for one compiled plan.
+
+    With ``shared`` (a sweep job: the keys the driver found stored), the main store is not opened.
+    """
     keys = plan.keys()
     stored: set[str] = set()
-    if Path(cfg.store.path).exists():
+    if shared is not None:
+        stored = shared.intersection(keys)
+    elif Path(cfg.store.path).exists():
         with open_store(cfg.store.path, read_only=True) as store:
             stored = store.stored_keys(keys) if _has_tables(store) else set()
     todo = pending(plan.requests, stored)
@@ -141,11 +152,19 @@ def plan_numbers(cfg: DictConfig, plan: Any) -> tuple[dict[str, Any], list[Any],
     return numbers, todo, stored
 
 
-def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = None) -> tuple[Any, Any]:
+def execute_run(
+    cfg: DictConfig,
+    overrides: list[str],
+    shard_dir: Path | None = None,
+    shared: set[str] | None = None,
+    shard_url: str | None = None,
+) -> tuple[Any, Any]:
     """Compile, record and execute one run; return (plan, stats).
 
     With ``shard_dir`` (parallel sweep jobs), answers go to a private shard store exported to Parquet
-    there, and keys already in the main store are skipped; `vat ingest` loads the shard later.
+    there (and uploaded to ``shard_url``, an fsspec folder, when given), and keys already in the main
+    store are skipped: those in ``shared`` when the sweep driver passed them (the job then never opens
+    the main store), else those the main store holds. `vat ingest` loads the shard later.
     """
     index = load_spec(cfg)
     compiled = compile_plan(index, cfg)
@@ -165,7 +184,7 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
     opts = exec_options(cfg)
     # Asked once: what the main store already holds (the key check needs what is left to send; a shard
     # job skips what is stored).
-    _, todo, stored_elsewhere = plan_numbers(cfg, compiled)
+    _, todo, stored_elsewhere = plan_numbers(cfg, compiled, shared)
     check_api_key(opts, todo)  # before the store is created or touched
     check_execution_mode(cfg)
     if shard_dir is None:
@@ -180,7 +199,7 @@ def execute_run(cfg: DictConfig, overrides: list[str], shard_dir: Path | None = 
                 cfg, compiled.requests, shard, opts, run.run_id, skip=stored_elsewhere, record=record
             )
         finally:
-            export_shard(shard, shard_dir)  # even after an interrupt: what was answered is kept
+            export_shard(shard, shard_dir, shard_url)  # even after an interrupt: what was answered is kept
     return compiled, stats
 
 

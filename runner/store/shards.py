@@ -7,6 +7,7 @@ Ingest is idempotent: rows whose key is already stored are skipped.
 from __future__ import annotations
 
 import glob
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ _KEYS = {
 }
 
 
-def export_shard(store: Any, shard_dir: Path) -> list[Path]:
-    """Export every table of a shard store to Parquet files in ``shard_dir`` (written, then renamed)."""
+def export_shard(store: Any, shard_dir: Path, url: str | None = None) -> list[Path]:
+    """Export every table of a shard store to Parquet files in ``shard_dir`` (written, then renamed).
+
+    With ``url`` (an fsspec folder such as ``s3://bucket/sweep/3``), the files are then uploaded there.
+    """
     shard_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for table in SHARD_TABLES:
@@ -34,16 +38,86 @@ def export_shard(store: Any, shard_dir: Path) -> list[Path]:
         store.con.execute(f"COPY (SELECT * FROM {table}) TO '{tmp}' (FORMAT parquet)")
         tmp.replace(final)  # a reader never sees a half-written file
         written.append(final)
+    if url:
+        upload(written, url)
     return written
 
 
+def upload(files: list[Path], url: str) -> None:
+    """Copy local shard files into the fsspec folder ``url`` (responses last: its presence marks a shard)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    try:
+        fs.makedirs(root, exist_ok=True)
+        for f in sorted(files, key=lambda f: f.name == "responses.parquet"):
+            fs.put_file(str(f), f"{root.rstrip('/')}/{f.name}")
+    except Exception as exc:  # s3fs raises botocore and OS errors alike
+        raise VatError(f"cannot write the shard to {url}: {type(exc).__name__}: {exc}", 1) from exc
+
+
+def export_keys(store: Any, keys: list[str], url: str) -> None:
+    """Write a shard of the stored answers to ``keys`` (their requests, prompts, responses) to ``url``.
+
+    The sweep driver puts the answers its jobs depend on (the shared pre condition) next to the jobs'
+    shards, so a store built from the shards alone has every answer its runs use.
+    """
+    import pyarrow as pa
+
+    store.con.register("_keys", pa.table({"request_key": keys}))
+    try:
+        with tempfile.TemporaryDirectory(prefix="vat_shared_") as tmp:
+            files = []
+            for table in SHARD_TABLES:
+                where = {
+                    "requests": "request_key IN (SELECT request_key FROM _keys)",
+                    "responses": "request_key IN (SELECT request_key FROM _keys)",
+                    "prompts": "prompt_hash IN (SELECT prompt_hash FROM requests "
+                    "WHERE request_key IN (SELECT request_key FROM _keys))",
+                }.get(table, "false")
+                out = Path(tmp) / f"{table}.parquet"
+                store.con.execute(f"COPY (SELECT * FROM {table} WHERE {where}) TO '{out}' (FORMAT parquet)")
+                files.append(out)
+            if "://" in url:
+                upload(files, url)
+            else:
+                Path(url).mkdir(parents=True, exist_ok=True)
+                for f in files:
+                    Path(f).replace(Path(url) / f.name)
+    finally:
+        store.con.unregister("_keys")
+
+
+def recover_partial(root: str) -> list[str]:
+    """Export the journal (``shard.duckdb``) of every shard under ``root`` that has no Parquet files.
+
+    A job killed (SIGKILL, a scheduler's timeout) before it exported leaves only that; a job that was
+    stopped (Ctrl-C, SIGTERM) exported what it had on the way out.
+    """
+    recovered = []
+    for db in sorted(glob.glob(str(Path(root) / "**" / "shard.duckdb"), recursive=True)):
+        folder = Path(db).parent
+        if (folder / "responses.parquet").exists():
+            continue
+        try:
+            with open_store(db) as shard:
+                export_shard(shard, folder)
+        except (VatError, OSError) as exc:  # still open in a live process, or unreadable: leave it
+            from runner.core import display
+
+            display.warn(f"could not recover the partial shard {db}: {exc}")
+            continue
+        recovered.append(str(folder))
+    return recovered
+
+
 def _expand(paths: list[str]) -> dict[str, list[str]]:
-    """Table → Parquet files under the given shard folders, sweep folders, files or fsspec URLs."""
+    """Table → Parquet files under the given shard folders, sweep folders, files, globs or fsspec URLs."""
     found: dict[str, list[str]] = {t: [] for t in SHARD_TABLES}
     for p in paths:
-        if "://" in p:  # fsspec URL: DuckDB reads it through a registered filesystem
-            for t in SHARD_TABLES:
-                found[t].append(f"{p.rstrip('/')}/{t}.parquet")
+        if "://" in p:
+            for t, files in _expand_url(p).items():
+                found[t] += files
             continue
         for t in SHARD_TABLES:
             pattern = p if p.endswith(".parquet") else str(Path(p) / "**" / f"{t}.parquet")
@@ -53,8 +127,36 @@ def _expand(paths: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def ingest(paths: list[str], store_path: str) -> dict[str, int]:
-    """Load shard Parquet files into the store; idempotent (keys already present are skipped)."""
+def _expand_url(url: str) -> dict[str, list[str]]:
+    """Table → Parquet files at an fsspec URL: a shard folder, a sweep folder of shards, or a glob."""
+    import fsspec
+
+    proto = url.split("://", 1)[0]
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+        root = root.rstrip("/")
+        if any(c in root for c in "*?["):
+            matches = fs.glob(root) if root.endswith(".parquet") else fs.glob(f"{root}/**/*.parquet")
+        else:
+            matches = fs.glob(f"{root}/**/*.parquet") if fs.isdir(root) else []
+            if not matches and fs.isfile(root):
+                matches = [root]
+    except Exception as exc:  # s3fs raises botocore, aiohttp and OS errors alike
+        raise VatError(f"cannot list shards at {url}: {type(exc).__name__}: {exc}", 1) from exc
+    found: dict[str, list[str]] = {t: [] for t in SHARD_TABLES}
+    for m in sorted(matches):
+        name = m.rsplit("/", 1)[-1]
+        table = name.removesuffix(".parquet")
+        if table in found:
+            found[table].append(f"{proto}://{m.lstrip('/')}" if proto == "memory" else f"{proto}://{m}")
+    return found
+
+
+def ingest(paths: list[str], store_path: str, with_count: bool = False) -> Any:
+    """Load shard Parquet files into the store; idempotent (keys already present are skipped).
+
+    Returns the rows added per table, or (the shards' responses files, rows added) with ``with_count``.
+    """
     files = _expand(paths)
     if not any(files.values()):
         raise VatError(
@@ -86,10 +188,14 @@ def ingest(paths: list[str], store_path: str) -> dict[str, int]:
                     )
                 counts[table] = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
             store.con.execute("COMMIT")
-        except Exception:
+        except Exception as exc:
             store.con.execute("ROLLBACK")
+            if "://" in "".join(paths) and not isinstance(exc, VatError):
+                raise VatError(
+                    f"cannot read the shards at {', '.join(paths)}: {type(exc).__name__}: {exc}", 1
+                ) from exc
             raise
-    return counts
+    return (files["responses"], counts) if with_count else counts
 
 
 def _requests_source(store: Any, source: str) -> str:

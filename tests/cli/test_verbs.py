@@ -58,17 +58,13 @@ def test_run_multirun_takes_format_json(vat, tmp_path):
     assert doc["rc"] == 0 and doc["failed"] == 0 and doc["jobs"][0]["answered"] == 40
 
 
-def test_sweep_table_lists_jobs_in_numeric_order(tmp_path, capsys):
-    from omegaconf import OmegaConf
+def test_sweep_table_lists_jobs_in_numeric_order(capsys):
+    from runner.sweep.app import _print_sweep_table
 
-    from runner.sweep import IngestShards
-
-    for job in range(12):
-        write(
-            tmp_path / "sweep" / str(job) / "result.json", json.dumps({"overrides": [f"seed={job}"], "rc": 0})
-        )
-    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}, "store": {"path": "x"}})
-    IngestShards().on_multirun_end(cfg)
+    jobs = [
+        {"job": job, "overrides": [f"seed={job}"], "rc": 0} for job in (3, 11, 0, 10, 1, 2, 4, 5, 6, 7, 8, 9)
+    ]
+    _print_sweep_table(jobs)
     err = capsys.readouterr().err
     order = [int(line.split("│")[1]) for line in err.splitlines() if line.startswith("│")]
     assert order == list(range(12)), order

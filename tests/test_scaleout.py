@@ -1,0 +1,288 @@
+"""The sweep driver (runner.sweep.scaleout): exit codes from job results, paths, secrets, shard URLs, recovery.
+
+Issue 19's failures, each reproduced here without a cluster (tests/e2e/test_scaleout_cluster.py runs
+them on a two-node Ray cluster, a local S3 server and submitit):
+- a sweep whose jobs all failed, or returned nothing, said "0 job(s), 0 with errors" and exited 0;
+- a forwarded key was written into multirun.yaml / .hydra; provenance had no git revision;
+- ``hydra.sweep.dir=s3://...`` made a local folder named ``s3:``; ``vat ingest <folder URL>`` failed with a
+  raw DuckDB traceback; shards carried no pre answers, so a store built from them could not report;
+- a killed job left nothing that ingest or the rerun could use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import duckdb
+import pytest
+from hydra.core.utils import JobStatus
+
+from runner.core.errors import VatError
+from runner.store.shards import ingest, recover_partial
+from runner.sweep import scaleout
+
+BASE = ("model.name=mock/scale", "selection.max_scenes=1", "execution.progress=false")
+
+
+def _ret(status: JobStatus, value: object, num: int) -> SimpleNamespace:
+    hydra_cfg = SimpleNamespace(hydra=SimpleNamespace(job=SimpleNamespace(num=num)))
+    return SimpleNamespace(status=status, _return_value=value, hydra_cfg=hydra_cfg)
+
+
+def test_the_exit_code_comes_from_the_jobs_results():
+    ok = _ret(JobStatus.COMPLETED, {"rc": 0}, 0)
+    budget = _ret(JobStatus.COMPLETED, {"rc": 3}, 1)
+    crashed = _ret(JobStatus.FAILED, RuntimeError("no spec/ folder"), 2)
+    jobs, problems = scaleout.job_results([[ok, budget, crashed]], expected=3)
+    assert [j["rc"] for j in jobs] == [0, 3, 1]
+    assert problems == ["job 2 failed: RuntimeError: no spec/ folder"]
+    assert scaleout.sweep_exit_code(jobs, problems, 3) == 3
+    jobs, problems = scaleout.job_results([[ok]], expected=1)
+    assert scaleout.sweep_exit_code(jobs, problems, 1) == 0
+
+
+def test_missing_results_fail_loudly():
+    # The old summary: every job failed on the workers, the launcher returned nothing, exit 0.
+    jobs, problems = scaleout.job_results(None, expected=4)
+    assert jobs == [] and problems == ["4 of 4 job(s) returned no result"]
+    assert scaleout.sweep_exit_code(jobs, problems, 4) == 1
+    jobs, problems = scaleout.job_results([[_ret(JobStatus.COMPLETED, None, 0)]], expected=2)
+    assert problems == ["job 0 returned no result", "1 of 2 job(s) returned no result"]
+    assert scaleout.sweep_exit_code(jobs, problems, 2) == 1
+
+
+def test_a_launcher_that_fails_exits_non_zero_and_ingests_what_the_jobs_left(tmp_path, vat, monkeypatch):
+    from hydra._internal.hydra import Hydra
+
+    # One job finished and exported its shard before the launcher died (a killed joblib worker).
+    sweep_dir = tmp_path / "sweep"
+    store = tmp_path / "v.duckdb"
+    args = ("run", *BASE, f"store.path={tmp_path / 'job.duckdb'}", "store.shards=never")
+    assert vat(*args).code == 0
+    con = duckdb.connect(str(tmp_path / "job.duckdb"), read_only=True)
+    shard = sweep_dir / "0" / "shard"
+    shard.mkdir(parents=True)
+    for table in ("specs", "runs", "prompts", "requests", "run_requests", "responses", "errors"):
+        con.execute(f"COPY (SELECT * FROM {table}) TO '{shard / table}.parquet' (FORMAT parquet)")
+    con.close()
+
+    def dies(self, *args, **kwargs):  # what joblib raises when one of its workers is killed
+        raise RuntimeError("A worker process managed by the executor was unexpectedly terminated")
+
+    monkeypatch.setattr(Hydra, "multirun", dies)
+    result = vat(
+        "run", "-m", *BASE, "strategy=fewshot_2,fewshot_4", f"store.path={store}", f"hydra.sweep.dir={sweep_dir}",
+        "hydra/launcher=joblib",
+    )  # fmt: skip
+    assert result.code == 1
+    assert "the launcher failed (RuntimeError: A worker process" in result.err
+    assert "ingested 1 shard(s)" in result.err and "0 of 2 job(s) returned" in result.err
+    assert (
+        duckdb.connect(str(store), read_only=True).execute("SELECT count(*) FROM responses").fetchone()[0]
+        == 40
+    )
+
+
+def test_sweep_dir_on_object_storage_is_refused_in_one_sentence(tmp_path, vat, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    result = vat("run", "-m", *BASE, "strategy=fewshot_2,fewshot_4", "hydra.sweep.dir=s3://bucket/sweep",
+                 f"spec_dir={root / 'spec'}", f"store.path={tmp_path / 'v.duckdb'}")  # fmt: skip
+    assert result.code == 2
+    assert "hydra.sweep.dir=s3://bucket/sweep is a URL" in result.err and "store.shard_dir=URL" in result.err
+    assert "Traceback" not in result.err
+    assert not (tmp_path / "s3:").exists()
+
+
+def test_the_driver_resolves_every_path_the_jobs_need(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)
+    plan = scaleout.plan_sweep_run(
+        ["-m", *BASE, "strategy=fewshot_2,fewshot_4", "store.path=rel/v.duckdb", "hydra.sweep.dir=out/sweep",
+         f"spec_dir={os.path.relpath(root / 'spec')}", "hydra/launcher=joblib"]
+    )  # fmt: skip
+    assert plan.expected_jobs == 2 and plan.parallel
+    assert plan.store_path == str(tmp_path / "rel" / "v.duckdb")
+    assert plan.sweep_dir == str(tmp_path / "out" / "sweep") == plan.shard_root
+    assert f"spec_dir={root / 'spec'}" in plan.overrides
+    assert f"hydra.sweep.dir={tmp_path / 'out' / 'sweep'}" in plan.overrides
+    argv = scaleout.with_overrides(["strategy=a,b", "-m", "store.path=rel/v.duckdb"], plan)
+    assert argv[0] == "-m" and "store.path=rel/v.duckdb" not in argv
+    url = scaleout.plan_sweep_run(["-m", *BASE, "strategy=fewshot_2,fewshot_4", "store.shard_dir=s3://b/sw/"])
+    assert url.shard_root == "s3://b/sw/" and "store.shard_dir=s3://b/sw/" in url.overrides
+
+
+def test_forward_env_names_a_variable_that_is_not_set(monkeypatch):
+    monkeypatch.delenv("VAT_H19_UNSET", raising=False)
+    with pytest.raises(
+        VatError, match="execution.forward_env names VAT_H19_UNSET, which this shell does not set"
+    ):
+        scaleout.plan_sweep_run(
+            ["-m", *BASE, "strategy=fewshot_2,fewshot_4", "execution.forward_env=[VAT_H19_UNSET]"]
+        )
+
+
+def test_ray_init_joins_a_cluster_without_object_store_memory_and_forwards_env_in_memory():
+    args = scaleout.ray_init_args(
+        {
+            "address": "127.0.0.1:6379",
+            "object_store_memory": 78643200,
+            "runtime_env": {"env_vars": {"A": "1"}},
+        },
+        {"OPENAI_API_KEY": "sk-x", "VAT_GIT_REVISION": "abc"},
+    )
+    assert "object_store_memory" not in args and args["address"] == "127.0.0.1:6379"
+    assert args["runtime_env"]["env_vars"] == {"A": "1", "OPENAI_API_KEY": "sk-x", "VAT_GIT_REVISION": "abc"}
+    local = scaleout.ray_init_args({"object_store_memory": 78643200}, {})
+    assert local["object_store_memory"] == 78643200  # a local Ray started by the launcher keeps it
+
+
+def _all_files(*roots: Path) -> list[Path]:
+    return [p for r in roots for p in r.rglob("*") if p.is_file()]
+
+
+def test_a_forwarded_secret_is_in_no_file_and_provenance_has_the_revision(tmp_path, vat, monkeypatch):
+    from runner.core.paths import git_revision
+
+    secret = "sk-h19-" + secrets.token_hex(12)
+    monkeypatch.setenv("VAT_H19_SECRET", secret)
+    monkeypatch.delenv("VAT_GIT_REVISION", raising=False)
+    sweep_dir, store = tmp_path / "sweep", tmp_path / "v.duckdb"
+    result = vat(
+        "run", "-m", *BASE, "strategy=fewshot_2,fewshot_4", f"store.path={store}", f"hydra.sweep.dir={sweep_dir}",
+        "execution.forward_env=[VAT_H19_SECRET]", "store.shards=always", "format=json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    written = _all_files(sweep_dir) + [store]
+    assert any(p.name == "multirun.yaml" for p in written) and any(p.name == "hydra.yaml" for p in written)
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.out + result.err
+    import json
+
+    doc = json.loads(result.out)
+    assert [j["forwarded_env"] for j in doc["jobs"]] == [{"VAT_H19_SECRET": True}] * 2
+    con = duckdb.connect(str(store), read_only=True)
+    prov = [json.loads(r[0]) for r in con.execute("SELECT provenance FROM runs").fetchall()]
+    assert [p["git_revision"] for p in prov] == [git_revision()] * 2 and git_revision()
+    assert [p["forwarded_env"] for p in prov] == [["VAT_H19_SECRET"]] * 2
+
+
+def test_shards_on_an_fsspec_url_carry_the_answers_they_depend_on(tmp_path, vat):
+    import fsspec
+
+    store = tmp_path / "v.duckdb"
+    # The pre condition both jobs share is already in the main store (a previous run).
+    assert vat("run", *BASE, "strategy=fewshot_2", f"store.path={store}").code == 0
+    url = f"memory://h19-{secrets.token_hex(4)}/sweep"
+    result = vat(
+        "run", "-m", *BASE, "strategy=fewshot_4,system_prompt", f"store.path={store}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", f"store.shard_dir={url}", "store.shards=always",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "ingested 2 shard(s) and the shared answers" in result.err
+    fs = fsspec.filesystem("memory")
+    names = sorted(p.rsplit("/", 2)[-2] for p in fs.glob(url.split("://")[1] + "/*/responses.parquet"))
+    assert names == ["0", "1", "shared"]
+    assert fs.cat(url.split("://")[1] + "/stored_keys.txt").count(b"\n") == 20  # the pre answers
+    # A store built from the shards alone reports (it used to crash on a zero-size array).
+    alone = tmp_path / "alone.duckdb"
+    got = vat("ingest", url, "--store", str(alone))
+    assert got.code == 0, got.err
+    assert vat("report", f"store.path={alone}", "format=json").code == 0
+    # A glob works too, and nothing is added twice.
+    again = ingest([url + "/*/responses.parquet"], str(alone))
+    assert again["responses"] == 0
+
+
+def test_ingest_of_a_url_with_no_shards_is_one_sentence(tmp_path, vat):
+    result = vat("ingest", "memory://h19-empty/sweep", "--store", str(tmp_path / "v.duckdb"))
+    assert result.code == 1
+    assert "no shard files found under memory://h19-empty/sweep" in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_a_killed_jobs_journal_is_recovered_by_ingest(tmp_path, vat):
+    # A job killed before it exported leaves only its shard store (and journal) in its folder.
+    shard = tmp_path / "sweep" / "3" / "shard"
+    assert vat("run", *BASE, f"store.path={shard / 'shard.duckdb'}", "store.shards=never").code == 0
+    assert not (shard / "responses.parquet").exists()
+    assert recover_partial(str(tmp_path / "sweep")) == [str(shard)]
+    counts = ingest([str(tmp_path / "sweep")], str(tmp_path / "v.duckdb"))
+    assert counts["responses"] == 40 and counts["runs"] == 1
+    assert recover_partial(str(tmp_path / "sweep")) == []  # exported once, not again
+
+
+def test_a_busy_main_store_at_the_end_of_a_sweep_is_a_clear_error(tmp_path, vat, monkeypatch):
+    store = tmp_path / "v.duckdb"
+    holders = []
+    prepare = scaleout.prepare
+
+    def then_lock(argv, plan):  # another process takes the store once the jobs are launched
+        prepare(argv, plan)
+        code = (
+            f"import duckdb,sys; c=duckdb.connect({str(store)!r}); print('ok', flush=True); sys.stdin.read()"
+        )
+        holder = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        holders.append(holder)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+
+    monkeypatch.setattr(scaleout, "prepare", then_lock)
+    try:
+        result = vat(
+            "run", "-m", *BASE, "strategy=fewshot_2,fewshot_4", f"store.path={store}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", "store.shards=always",
+        )  # fmt: skip
+    finally:
+        for holder in holders:
+            holder.communicate("")
+    assert holders and result.code != 0
+    assert f"the store {store} is in use by another process" in result.err, result.err
+    assert "Traceback" not in result.err and "for `vat ingest`" in result.err
+    assert "2 of 2 job(s) returned, 0 with errors" in result.err
+    # The shards stay for `vat ingest` once the store is free.
+    assert (
+        ingest([str(tmp_path / "sweep")], str(store))["responses"] == 20 + 2 * 20
+    )  # a shared pre, two posts
+
+
+def test_a_list_override_is_not_taken_for_a_sweep(monkeypatch):
+    # `execution.forward_env=[A,B]` has commas: the driver once dropped it with the sweep overrides.
+    monkeypatch.setenv("VAT_H19_A", "a")
+    monkeypatch.setenv("VAT_H19_B", "b")
+    plan = scaleout.plan_sweep_run(
+        ["-m", *BASE, "strategy=fewshot_2,fewshot_4", "execution.forward_env=[VAT_H19_A,VAT_H19_B]"]
+    )
+    assert {"VAT_H19_A", "VAT_H19_B"} <= set(plan.forwarded_names) and plan.expected_jobs == 2
+
+
+def test_the_budget_is_the_whole_sweeps(tmp_path, vat):
+    # A 4-job sweep with budget_usd=0.003 once spent $0.0143: each job had the whole budget.
+    from runner.execute.online import litellm_module
+
+    litellm_module(["mock/priced"]).register_model(
+        {"mock/priced": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.0,
+                         "litellm_provider": "mock", "mode": "chat"}}
+    )  # fmt: skip
+    result = vat(
+        "run", "-m", "model.name=mock/priced", "selection.max_scenes=1", "execution.progress=false",
+        "strategy=fewshot_2,fewshot_4", "execution.budget_usd=1.0", "execution.concurrency=1",
+        f"store.path={tmp_path / 'v.duckdb'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "format=json",
+    )  # fmt: skip
+    import json
+
+    doc = json.loads(result.out)
+    assert result.code == 3  # stopped by the budget
+    assert [j["stopped"] for j in doc["jobs"]] == ["budget", "budget"]
+    assert all(j["cost_usd"] <= 0.5 + 1e-9 for j in doc["jobs"])  # half the budget each
+    assert doc["cost_usd"] <= 1.0 + 1e-9 and doc["cost_usd"] == pytest.approx(
+        sum(j["cost_usd"] for j in doc["jobs"])
+    )
+    assert "of execution.budget_usd=1.0 for the whole sweep" in " ".join(result.err.split())
