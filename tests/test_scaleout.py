@@ -192,7 +192,7 @@ def test_shards_on_an_fsspec_url_carry_the_answers_they_depend_on(tmp_path, vat)
     assert fs.cat(url.split("://")[1] + "/stored_keys.txt").count(b"\n") == 20  # the pre answers
     # A store built from the shards alone reports (it used to crash on a zero-size array).
     alone = tmp_path / "alone.duckdb"
-    got = vat("ingest", url, "--store", str(alone))
+    got = vat("ingest", url, f"store.path={alone}")
     assert got.code == 0, got.err
     assert vat("report", f"store.path={alone}", "format=json").code == 0
     # A glob works too, and nothing is added twice.
@@ -201,7 +201,7 @@ def test_shards_on_an_fsspec_url_carry_the_answers_they_depend_on(tmp_path, vat)
 
 
 def test_ingest_of_a_url_with_no_shards_is_one_sentence(tmp_path, vat):
-    result = vat("ingest", "memory://h19-empty/sweep", "--store", str(tmp_path / "v.duckdb"))
+    result = vat("ingest", "memory://h19-empty/sweep", f"store.path={tmp_path / 'v.duckdb'}")
     assert result.code == 1
     assert "no shard files found under memory://h19-empty/sweep" in result.err
     assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1

@@ -159,7 +159,7 @@ def test_a_six_job_sweep_on_two_ray_nodes_with_shards_on_s3(tmp_path, s3, ray_cl
         assert api_key.encode() not in data and s3["AWS_SECRET_ACCESS_KEY"].encode() not in data, path
     # `vat ingest s3://bucket/sweep` builds a store from the shards alone, and it reports.
     alone = tmp_path / "alone.duckdb"
-    got = _vat("ingest", url, "--store", str(alone), env=env)
+    got = _vat("ingest", url, f"store.path={alone}", env=env)
     assert got.returncode == 0, got.stderr[-3000:]
     con = duckdb.connect(str(alone), read_only=True)
     assert con.execute("SELECT count(*) FROM responses").fetchone()[0] == 60 + 6 * 60
