@@ -24,6 +24,7 @@ from hydra.core.utils import JobStatus
 
 from runner.core.errors import VatError
 from runner.store.shards import ingest, recover_partial
+from runner.store.store import JOURNAL_SUFFIX, Journal
 from runner.sweep import scaleout
 
 BASE = ("model.name=mock/scale", "selection.max_scenes=1", "execution.progress=false")
@@ -212,6 +213,16 @@ def test_a_killed_jobs_journal_is_recovered_by_ingest(tmp_path, vat):
     shard = tmp_path / "sweep" / "3" / "shard"
     assert vat("run", *BASE, f"store.path={shard / 'shard.duckdb'}", "store.shards=never").code == 0
     assert not (shard / "responses.parquet").exists()
+    # Killed mid-batch: the last answers sit only in the journal beside the shard store.
+    con = duckdb.connect(str(shard / "shard.duckdb"))
+    cols = [d[0] for d in con.execute("SELECT * FROM responses LIMIT 0").description]
+    last = [dict(zip(cols, r, strict=True)) for r in con.execute("SELECT * FROM responses ORDER BY request_key LIMIT 5").fetchall()]
+    con.execute("DELETE FROM responses WHERE request_key IN (SELECT request_key FROM responses ORDER BY request_key LIMIT 5)")
+    con.close()
+    journal = Journal(Path(f"{shard / 'shard.duckdb'}{JOURNAL_SUFFIX}"))
+    for row in last:
+        journal.append("responses", row)
+    journal.close()
     assert recover_partial(str(tmp_path / "sweep")) == [str(shard)]
     counts = ingest([str(tmp_path / "sweep")], str(tmp_path / "v.duckdb"))
     assert counts["responses"] == 40 and counts["runs"] == 1
