@@ -216,8 +216,13 @@ def test_a_killed_jobs_journal_is_recovered_by_ingest(tmp_path, vat):
     # Killed mid-batch: the last answers sit only in the journal beside the shard store.
     con = duckdb.connect(str(shard / "shard.duckdb"))
     cols = [d[0] for d in con.execute("SELECT * FROM responses LIMIT 0").description]
-    last = [dict(zip(cols, r, strict=True)) for r in con.execute("SELECT * FROM responses ORDER BY request_key LIMIT 5").fetchall()]
-    con.execute("DELETE FROM responses WHERE request_key IN (SELECT request_key FROM responses ORDER BY request_key LIMIT 5)")
+    last = [
+        dict(zip(cols, r, strict=True))
+        for r in con.execute("SELECT * FROM responses ORDER BY request_key LIMIT 5").fetchall()
+    ]
+    con.execute(
+        "DELETE FROM responses WHERE request_key IN (SELECT request_key FROM responses ORDER BY request_key LIMIT 5)"
+    )
     con.close()
     journal = Journal(Path(f"{shard / 'shard.duckdb'}{JOURNAL_SUFFIX}"))
     for row in last:
