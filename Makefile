@@ -44,8 +44,8 @@ install-scale: $(VENV)/.installed-scale  ## also install Ray, the Ray/submitit l
 demo: install  ## run the benchmark on the embedded model, then print the report and build the site
 	$(BIN)/vat demo
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures are built once).
 test: install-dev  ## run the default test suite (fast; no network), on both cores
-	# Two pytest-xdist workers, a test file each at a time (module fixtures are built once).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-slow: install-dev install-figures install-scale  ## run the slow checks (long fault runs, kill trials, embedded model, Ray/S3 cluster); CI runs them too
