@@ -474,7 +474,7 @@ async def _one(
                 # Two rounds of every worker failing to connect, and never an answer: stop now instead
                 # of backing off through every retry of every request (tens of seconds to minutes). A
                 # small plan (a 5-request replay) has fewer workers busy: two attempts of each request.
-                if stats.unreachable >= min(max(10, 2 * opts.concurrency), 2 * max(stats.to_send, 1)):
+                if stats.unreachable >= unreachable_limit(stats.to_send, opts.concurrency):
                     raise _Abort(
                         f"cannot reach {req.api_base or req.model}: {stats.unreachable} attempts failed "
                         f"({kind}) and none succeeded; check model.api_base and that the server is running"
@@ -663,6 +663,15 @@ def check_api_key(opts: ExecOptions, requests: Iterable[Request]) -> None:
                 "with model.api_key_env=) and run again",
                 1,
             )
+
+
+def unreachable_limit(to_send: int, concurrency: int) -> int:
+    """Failed connects, with no answer yet, after which a run stops.
+
+    Two rounds of every worker, or two attempts of each request of a small plan (a 5-request replay),
+    whichever is fewer. ``to_send`` must be what this process sends (a pool worker: its share).
+    """
+    return min(max(10, 2 * concurrency), 2 * max(to_send, 1))
 
 
 def choose_workers(workers: int, to_send: int) -> int:

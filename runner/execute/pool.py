@@ -233,7 +233,9 @@ def _worker_main(
     _die_with_parent()
     if os.getppid() != parent:
         os._exit(1)  # the parent died before prctl took effect
-    stats = ExecStats()
+    # to_send sizes the "cannot reach" rule (two failed attempts per request for a small plan): left at
+    # 0 it stopped a 2,000-request worker after its first two timeouts.
+    stats = ExecStats(to_send=len(share))
     # Every row is journaled the moment it arrives, then shipped to the writing process in batches.
     writer = Writer(
         lambda responses, errors: rows.put(("rows", index, responses, errors)),

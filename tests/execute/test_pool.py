@@ -235,3 +235,12 @@ def test_an_abort_in_one_worker_stops_them_all(vat, tmp_path):
     # Seconds, not the minutes every request's full retries would take (each worker's LiteLLM import,
     # ~3 s on a quiet machine, is inside elapsed_s here).
     assert summary["answered"] == 0 and summary["elapsed_s"] < 45
+
+
+def test_the_cannot_reach_rule_is_sized_by_what_the_process_sends():
+    """A pool worker's stats had to_send 0, so two early timeouts stopped a 2,000-request run (slow
+    test_2000_requests_with_20_percent_transient_faults); the worker now passes its share."""
+    from runner.execute.online import unreachable_limit
+
+    assert unreachable_limit(0, 8) == 2  # what a worker with to_send 0 allowed
+    assert unreachable_limit(1000, 8) == 16 and unreachable_limit(5, 8) == 10
