@@ -172,6 +172,7 @@ def test_transient_faults_change_nothing(vat, server, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 4,000 requests with 1 s timeouts: past the 300 s default on a loaded machine
 def test_2000_requests_with_20_percent_transient_faults(vat, server, tmp_path):
     outcome = _faulty_equals_clean(vat, server, tmp_path, scenes=50, seed=2)
     assert outcome["requests"] == 2000
