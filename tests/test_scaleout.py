@@ -180,7 +180,7 @@ def test_shards_on_an_fsspec_url_carry_the_answers_they_depend_on(tmp_path, vat)
     store = tmp_path / "v.duckdb"
     # The pre condition both jobs share is already in the main store (a previous run).
     assert vat("run", *BASE, "strategy=fewshot_2", f"store.path={store}").code == 0
-    url = f"memory://h19-{secrets.token_hex(4)}/sweep"
+    url = f"memory://vat-{secrets.token_hex(4)}/sweep"
     result = vat(
         "run", "-m", *BASE, "strategy=fewshot_4,system_prompt", f"store.path={store}",
         f"hydra.sweep.dir={tmp_path / 'sweep'}", f"store.shard_dir={url}", "store.shards=always",
@@ -202,9 +202,9 @@ def test_shards_on_an_fsspec_url_carry_the_answers_they_depend_on(tmp_path, vat)
 
 
 def test_ingest_of_a_url_with_no_shards_is_one_sentence(tmp_path, vat):
-    result = vat("ingest", "memory://h19-empty/sweep", f"store.path={tmp_path / 'v.duckdb'}")
+    result = vat("ingest", "memory://vat-empty/sweep", f"store.path={tmp_path / 'v.duckdb'}")
     assert result.code == 1
-    assert "no shard files found under memory://h19-empty/sweep" in result.err
+    assert "no shard files found under memory://vat-empty/sweep" in result.err
     assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
 
 

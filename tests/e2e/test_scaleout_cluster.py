@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -69,7 +70,7 @@ def s3() -> Iterator[dict[str, str]]:
             "AWS_SECRET_ACCESS_KEY": "h19-secret-" + secrets.token_hex(16),
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        bucket = f"h19-{uuid.uuid4().hex[:8]}"
+        bucket = f"vat-{uuid.uuid4().hex[:8]}"
         subprocess.run(
             [sys.executable, "-c", f"import s3fs; s3fs.S3FileSystem().mkdir({bucket!r})"],
             env={**os.environ, **env},
@@ -87,7 +88,8 @@ def ray_cluster() -> Iterator[str]:
     """A Ray head on 127.0.0.2 (no CPUs for tasks) and a second node on 127.0.0.3 with two CPUs."""
     pytest.importorskip("ray")
     ray_bin = str(BIN / "ray")
-    temp = Path(f"/tmp/h19_ray_{uuid.uuid4().hex[:6]}")
+    # The system temp folder, not pytest's deeper tmp_path: Ray's socket paths must stay short.
+    temp = Path(tempfile.mkdtemp(prefix="vat_ray_"))
     port = _free_port()
     # Only what the workers need, no credentials: those are forwarded by the sweep (execution.forward_env).
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
