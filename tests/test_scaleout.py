@@ -150,7 +150,7 @@ def _all_files(*roots: Path) -> list[Path]:
 def test_a_forwarded_secret_is_in_no_file_and_provenance_has_the_revision(tmp_path, vat, monkeypatch):
     from runner.core.paths import git_revision
 
-    secret = "sk-h19-" + secrets.token_hex(12)
+    secret = "sk-test-" + secrets.token_hex(12)
     monkeypatch.setenv("VAT_H19_SECRET", secret)
     monkeypatch.delenv("VAT_GIT_REVISION", raising=False)
     sweep_dir, store = tmp_path / "sweep", tmp_path / "v.duckdb"

@@ -66,8 +66,8 @@ def s3() -> Iterator[dict[str, str]]:
         _wait_for_port(port, proc, "moto_server")
         env = {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "h19-" + secrets.token_hex(6),
-            "AWS_SECRET_ACCESS_KEY": "h19-secret-" + secrets.token_hex(16),
+            "AWS_ACCESS_KEY_ID": "test-" + secrets.token_hex(6),
+            "AWS_SECRET_ACCESS_KEY": "test-secret-" + secrets.token_hex(16),
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         bucket = f"vat-{uuid.uuid4().hex[:8]}"
@@ -124,7 +124,7 @@ def _files(*roots: Path) -> list[Path]:
 
 
 def test_a_six_job_sweep_on_two_ray_nodes_with_shards_on_s3(tmp_path, s3, ray_cluster):
-    api_key = "sk-h19-" + secrets.token_hex(16)
+    api_key = "sk-test-" + secrets.token_hex(16)
     env = {**os.environ, **{k: v for k, v in s3.items() if k != "BUCKET"}, "VAT_H19_API_KEY": api_key}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     url = f"s3://{s3['BUCKET']}/sweep"
