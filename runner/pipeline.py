@@ -116,7 +116,7 @@ def estimate(requests: list[Any], max_tokens: int) -> dict[str, Any]:
     return {"est_prompt_tokens": tokens, "est_cost_usd": round(cost, 6), "unpriced_models": sorted(unknown)}
 
 
-def _has_tables(store: Any) -> bool:
+def has_tables(store: Any) -> bool:
     """Whether the store has been written to (a fresh file has no ``responses`` table)."""
     return bool(store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'responses'"))
 
@@ -134,7 +134,7 @@ def plan_numbers(
         stored = shared.intersection(keys)
     elif Path(cfg.store.path).exists():
         with open_store(cfg.store.path, read_only=True) as store:
-            stored = store.stored_keys(keys) if _has_tables(store) else set()
+            stored = store.stored_keys(keys) if has_tables(store) else set()
     todo = pending(plan.requests, stored)
     numbers = {
         "run_id": plan.run.run_id,

@@ -6,27 +6,38 @@ from typing import Any
 
 from runner.core import display
 
+JobPlan = tuple[list[str], Any, Any]
+"""One job of a sweep: its overrides, its composed config and its compiled plan."""
 
-def shared_first(argv: list[str]) -> float:
-    """Execute, into the main store, every request key that more than one job of the sweep needs.
 
-    Returns what that cost (USD), which the sweep's budget then no longer has for the jobs.
-    """
-    from collections import Counter
-
+def job_plans(argv: list[str]) -> list[JobPlan]:
+    """Every job of the sweep, composed and compiled once (the spec index is loaded once)."""
     from runner.compile.plan import compile_plan
     from runner.config import compose
-    from runner.execute.dispatch import execute
-    from runner.pipeline import exec_options
     from runner.spec.load import load_index
-    from runner.store.store import open_store
 
-    plans = []
+    out: list[JobPlan] = []
     index = None
     for job in sweep_jobs(argv):
         cfg = compose(job)
         index = index or load_index(cfg.spec_dir)
-        plans.append((cfg, compile_plan(index, cfg)))
+        out.append((job, cfg, compile_plan(index, cfg)))
+    return out
+
+
+def shared_first(argv: list[str], jobs: list[JobPlan] | None = None) -> float:
+    """Execute, into the main store, every request key that more than one job of the sweep needs.
+
+    Returns what that cost (USD), which the sweep's budget then no longer has for the jobs. ``jobs``
+    are the sweep's :func:`job_plans` when the caller has them already.
+    """
+    from collections import Counter
+
+    from runner.execute.dispatch import execute
+    from runner.pipeline import exec_options
+    from runner.store.store import open_store
+
+    plans = [(cfg, plan) for _, cfg, plan in (jobs if jobs is not None else job_plans(argv))]
     uses = Counter(k for _, p in plans for k in p.keys())  # noqa: SIM118 - Plan.keys() is a list
     shared = {k for k, n in uses.items() if n > 1}
     if not shared:
@@ -66,21 +77,14 @@ def plan_sweep(argv: list[str]) -> dict[str, Any]:
 
     The total counts each request key once: jobs that share pre-condition requests pay for them once.
     """
-    from runner.compile.plan import compile_plan
-    from runner.config import compose
     from runner.pipeline import estimate, plan_numbers
-    from runner.spec.load import load_index
 
-    index = None
     rows: list[dict[str, Any]] = []
     keys: set[str] = set()
     stored: set[str] = set()
     todo_all: dict[str, Any] = {}
     max_tokens = 0
-    for job in sweep_jobs(argv):
-        cfg = compose(job)
-        index = index or load_index(cfg.spec_dir)
-        compiled = compile_plan(index, cfg)
+    for job, cfg, compiled in job_plans(argv):
         numbers, todo, stored_keys = plan_numbers(cfg, compiled)
         rows.append({"overrides": job, **numbers})
         keys.update(compiled.keys())

@@ -156,15 +156,16 @@ def with_overrides(argv: list[str], plan: SweepPlan) -> list[str]:
 
 def prepare(argv: list[str], plan: SweepPlan) -> None:
     """Shared requests once into the main store; the shared shard and the stored-key list for the jobs."""
-    from runner.sweep.plan import shared_first
+    from runner.sweep.plan import job_plans, shared_first
 
+    jobs = job_plans(argv) if plan.parallel or plan.shard_root else []  # composed once for both steps
     if plan.parallel:
         try:
-            plan.shared_cost_usd = shared_first(argv)
+            plan.shared_cost_usd = shared_first(argv, jobs)
         except VatError as exc:
             display.error(str(exc))
     if plan.shard_root:
-        write_shared(argv, plan)
+        write_shared(argv, plan, jobs)
     if plan.budget_usd is not None and plan.expected_jobs:
         plan.overrides.append(f"execution.budget_usd={job_budget(plan):.9f}")
 
@@ -179,31 +180,23 @@ def job_budget(plan: SweepPlan) -> float:
     return int(left / plan.expected_jobs * 1e9) / 1e9  # rounded down: the shares never add up to more
 
 
-def write_shared(argv: list[str], plan: SweepPlan) -> None:
+def write_shared(argv: list[str], plan: SweepPlan, jobs: list[Any] | None = None) -> None:
     """Put in ``<shard root>/shared`` the stored answers the sweep's jobs use, and list their keys.
 
     The jobs read the list (``store.stored_keys``) instead of opening the main store, which a worker on
     another node cannot see; the shared shard makes a store built from the shards alone complete.
     """
-    from runner.compile.plan import compile_plan
-    from runner.config import compose
-    from runner.spec.load import load_index
+    from runner.pipeline import has_tables
     from runner.store.shards import export_keys
     from runner.store.store import open_store
-    from runner.sweep.plan import sweep_jobs
+    from runner.sweep.plan import job_plans
 
     assert plan.shard_root is not None
-    keys: set[str] = set()
-    index = None
-    for job in sweep_jobs(argv):
-        cfg = compose(job)
-        index = index or load_index(cfg.spec_dir)
-        keys.update(compile_plan(index, cfg).keys())
+    keys = {k for _, _, p in (jobs if jobs is not None else job_plans(argv)) for k in p.keys()}  # noqa: SIM118
     stored: set[str] = set()
     if Path(plan.store_path).exists():
         with open_store(plan.store_path, read_only=True) as store:
-            has = store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'responses'")
-            stored = store.stored_keys(sorted(keys)) if has else set()
+            stored = store.stored_keys(sorted(keys)) if has_tables(store) else set()
             if stored:
                 export_keys(store, sorted(stored), join(plan.shard_root, SHARED_SHARD))
     put_text(join(plan.shard_root, STORED_KEYS_FILE), "".join(f"{k}\n" for k in sorted(stored)))
