@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.errors import VatError
-from runner.store.store import PROMPT_HASH_SQL, open_store
+from runner.store.store import PROMPT_HASH_SQL, open_store, transaction
 
 SHARD_TABLES = ("specs", "runs", "prompts", "requests", "run_requests", "responses", "errors")
 _KEYS = {
@@ -25,17 +25,21 @@ _KEYS = {
 }
 
 
-def export_shard(store: Any, shard_dir: Path, url: str | None = None) -> list[Path]:
+def export_shard(
+    store: Any, shard_dir: Path, url: str | None = None, where: dict[str, str] | None = None
+) -> list[Path]:
     """Export every table of a shard store to Parquet files in ``shard_dir`` (written, then renamed).
 
     With ``url`` (an fsspec folder such as ``s3://bucket/sweep/3``), the files are then uploaded there.
+    ``where`` keeps only the rows of a table matching its SQL condition (a table not named: none).
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for table in SHARD_TABLES:
         final = shard_dir / f"{table}.parquet"
         tmp = shard_dir / f".{table}.parquet.tmp"
-        store.con.execute(f"COPY (SELECT * FROM {table}) TO '{tmp}' (FORMAT parquet)")
+        rows = "true" if where is None else where.get(table, "false")
+        store.con.execute(f"COPY (SELECT * FROM {table} WHERE {rows}) TO '{tmp}' (FORMAT parquet)")
         tmp.replace(final)  # a reader never sees a half-written file
         written.append(final)
     if url:
@@ -64,26 +68,19 @@ def export_keys(store: Any, keys: list[str], url: str) -> None:
     """
     import pyarrow as pa
 
+    keyed = "request_key IN (SELECT request_key FROM _keys)"
+    where = {
+        "requests": keyed,
+        "responses": keyed,
+        "prompts": f"prompt_hash IN (SELECT prompt_hash FROM requests WHERE {keyed})",
+    }
     store.con.register("_keys", pa.table({"request_key": keys}))
     try:
+        if "://" not in url:
+            export_shard(store, Path(url), where=where)
+            return
         with tempfile.TemporaryDirectory(prefix="vat_shared_") as tmp:
-            files = []
-            for table in SHARD_TABLES:
-                where = {
-                    "requests": "request_key IN (SELECT request_key FROM _keys)",
-                    "responses": "request_key IN (SELECT request_key FROM _keys)",
-                    "prompts": "prompt_hash IN (SELECT prompt_hash FROM requests "
-                    "WHERE request_key IN (SELECT request_key FROM _keys))",
-                }.get(table, "false")
-                out = Path(tmp) / f"{table}.parquet"
-                store.con.execute(f"COPY (SELECT * FROM {table} WHERE {where}) TO '{out}' (FORMAT parquet)")
-                files.append(out)
-            if "://" in url:
-                upload(files, url)
-            else:
-                Path(url).mkdir(parents=True, exist_ok=True)
-                for f in files:
-                    Path(f).replace(Path(url) / f.name)
+            export_shard(store, Path(tmp), url, where)
     finally:
         store.con.unregister("_keys")
 
@@ -165,37 +162,37 @@ def ingest(paths: list[str], store_path: str, with_count: bool = False) -> Any:
     counts: dict[str, int] = {}
     with open_store(store_path) as store:
         _register_fsspec(store, paths)
-        store.con.execute("BEGIN")
         try:
-            for table in SHARD_TABLES:
-                if not files[table]:
-                    continue
-                before = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                source = f"read_parquet({files[table]!r}, union_by_name = true)"
-                if table == "requests":
-                    source = _requests_source(store, source)
-                if table == "errors":  # no key: skip rows already present so re-ingesting adds nothing
-                    store.con.execute(
-                        f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors"
-                    )
-                else:
-                    # Shards repeat shared rows (every job's pre requests): drop duplicates and rows already
-                    # stored before inserting, rather than making the insert check a million conflicts.
-                    cols = ", ".join(_KEYS[table])
-                    store.con.execute(
-                        f"INSERT INTO {table} BY NAME SELECT s.* FROM (SELECT DISTINCT ON ({cols}) * FROM {source}) s "
-                        f"ANTI JOIN {table} USING ({cols}) ON CONFLICT DO NOTHING"
-                    )
-                counts[table] = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
-            store.con.execute("COMMIT")
+            with transaction(store.con):
+                for table in SHARD_TABLES:
+                    if files[table]:
+                        counts[table] = _ingest_table(store, table, files[table])
         except Exception as exc:
-            store.con.execute("ROLLBACK")
             if "://" in "".join(paths) and not isinstance(exc, VatError):
                 raise VatError(
                     f"cannot read the shards at {', '.join(paths)}: {type(exc).__name__}: {exc}", 1
                 ) from exc
             raise
     return (files["responses"], counts) if with_count else counts
+
+
+def _ingest_table(store: Any, table: str, files: list[str]) -> int:
+    """Insert one table's shard rows that the store lacks; return how many were added."""
+    before = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    source = f"read_parquet({files!r}, union_by_name = true)"
+    if table == "requests":
+        source = _requests_source(store, source)
+    if table == "errors":  # no key: skip rows already present so re-ingesting adds nothing
+        store.con.execute(f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors")
+    else:
+        # Shards repeat shared rows (every job's pre requests): drop duplicates and rows already stored
+        # before inserting, rather than making the insert check a million conflicts.
+        cols = ", ".join(_KEYS[table])
+        store.con.execute(
+            f"INSERT INTO {table} BY NAME SELECT s.* FROM (SELECT DISTINCT ON ({cols}) * FROM {source}) s "
+            f"ANTI JOIN {table} USING ({cols}) ON CONFLICT DO NOTHING"
+        )
+    return int(store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before)
 
 
 def _requests_source(store: Any, source: str) -> str:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -145,6 +145,23 @@ _ERROR_SCHEMA = pa.schema(
 )
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One DuckDB transaction: committed when the block ends, rolled back on any exception.
+
+    Any, a Ctrl-C or SIGTERM included: an interrupt between BEGIN and COMMIT must not leave the
+    transaction open, or the run's last flush (which keeps every answer received) fails on BEGIN.
+    """
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
 JOURNAL_SUFFIX = ".journal"
 
 
@@ -238,17 +255,10 @@ class Store:
             return
         self.con.register("_batch", rows)
         try:
-            self.con.execute("BEGIN")
             cols = ", ".join(rows.column_names)
             on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
-            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch{on_conflict}")
-            self.con.execute("COMMIT")
-        except BaseException:
-            # BaseException: a Ctrl-C or SIGTERM between BEGIN and COMMIT must not leave the transaction
-            # open, or the run's last flush (which keeps every answer received) fails on BEGIN.
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("ROLLBACK")
-            raise
+            with transaction(self.con):
+                self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch{on_conflict}")
         finally:
             self.con.unregister("_batch")
 
@@ -536,16 +546,11 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     DuckDB commits each statement of a script on its own, so a process killed inside the DDL used to
     leave a store with half its tables, which every later read-only verb tripped over.
     """
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute(DDL)
         con.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)]
         )
-        con.execute("COMMIT")
-    except BaseException:  # a Ctrl-C too: never leave the transaction open
-        con.execute("ROLLBACK")
-        raise
     _migrate(con)
 
 
@@ -626,8 +631,7 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     pending = set(_pending_migrations(con))
     if not pending:
         return
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute(DDL)
         for m in MIGRATIONS:
             if m.name in pending:
@@ -637,7 +641,3 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
                     [MIGRATION_KEY.format(m.name), datetime.now().isoformat(timespec="seconds")],
                 )
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(m.version)])
-        con.execute("COMMIT")
-    except BaseException:  # a Ctrl-C too: never leave the transaction open
-        con.execute("ROLLBACK")
-        raise
