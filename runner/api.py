@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.config import compose
 from runner.metrics import results_doc
-from runner.metrics.row import ReportRow
+from runner.metrics.row import ReportRow, to_json
 from runner.spec.load import SpecIndex
 from runner.spec.models import Problem
 
@@ -107,6 +107,7 @@ class Report:
     every: list[ReportRow]  # before them
     models: list[str]  # every model in the store
     values: list[str]
+    filters: dict[str, list[str]]  # what was asked, report.model included
 
 
 def report_rows(cfg: DictConfig, filters: Mapping[str, Sequence[str]] | None = None) -> Report:
@@ -124,10 +125,10 @@ def report_rows(cfg: DictConfig, filters: Mapping[str, Sequence[str]] | None = N
     with open_store(cfg.store.path, read_only=True) as store:
         every = tables.build_rows(store, index.value_ids, params, model=cfg.report.model, circle_index=circle)
         models = tables.stored_models(store)
-    return Report(tables.filter_rows(every, wanted), every, models, index.value_ids)
+    return Report(tables.filter_rows(every, wanted), every, models, index.value_ids, wanted)
 
 
-def results_document(cfg: DictConfig, rep: Report, filters: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+def results_document(cfg: DictConfig, rep: Report) -> dict[str, Any]:
     """The versioned results document (runner/results.schema.json) of ``rep``'s rows and families."""
     from runner.report import tables
     from runner.store.store import open_store
@@ -140,7 +141,7 @@ def results_document(cfg: DictConfig, rep: Report, filters: Mapping[str, Sequenc
     return results_doc.build(
         rep.rows,
         tables.families(rep.rows),
-        filters=filters,
+        filters=rep.filters,
         metrics=metrics,
         values=rep.values,
         runs=runs,
@@ -156,8 +157,7 @@ def report(*overrides: str, **filters: str | Sequence[str]) -> list[ReportRow]:
 def results(*overrides: str, **filters: str | Sequence[str]) -> dict[str, Any]:
     """The results document `vat report format=results` prints (schema version, provenance, rows, families)."""
     cfg = config(*overrides)
-    wanted = _filters(filters)
-    return results_doc.json_safe(results_document(cfg, report_rows(cfg, wanted), wanted))
+    return to_json(results_document(cfg, report_rows(cfg, _filters(filters))))
 
 
 def _filters(filters: Mapping[str, str | Sequence[str]]) -> dict[str, list[str]]:

@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 
 from runner.core import display
 from runner.core.errors import VatError
-from runner.metrics.results_doc import json_safe
 
 # ---------------------------------------------------------------- validate
 
@@ -239,14 +238,11 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
     from runner.api import report_rows
     from runner.report import tables as rep
 
-    filters = dict(filters or {})
     found = report_rows(cfg, filters)
-    rows, every, models, values = found.rows, found.every, found.models, found.values
-    if cfg.report.model:
-        filters["model"] = [cfg.report.model]
+    rows, every, models, values, filters = found.rows, found.every, found.models, found.values, found.filters
     fmt = fmt or cfg.format.value
     if fmt in ("results", "eee") and (rows or not models):
-        return _results_document(cfg, found, filters, eee=fmt == "eee")
+        return _results_document(cfg, found, eee=fmt == "eee")
     if not rows and not models:  # an empty store is not an error: there is nothing yet
         if fmt == "json":
             display.emit_json(rep.report_json([], [], filters))
@@ -257,7 +253,9 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
         raise VatError(rep.no_rows_message(str(cfg.store.path), cfg.report.model, filters, every, models), 1)
     fams = rep.families(rows)
     if fmt == "json":
-        display.emit_json(json_safe(rep.report_json(rows, fams, filters)))
+        from runner.metrics.row import to_json
+
+        display.emit_json(to_json(rep.report_json(rows, fams, filters)))
         return 0
     if fmt != "table":
         import sys
@@ -273,14 +271,15 @@ def _report(cfg: DictConfig, filters: dict[str, list[str]] | None = None, fmt: s
     return 0
 
 
-def _results_document(cfg: DictConfig, found: Any, filters: dict[str, list[str]], eee: bool = False) -> int:
+def _results_document(cfg: DictConfig, found: Any, eee: bool = False) -> int:
     """`vat report format=results`: the versioned document of runner.metrics.results_doc on stdout.
 
     With ``eee`` (``format=eee``) the document's Every Eval Ever records instead: a JSON list, one per model.
     """
     from runner.api import results_document
+    from runner.metrics.row import to_json
 
-    doc = json_safe(results_document(cfg, found, filters))
+    doc = to_json(results_document(cfg, found))
     if eee:
         from runner.report.eee import records
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -105,14 +104,3 @@ def problems(doc: Any) -> list[str]:
         f"{'/'.join(str(p) for p in err.absolute_path) or '(top)'}: {err.message}"
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     ]
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None and every key a string: what strict JSON readers accept."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
