@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.fixtures import fake_key, server  # noqa: F401 - fixtures for every test folder
+from support.specs import SPEC  # builds the tests' spec and sets VAT_SPEC_DIR before any test imports
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,7 +23,6 @@ def _run_folders_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) 
 
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "spec"
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Result:
 
 @pytest.fixture
 def spec_copy(tmp_path: Path) -> Path:
-    """A writable copy of spec/ (break it freely)."""
+    """A writable copy of the tests' spec (break it freely)."""
     dst = tmp_path / "spec"
     shutil.copytree(SPEC, dst)
     return dst

@@ -9,6 +9,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from support.specs import SPEC
 
 from runner.core import paths
 from runner.core.errors import VatError
@@ -28,10 +29,15 @@ def test_default_spec_dir_falls_back_to_the_shipped_spec(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAT_SPEC_DIR")  # the suite's own default (tests/support/specs.py)
     assert paths.spec_dir("spec") == ROOT / "spec"
     # A user's own ./spec wins over the shipped one; any other value is taken as given.
     (tmp_path / "spec").mkdir()
     assert paths.spec_dir("spec") == Path("spec")
+    assert paths.spec_dir("mine") == Path("mine")
+    # VAT_SPEC_DIR names the default folder for every verb, over ./spec; an explicit value still wins.
+    monkeypatch.setenv("VAT_SPEC_DIR", str(SPEC))
+    assert paths.spec_dir("spec") == SPEC
     assert paths.spec_dir("mine") == Path("mine")
 
 
@@ -41,6 +47,7 @@ def test_validate_from_another_folder_reads_the_shipped_spec(
     from runner.spec.load import collect
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAT_SPEC_DIR")
     index, problems = collect("spec")
     assert problems == [] and index is not None and index.scenes
     _, problems = collect("missing")

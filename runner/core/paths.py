@@ -3,7 +3,8 @@
 The design keeps these folders at the top of the repository. A wheel carries them inside the package as
 ``runner/_data/<name>`` (pyproject.toml maps each folder there through ``package-dir``); a checkout or
 an editable install has no ``_data`` and uses the repository's own folders. A user's own folder always
-wins: an explicit ``spec_dir=``, ``VAT_CONF_DIR``, or a ``spec/`` folder in the current directory.
+wins: an explicit ``spec_dir=``, ``VAT_SPEC_DIR``, ``VAT_CONF_DIR``, or a ``spec/`` folder in the current
+directory.
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ def spec_dir(configured: str | Path) -> Path:
     """The spec folder to read for ``spec_dir=configured``.
 
     Any value other than the default is the user's and is used as given (relative to the current
-    directory). The default ``spec`` means ``./spec`` when that exists (a checkout, or a user's project
-    with its own specs) and the shipped spec otherwise, so ``vat validate`` works from any folder.
+    directory). The default ``spec`` means ``$VAT_SPEC_DIR`` when set, else ``./spec`` when that exists
+    (a checkout, or a user's project with its own specs), else the shipped spec, so ``vat validate``
+    works from any folder. (The test suite sets ``VAT_SPEC_DIR`` to a frozen scene set, so a new scene
+    changes no test's counts.)
     """
     path = Path(configured)
+    if str(configured) == DEFAULT_SPEC_DIR and os.environ.get("VAT_SPEC_DIR"):
+        return Path(os.environ["VAT_SPEC_DIR"])
     if str(configured) != DEFAULT_SPEC_DIR or path.is_dir():
         return path
     return shipped("spec")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.core import display
+from runner.core import display, paths
 from runner.core.errors import VatError
 
 _PARALLEL_LAUNCHERS = ("joblib", "ray", "submitit", "rq")
@@ -104,8 +104,11 @@ def plan_sweep_run(argv: list[str]) -> SweepPlan:
         raise VatError(f"store.path={store_path} is a URL, but the DuckDB store must be a local file", 2)
     store_path = os.path.abspath(store_path)
     spec_dir = str(base.spec_dir)
-    if not is_url(spec_dir) and Path(spec_dir).exists():
-        spec_dir = os.path.abspath(spec_dir)
+    if not is_url(spec_dir):
+        # The same folder a `vat run` reads (VAT_SPEC_DIR, ./spec or the shipped one), made absolute:
+        # a job on another node or in another folder must not fall back to a different spec.
+        resolved = paths.spec_dir(spec_dir)
+        spec_dir = os.path.abspath(resolved) if resolved.exists() else spec_dir
     shard_dir = base.store.get("shard_dir")
     shard_root: str | None = None
     if shard_dir:

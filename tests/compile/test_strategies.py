@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.specs import SPEC
 
 from runner.core.errors import VatError
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def index():
     from runner.spec.load import load_index
 
-    return load_index(ROOT / "spec", check_lock=False)
+    return load_index(SPEC, check_lock=False)
 
 
 def _plan(index, strategy: str, target: str = "security", direction: str = "reinforce"):

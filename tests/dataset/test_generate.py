@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support.specs import ROOT, checked_scene, json_verb, shipped_index
+from support.specs import ROOT, SPEC, checked_scene, json_verb, shipped_index
 
 from runner.core.errors import VatError
 from runner.dataset.draft import read_scenes
@@ -478,7 +478,7 @@ def test_drafts_never_go_into_spec(vat, spec_copy):
     out = spec_copy / "scenarios" / "ng"
     result = vat("generate", "scenes", "model.name=mock/generator", f"spec_dir={spec_copy}", f"out={out}")
     assert result.code == 2 and "inside" in result.err
-    shipped = {p.name for p in (ROOT / "spec" / "scenarios" / "ng").glob("*.yaml")}
+    shipped = {p.name for p in (SPEC / "scenarios" / "ng").glob("*.yaml")}
     assert {p.name for p in out.glob("*.yaml")} == shipped  # nothing was written
     result = vat("import", f"spec_dir={spec_copy}", f"out={spec_copy}", "source=x.csv")
     assert result.code == 2 and "inside" in result.err

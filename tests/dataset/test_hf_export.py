@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.specs import SPEC
 
 from runner.core.yamlio import read_yaml
 from runner.dataset import hf_export
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def index():
-    return load_index(ROOT / "spec", check_lock=False)
+    return load_index(SPEC, check_lock=False)
 
 
 @pytest.fixture(scope="module")

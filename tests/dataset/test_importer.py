@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.specs import checked_scene, json_verb, shipped_index
+from support.specs import SPEC, checked_scene, json_verb, shipped_index
 
 from runner.dataset.draft import Names, draft_near_duplicates, read_scenes, review_problems
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _next_free(country: str, topic: str) -> int:
     """The suffix an import gives a new scene of a cell: the first ``<topic>-<n>`` not in spec/ (n ≥ 2)."""
     n = 2
-    while (ROOT / "spec" / "scenarios" / country / f"{topic}-{n}.yaml").exists():
+    while (SPEC / "scenarios" / country / f"{topic}-{n}.yaml").exists():
         n += 1
     return n
 
@@ -691,7 +691,7 @@ def test_placeholder_scenes_fail_validate_until_replaced(vat, tmp_path):
     result, rep = _import(vat, f"source={src}", *JSONL_COLUMNS, f"out={tmp_path / 'out'}")
     assert result.code == 0 and rep["placeholder_scenes"] == [f"eg-health-{EG_N}"]
     spec = tmp_path / "spec"
-    shutil.copytree(ROOT / "spec", spec)
+    shutil.copytree(SPEC, spec)
     shutil.copy(
         tmp_path / "out" / "eg" / f"health-{EG_N}.yaml", spec / "scenarios" / "eg" / f"health-{EG_N}.yaml"
     )

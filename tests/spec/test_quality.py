@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.specs import ROOT, shipped_index
+from support.specs import SPEC, shipped_index
 
 from runner.core.textfold import fold
 from runner.spec.load import SpecIndex, load_index
@@ -163,7 +163,7 @@ def test_a_look_alike_copy_is_a_near_duplicate():
 
 def _spec_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "spec"
-    shutil.copytree(ROOT / "spec", dst)
+    shutil.copytree(SPEC, dst)
     return dst
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.specs import SPEC
+
 ROOT = Path(__file__).resolve().parents[2]
 
 ENTRY = """\
@@ -29,7 +31,7 @@ def pins(n: int = 5) -> list[str]:
     from runner.spec.entries import release_pins
     from runner.spec.load import load_index
 
-    return release_pins(load_index(ROOT / "spec", check_lock=False))[:n]
+    return release_pins(load_index(SPEC, check_lock=False))[:n]
 
 
 def train_pins() -> list[str]:
@@ -37,7 +39,7 @@ def train_pins() -> list[str]:
     from runner.spec.entries import release_pins
     from runner.spec.load import load_index
 
-    return release_pins(load_index(ROOT / "spec", check_lock=False), "train")
+    return release_pins(load_index(SPEC, check_lock=False), "train")
 
 
 def tag(kind: str, ident: str) -> str:

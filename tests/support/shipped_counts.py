@@ -18,3 +18,14 @@ def per_scene() -> int:
 
 PER_SCENE = per_scene()
 """Actions (one request each per condition) per scene."""
+
+
+def items_per_value() -> int:
+    """Actions per value and scene in the tests' spec (the frozen v0.1 scenes: one express, one suppress)."""
+    values = len(shipped_index().value_ids)
+    assert PER_SCENE % values == 0, f"{PER_SCENE} actions per scene do not split evenly over {values} values"
+    return PER_SCENE // values
+
+
+ITEMS_PER_VALUE = items_per_value()
+"""What ``items_per_value=`` the vectorised simulation needs to match a run on the tests' spec."""

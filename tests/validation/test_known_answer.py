@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.specs import SPEC
 
 from runner.execute.providers import sim
 from runner.metrics import vat as metrics
@@ -15,7 +16,7 @@ from runner.spec.load import load_index
 from runner.validation import known_answer as validation
 
 ROOT = Path(__file__).resolve().parents[2]
-VALUES = load_index(ROOT / "spec", check_lock=False).value_ids
+VALUES = load_index(SPEC, check_lock=False).value_ids
 CIRCLE = {v: i for i, v in enumerate(VALUES)}
 
 

@@ -10,6 +10,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from support.specs import SPEC
 
 from runner.cli import power as power_verb
 from runner.core.errors import VatError
@@ -18,7 +19,7 @@ from runner.spec.load import load_index
 from runner.validation import power
 
 ROOT = Path(__file__).resolve().parents[2]
-VALUES = load_index(ROOT / "spec", check_lock=False).value_ids
+VALUES = load_index(SPEC, check_lock=False).value_ids
 
 
 @pytest.fixture(scope="module")

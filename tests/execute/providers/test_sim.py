@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.shipped_counts import ITEMS_PER_VALUE
+from support.specs import SPEC
 
 from runner.compile.plan import select_scenes
 from runner.compile.strategies import Context, steer, user_message
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def index() -> SpecIndex:
-    return load_index(ROOT / "spec", check_lock=False)
+    return load_index(SPEC, check_lock=False)
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +306,9 @@ def test_provider_and_vectorised_simulation_agree_in_distribution(index: SpecInd
     provider = _provider_deltas(index, judge, range(100, 124), scenes)
     p = judge.profile("circle")
     k = p.shift("security", 1, p.dose("fewshot", 4))
-    pre, (post,) = sim.simulate_states(p, [k], len(scenes), 2000, np.random.default_rng(0))
+    pre, (post,) = sim.simulate_states(
+        p, [k], len(scenes), 2000, np.random.default_rng(0), items_per_value=ITEMS_PER_VALUE
+    )
     twin = post - pre
     for stat in (lambda d: d.mean(axis=1), lambda d: d.std(axis=1)):
         a, b = stat(provider), stat(twin)  # (datasets, values)
@@ -487,7 +491,9 @@ def test_provider_and_vectorised_pair_simulation_agree_in_distribution(index: Sp
     provider = _provider_pair_deltas(index, judge, range(200, 208), 4)  # 8 datasets × 80 pairs
     p = judge.profile("circle")
     k = p.shift("security", 1, p.dose("fewshot", 4))
-    pre, (post,), groups = sim.simulate_pair_states(p, [k], 4, 2000, np.random.default_rng(0))
+    pre, (post,), groups = sim.simulate_pair_states(
+        p, [k], 4, 2000, np.random.default_rng(0), items_per_value=ITEMS_PER_VALUE
+    )
     assert post.shape == (2000, 80, 10) and list(groups[:21]) == [0] * 20 + [1]
     twin = post - pre
     for stat in (lambda d: d.mean(axis=1), lambda d: d.std(axis=1)):
@@ -500,11 +506,11 @@ def test_provider_and_vectorised_pair_simulation_agree_in_distribution(index: Sp
 
 
 def test_pair_susceptibility_varies_shifts_within_a_scene() -> None:
-    judge_index = load_index(ROOT / "spec", check_lock=False)
+    judge_index = load_index(SPEC, check_lock=False)
     p = sim.SimJudge(judge_index).profile("pair_hub")
     k = p.shift("achievement", 1, 0.8)
     rng = np.random.default_rng(1)
-    pre, (post,), groups = sim.simulate_pair_states(p, [k], 41, 200, rng)
+    pre, (post,), groups = sim.simulate_pair_states(p, [k], 41, 200, rng, items_per_value=ITEMS_PER_VALUE)
     hub = p.values.index("security")
     d = (post - pre)[..., hub].reshape(200, 41, 20)
     within = d.std(axis=2).mean()
@@ -514,6 +520,8 @@ def test_pair_susceptibility_varies_shifts_within_a_scene() -> None:
             update={"scenes": p.doc.scenes.model_copy(update={"pair_susceptibility_sd": 0.0})}
         ),
     )
-    pre0, (post0,), _ = sim.simulate_pair_states(flat, [k], 41, 200, np.random.default_rng(1))
+    pre0, (post0,), _ = sim.simulate_pair_states(
+        flat, [k], 41, 200, np.random.default_rng(1), items_per_value=ITEMS_PER_VALUE
+    )
     within0 = (post0 - pre0)[..., hub].reshape(200, 41, 20).std(axis=2).mean()
     assert within > 1.1 * within0  # the planted pair-level factor adds spread between a scene's actions
