@@ -722,8 +722,8 @@ def logprobs_payload(answer: Answer, top: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 
 _SIGN = np.array([1.0, -1.0])  # an express and a suppress action (per micro-value of a value in a scene)
-ITEMS_PER_VALUE = 2
-"""Actions per value and scene in the shipped scenes (one express, one suppress); 4 for the staged v0.2 set (two micro-values)."""
+ITEMS_PER_VALUE = 4
+"""Actions per value and scene in the shipped scenes (two micro-values, each with an express and a suppress action; a test keeps this in step with spec/)."""
 
 
 def simulate_states(
