@@ -147,6 +147,7 @@ def _all_files(*roots: Path) -> list[Path]:
     return [p for r in roots for p in r.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_a_forwarded_secret_is_in_no_file_and_provenance_has_the_revision(tmp_path, vat, monkeypatch):
     from runner.core.paths import git_revision
 
@@ -174,6 +175,7 @@ def test_a_forwarded_secret_is_in_no_file_and_provenance_has_the_revision(tmp_pa
     assert [p["forwarded_env"] for p in prov] == [["VAT_H19_SECRET"]] * 2
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_shards_on_an_fsspec_url_carry_the_answers_they_depend_on(tmp_path, vat):
     import fsspec
 
@@ -234,6 +236,7 @@ def test_a_killed_jobs_journal_is_recovered_by_ingest(tmp_path, vat):
     assert recover_partial(str(tmp_path / "sweep")) == []  # exported once, not again
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_a_busy_main_store_at_the_end_of_a_sweep_is_a_clear_error(tmp_path, vat, monkeypatch):
     store = tmp_path / "v.duckdb"
     holders = []
@@ -279,6 +282,7 @@ def test_a_list_override_is_not_taken_for_a_sweep(monkeypatch):
     assert {"VAT_H19_A", "VAT_H19_B"} <= set(plan.forwarded_names) and plan.expected_jobs == 2
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_the_budget_is_the_whole_sweeps(tmp_path, vat):
     # A 4-job sweep with budget_usd=0.003 once spent $0.0143: each job had the whole budget.
     from runner.execute.online import litellm_module

@@ -30,6 +30,7 @@ def test_every_experiment_composes_and_expands(experiment):
         compose(job)
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_paper_grid_is_twelve_jobs():
     jobs = sweep_jobs(["experiment=paper_prompt_steering"])
     assert len(jobs) == 12

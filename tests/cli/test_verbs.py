@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from support.leaderboard_board import make_board, pins, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,7 @@ def test_leaderboard_plan_prices_every_condition_with_the_pre_condition_once(vat
     assert bad.code == 2 and "no condition of release t1 matches strategy=fewshot_9" in bad.err
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_run_multirun_takes_format_json(vat, tmp_path):
     result = vat(
         "run",

@@ -74,6 +74,7 @@ def test_each_option_runs_on_the_simulated_judge(vat, tmp_path: Path, option: st
     assert all(r[4] in (1, 2, 3, 4, 5) for r in rows)  # every sim answer parses, stored as shown
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 @pytest.mark.parametrize("option", _options(("micro_value", "value_reversed")))
 def test_each_option_runs_against_a_local_openai_compatible_server(
     vat, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str

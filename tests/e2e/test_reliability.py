@@ -80,7 +80,9 @@ def _report(vat, store: Path) -> list[dict]:
     return json.loads(result.out)
 
 
-@pytest.mark.parametrize("kind", TRANSPORT_KINDS)
+@pytest.mark.parametrize(
+    "kind", [k if k == "503" else pytest.param(k, marks=pytest.mark.slow) for k in TRANSPORT_KINDS]
+)  # 503 by default; the other kinds (same retry path, other faults) under -m slow
 def test_each_transport_fault_is_retried_and_recorded(vat, server, tmp_path, kind):
     # A 429 carries Retry-After: 0.05 s; a 30 s backoff proves the runner waits what the server asks.
     backoff = "execution.backoff_s=30" if kind == "429" else "execution.backoff_s=0.01"
@@ -167,6 +169,7 @@ def _faulty_equals_clean(vat, server, tmp_path, scenes: int, seed: int) -> dict:
     }
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_transient_faults_change_nothing(vat, server, tmp_path):
     print(_faulty_equals_clean(vat, server, tmp_path, scenes=5, seed=1))
 
@@ -179,6 +182,7 @@ def test_2000_requests_with_20_percent_transient_faults(vat, server, tmp_path):
     print(outcome)
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_permanent_faults_are_recorded_and_a_rerun_sends_only_them(vat, server, tmp_path):
     kinds = ("400", "500", "503", "429", "drop")
     plan = FaultPlan(seed=13, permanent_rate=0.08, permanent_kinds=kinds)
@@ -262,6 +266,7 @@ def test_a_small_plan_against_an_unreachable_endpoint_stops_after_two_attempts_e
     assert len(attempts) == 10 and {a for _, a in attempts} == {1, 2}, attempts
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_a_full_disk_ends_with_one_clear_sentence_and_the_rerun_keeps_every_answer(
     vat, tmp_path, monkeypatch
 ):

@@ -105,6 +105,7 @@ def server():
         yield srv
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_the_api_key_is_never_written_or_printed(server, board, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     from runner.cli.app import main

@@ -85,6 +85,7 @@ def _stored(store: Path) -> dict[str, tuple]:
     return {k: (rating, text) for k, rating, text in rows}
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_two_workers_store_what_one_process_stores(vat, server, tmp_path):
     args = ("selection.split=all", "selection.max_scenes=6", "execution.backoff_s=0.01")
     one, two = tmp_path / "one" / "vat.duckdb", tmp_path / "two" / "vat.duckdb"
@@ -218,6 +219,7 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_an_abort_in_one_worker_stops_them_all(vat, tmp_path):
     """An unreachable endpoint: the first worker to give up stops the other; exit 3, fast, one message."""
     import socket

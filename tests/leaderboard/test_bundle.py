@@ -605,6 +605,7 @@ def test_detection_power_matches_a_simulation():
         assert abs(caught / 20_000 - detection_power(size, forged, drawn, allowed)) < 0.015
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_the_6_of_200_forgery_that_moves_gain_is_caught_by_replay(vat, board_env):
     """Issue 22.2: 6 rewritten rows moved gain and passed replay=50 in 10 of 10 seeds. Now: caught in 10 of 10.
 

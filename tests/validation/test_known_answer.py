@@ -119,6 +119,7 @@ def test_hub_profile_finds_its_hub(reference_results: dict) -> None:
     assert next(c for c in checks if c.quantity == "hubs (top 3)").measured.startswith("security")
 
 
+@pytest.mark.slow  # heavy (whole runs, servers or worker processes): make test-slow and CI run it
 def test_pipeline_value_states_equal_the_generative_model(tmp_path: Path) -> None:
     base = ["selection.split=test", "selection.max_scenes=12", "execution.progress=false"]
     piped = validation.run_profile("hub_security", base, str(tmp_path / "v.duckdb"), reps=200)
