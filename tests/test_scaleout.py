@@ -302,3 +302,57 @@ def test_the_budget_is_the_whole_sweeps(tmp_path, vat):
         sum(j["cost_usd"] for j in doc["jobs"])
     )
     assert "of execution.budget_usd=1.0 for the whole sweep" in " ".join(result.err.split())
+    assert doc["per_job"] == {"jobs_at_once": 1, "concurrency": 1, "budget_usd_per_job": 0.5}
+
+
+def _sweep(*extra: str) -> scaleout.SweepPlan:
+    return scaleout.plan_sweep_run(["-m", *BASE, "strategy=fewshot_2,fewshot_4,fewshot_8", *extra])
+
+
+def test_parallel_jobs_share_the_sweeps_concurrency():
+    # Each job once took execution.concurrency as its own: 3 jobs at once sent 3 × 8 requests at a time.
+    plan = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.concurrency=8")
+    assert plan.at_once == 3 and plan.job_concurrency == 2
+    assert "execution.concurrency=2" in plan.overrides
+    assert "execution.concurrency=2" in scaleout.with_overrides(["execution.concurrency=8"], plan)
+    assert "execution.concurrency=8" not in scaleout.with_overrides(["execution.concurrency=8"], plan)
+    assert plan.shares() == {"jobs_at_once": 3, "concurrency": 8, "concurrency_per_job": 2}
+
+
+def test_jobs_at_once_is_the_launchers_limit_or_the_number_of_jobs():
+    assert _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "execution.concurrency=8").at_once == 2
+    many = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=16", "execution.concurrency=8")
+    assert many.at_once == 3 and many.job_concurrency == 2  # never more than the jobs there are
+    cores = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=-1")  # joblib: every core
+    assert cores.at_once == min(3, os.cpu_count() or 1)
+    from omegaconf import OmegaConf
+
+    submitit = OmegaConf.create(
+        {"_target_": "hydra_plugins.hydra_submitit_launcher.X", "array_parallelism": 2}
+    )
+    assert scaleout.jobs_at_once(submitit, True, 5) == 2
+    ray = OmegaConf.create({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"})
+    assert scaleout.jobs_at_once(ray, True, 5) == 5  # the cluster decides: assume every job at once
+
+
+def test_one_job_at_a_time_keeps_the_whole_concurrency():
+    plan = _sweep("execution.concurrency=8")  # the basic launcher: jobs run one after another
+    assert plan.at_once == 1 and plan.job_concurrency is None
+    assert not any(o.startswith("execution.concurrency=") for o in plan.overrides)
+
+
+def test_a_share_below_one_is_floored_and_said(capsys):
+    plan = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.concurrency=2")
+    assert plan.job_concurrency == 1 and "execution.concurrency=1" in plan.overrides
+    err = " ".join(capsys.readouterr().err.split())
+    assert "execution.concurrency=2 is less than the 3 jobs that may run at once" in err
+    assert "each job gets 1" in err
+
+
+def test_a_swept_concurrency_is_left_to_the_sweep():
+    plan = scaleout.plan_sweep_run(
+        ["-m", *BASE, "execution.concurrency=2,4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    )
+    assert plan.job_concurrency is None
+    argv = scaleout.with_overrides(["execution.concurrency=2,4"], plan)
+    assert "execution.concurrency=2,4" in argv
