@@ -84,7 +84,10 @@ class ExecutionConf:
     """How requests are sent."""
 
     concurrency: int = 8
-    """Requests in flight at once, across all workers."""
+    """Requests in flight at once, across all workers. In a sweep, the whole sweep's: the driver shares it out."""
+    requests_per_minute: float | None = None
+    """Most requests sent per minute, across all workers (a provider's published limit); null: no ceiling,
+    the pace is learnt from the provider's 429s. In a sweep, the whole sweep's: the driver shares it out."""
     workers: int | None = None
     """Worker processes sending requests (docs/throughput.md). null: one per core for remote providers,
     at most one per 1,000 requests to send; always 1 for the in-process embedded model."""
@@ -391,6 +394,7 @@ _MINIMUM: tuple[tuple[str, float, bool], ...] = (
     ("execution.backoff_s", 0, False),
     ("execution.flush_every", 1, False),
     ("execution.budget_usd", 0, False),
+    ("execution.requests_per_minute", 0, True),
     ("model.samples", 1, False),
     ("execution.max_retry_after_s", 0, False),
     ("model.max_tokens", 1, False),

@@ -356,3 +356,15 @@ def test_a_swept_concurrency_is_left_to_the_sweep():
     assert plan.job_concurrency is None
     argv = scaleout.with_overrides(["execution.concurrency=2,4"], plan)
     assert "execution.concurrency=2,4" in argv
+
+
+def test_parallel_jobs_share_the_sweeps_requests_per_minute(capsys):
+    plan = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.requests_per_minute=100")
+    assert plan.job_requests_per_minute == 33.333  # rounded down: the shares never add up to more
+    assert "execution.requests_per_minute=33.333" in plan.overrides
+    assert plan.shares()["requests_per_minute_per_job"] == 33.333
+    tiny = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.requests_per_minute=2")
+    assert tiny.job_requests_per_minute == 1.0 and "execution.requests_per_minute=1.0" in tiny.overrides
+    assert "is under 1 each, so each job gets 1" in " ".join(capsys.readouterr().err.split())
+    assert _sweep("hydra/launcher=joblib").job_requests_per_minute is None  # no ceiling: none to share
+    assert _sweep("execution.requests_per_minute=100").job_requests_per_minute is None  # one at a time

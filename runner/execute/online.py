@@ -125,6 +125,8 @@ class ExecOptions:
     progress: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     api_key_env: str | None = None
+    requests_per_s: float | None = None
+    """Most requests sent per second across every worker (``execution.requests_per_minute`` / 60); None: unpaced."""
     max_retry_after_s: float = 60.0
     """Longest Retry-After honoured: a provider's ``Retry-After: 86400`` applied to every worker froze a
     run for a day. Longer waits are cut to this, and a 429 that persists ends the request's retries."""

@@ -68,6 +68,10 @@ class SweepPlan:
     """How many jobs may run at the same time (:func:`jobs_at_once`)."""
     job_concurrency: int | None = None
     """Each job's share of ``concurrency`` (None: the jobs run one at a time, or concurrency is swept)."""
+    requests_per_minute: float | None = None
+    """The sweep's ``execution.requests_per_minute`` (None: no ceiling)."""
+    job_requests_per_minute: float | None = None
+    """Each job's share of ``requests_per_minute`` (None: no ceiling, one job at a time, or swept)."""
     forwarded: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -80,6 +84,10 @@ class SweepPlan:
         out: dict[str, Any] = {"jobs_at_once": self.at_once, "concurrency": self.concurrency}
         if self.job_concurrency is not None:
             out["concurrency_per_job"] = self.job_concurrency
+        if self.requests_per_minute is not None:
+            out["requests_per_minute"] = self.requests_per_minute
+        if self.job_requests_per_minute is not None:
+            out["requests_per_minute_per_job"] = self.job_requests_per_minute
         if self.budget_usd is not None and self.expected_jobs:
             out["budget_usd_per_job"] = job_budget(self)
         return out
@@ -165,12 +173,20 @@ def plan_sweep_run(argv: list[str]) -> SweepPlan:
         overrides=overrides,
         budget_usd=None if base.execution.budget_usd is None else float(base.execution.budget_usd),
         concurrency=int(base.execution.concurrency),
+        requests_per_minute=_optional_float(base.execution.get("requests_per_minute")),
         at_once=jobs_at_once(base.hydra.launcher, parallel, expected),
         forwarded=forwarded,
     )
-    if "execution.concurrency" not in _swept_keys(argv):
+    swept = _swept_keys(argv)
+    if "execution.concurrency" not in swept:
         share_concurrency(plan)
+    if "execution.requests_per_minute" not in swept:
+        share_rate(plan)
     return plan
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def jobs_at_once(launcher: Any, parallel: bool, expected: int) -> int:
@@ -209,6 +225,27 @@ def share_concurrency(plan: SweepPlan) -> None:
             "lower the launcher's parallelism (hydra.launcher.n_jobs) to keep to the setting"
         )
     plan.overrides.append(f"execution.concurrency={plan.job_concurrency}")
+
+
+def share_rate(plan: SweepPlan) -> None:
+    """Give each job an equal share of ``execution.requests_per_minute`` (at least 1), as an override.
+
+    The ceiling is a provider's limit for the whole account: jobs that each took all of it would send
+    N times as fast and meet the provider's 429s instead. Shares are rounded down (to 1/1000), so they
+    never add up to more than the setting, except where the floor of 1 applies, which is said.
+    """
+    if plan.at_once <= 1 or plan.requests_per_minute is None:
+        return
+    share = int(plan.requests_per_minute / plan.at_once * 1000) / 1000
+    if share < 1:
+        display.warn(
+            f"execution.requests_per_minute={plan.requests_per_minute:g} shared by the {plan.at_once} jobs "
+            f"that may run at once is under 1 each, so each job gets 1 and the sweep may send "
+            f"{plan.at_once} a minute; lower the launcher's parallelism (hydra.launcher.n_jobs) to keep to it"
+        )
+        share = 1.0
+    plan.job_requests_per_minute = share
+    plan.overrides.append(f"execution.requests_per_minute={share}")  # str: exact, where :g rounds
 
 
 def with_overrides(argv: list[str], plan: SweepPlan) -> list[str]:
