@@ -368,3 +368,32 @@ def test_parallel_jobs_share_the_sweeps_requests_per_minute(capsys):
     assert "is under 1 each, so each job gets 1" in " ".join(capsys.readouterr().err.split())
     assert _sweep("hydra/launcher=joblib").job_requests_per_minute is None  # no ceiling: none to share
     assert _sweep("execution.requests_per_minute=100").job_requests_per_minute is None  # one at a time
+
+
+@pytest.mark.slow
+def test_a_joblib_sweeps_jobs_run_with_their_shares(tmp_path):
+    # Real worker processes: the shares reach the jobs (their recorded configs), not only the argv.
+    import json
+
+    store = tmp_path / "v.duckdb"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli.app", "run", "-m", *BASE, "strategy=fewshot_2,fewshot_4",
+         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "execution.concurrency=6",
+         "execution.requests_per_minute=6000", f"store.path={store}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+         "format=json"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["per_job"] == {
+        "jobs_at_once": 2, "concurrency": 6, "concurrency_per_job": 3,
+        "requests_per_minute": 6000.0, "requests_per_minute_per_job": 3000.0,
+    }  # fmt: skip
+    assert "each job had execution.concurrency=3 of the sweep's 6" in " ".join(proc.stderr.split())
+    con = duckdb.connect(str(store), read_only=True)
+    configs = [json.loads(c) for (c,) in con.execute("SELECT config FROM runs").fetchall()]
+    con.close()
+    assert len(configs) == 2
+    assert {(c["execution"]["concurrency"], c["execution"]["requests_per_minute"]) for c in configs} == {
+        (3, 3000.0)
+    }
