@@ -40,7 +40,9 @@ class ModelConf:
     """The judged model: any LiteLLM model string, plus generation parameters (all part of the request key)."""
 
     name: str = "local/smollm2-135m"
-    api_base: str | None = None
+    api_base: Any = None
+    """Where the model is served: one URL, or a list of URLs of replicas serving the same model (requests
+    are spread over them; runner.execute.replicas). Typed Any because OmegaConf has no ``str | list``."""
     api_key_env: str | None = None
     """Name of the environment variable holding the key (the key itself is never stored or printed)."""
     display_name: str | None = None
@@ -82,7 +84,10 @@ class ExecutionConf:
     """How requests are sent."""
 
     concurrency: int = 8
-    """Requests in flight at once, across all workers."""
+    """Requests in flight at once, across all workers. In a sweep, the whole sweep's: the driver shares it out."""
+    requests_per_minute: float | None = None
+    """Most requests sent per minute, across all workers (a provider's published limit); null: no ceiling,
+    the pace is learnt from the provider's 429s. In a sweep, the whole sweep's: the driver shares it out."""
     workers: int | None = None
     """Worker processes sending requests (docs/throughput.md). null: one per core for remote providers,
     at most one per 1,000 requests to send; always 1 for the in-process embedded model."""
@@ -389,6 +394,7 @@ _MINIMUM: tuple[tuple[str, float, bool], ...] = (
     ("execution.backoff_s", 0, False),
     ("execution.flush_every", 1, False),
     ("execution.budget_usd", 0, False),
+    ("execution.requests_per_minute", 0, True),
     ("model.samples", 1, False),
     ("execution.max_retry_after_s", 0, False),
     ("model.max_tokens", 1, False),
@@ -406,6 +412,31 @@ def check_ranges(cfg: DictConfig) -> None:
         if value < bound or (strict and value == bound):
             op = ">" if strict else "≥"
             raise VatError(f"{key}={value} is out of range; set {key} to a number {op} {bound}", 2)
+
+
+def api_base_pool(value: Any, key: str = "model.api_base") -> str | tuple[str, ...] | None:
+    """``model.api_base`` as a request carries it: None, one URL (a string, as given), or a tuple of URLs.
+
+    A one-URL list is that URL, so its requests are exactly those of the string. Raises VatError (one
+    sentence naming ``key``) on an empty list or an entry that is not an http(s) URL.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list | tuple) and not OmegaConf.is_list(value):
+        raise VatError(
+            f"{key}={value!r} is neither a URL nor a list of URLs; write {key}=http://host:8000/v1", 2
+        )
+    bases = tuple(value)
+    if not bases:
+        raise VatError(
+            f"{key}=[] lists no server; give one URL, a list such as {key}=[http://host1:8000/v1,"
+            f"http://host2:8000/v1], or drop {key} for the provider's default",
+            2,
+        )
+    for i, base in enumerate(bases):
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+            raise VatError(f"{key}[{i}]={base!r} is not a URL; write each replica as http://host:port/v1", 2)
+    return bases[0] if len(bases) == 1 else bases
 
 
 def check_against_spec(cfg: DictConfig, value_ids: list[str], strategy_ids: list[str]) -> None:

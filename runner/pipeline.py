@@ -208,6 +208,7 @@ def exec_options(cfg: DictConfig) -> Any:
     # An in-process model serves one request at a time: more concurrency only queues requests behind
     # it, where their timeouts expire. Remote providers get the configured concurrency.
     in_process = cfg.model.name.startswith("local/") and not cfg.checkpoints
+    rpm = cfg.execution.get("requests_per_minute")
     return ExecOptions(
         concurrency=1 if in_process else int(cfg.execution.concurrency),
         # One process holds the embedded model; more would each load a copy and fight for the cores.
@@ -221,6 +222,7 @@ def exec_options(cfg: DictConfig) -> Any:
         params=gen_params(cfg.model),
         api_key_env=cfg.model.api_key_env,
         max_retry_after_s=float(cfg.execution.max_retry_after_s),
+        requests_per_s=None if rpm is None else float(rpm) / 60.0,
     )
 
 

@@ -306,3 +306,98 @@ def test_the_budget_is_the_whole_sweeps(tmp_path, vat):
         sum(j["cost_usd"] for j in doc["jobs"])
     )
     assert "of execution.budget_usd=1.0 for the whole sweep" in " ".join(result.err.split())
+    assert doc["per_job"] == {"jobs_at_once": 1, "concurrency": 1, "budget_usd_per_job": 0.5}
+
+
+def _sweep(*extra: str) -> scaleout.SweepPlan:
+    return scaleout.plan_sweep_run(["-m", *BASE, "strategy=fewshot_2,fewshot_4,fewshot_8", *extra])
+
+
+def test_parallel_jobs_share_the_sweeps_concurrency():
+    # Each job once took execution.concurrency as its own: 3 jobs at once sent 3 × 8 requests at a time.
+    plan = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.concurrency=8")
+    assert plan.at_once == 3 and plan.job_concurrency == 2
+    assert "execution.concurrency=2" in plan.overrides
+    assert "execution.concurrency=2" in scaleout.with_overrides(["execution.concurrency=8"], plan)
+    assert "execution.concurrency=8" not in scaleout.with_overrides(["execution.concurrency=8"], plan)
+    assert plan.shares() == {"jobs_at_once": 3, "concurrency": 8, "concurrency_per_job": 2}
+
+
+def test_jobs_at_once_is_the_launchers_limit_or_the_number_of_jobs():
+    assert _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "execution.concurrency=8").at_once == 2
+    many = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=16", "execution.concurrency=8")
+    assert many.at_once == 3 and many.job_concurrency == 2  # never more than the jobs there are
+    cores = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=-1")  # joblib: every core
+    assert cores.at_once == min(3, os.cpu_count() or 1)
+    from omegaconf import OmegaConf
+
+    submitit = OmegaConf.create(
+        {"_target_": "hydra_plugins.hydra_submitit_launcher.X", "array_parallelism": 2}
+    )
+    assert scaleout.jobs_at_once(submitit, True, 5) == 2
+    ray = OmegaConf.create({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"})
+    assert scaleout.jobs_at_once(ray, True, 5) == 5  # the cluster decides: assume every job at once
+
+
+def test_one_job_at_a_time_keeps_the_whole_concurrency():
+    plan = _sweep("execution.concurrency=8")  # the basic launcher: jobs run one after another
+    assert plan.at_once == 1 and plan.job_concurrency is None
+    assert not any(o.startswith("execution.concurrency=") for o in plan.overrides)
+
+
+def test_a_share_below_one_is_floored_and_said(capsys):
+    plan = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.concurrency=2")
+    assert plan.job_concurrency == 1 and "execution.concurrency=1" in plan.overrides
+    err = " ".join(capsys.readouterr().err.split())
+    assert "execution.concurrency=2 is less than the 3 jobs that may run at once" in err
+    assert "each job gets 1" in err
+
+
+def test_a_swept_concurrency_is_left_to_the_sweep():
+    plan = scaleout.plan_sweep_run(
+        ["-m", *BASE, "execution.concurrency=2,4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    )
+    assert plan.job_concurrency is None
+    argv = scaleout.with_overrides(["execution.concurrency=2,4"], plan)
+    assert "execution.concurrency=2,4" in argv
+
+
+def test_parallel_jobs_share_the_sweeps_requests_per_minute(capsys):
+    plan = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.requests_per_minute=100")
+    assert plan.job_requests_per_minute == 33.333  # rounded down: the shares never add up to more
+    assert "execution.requests_per_minute=33.333" in plan.overrides
+    assert plan.shares()["requests_per_minute_per_job"] == 33.333
+    tiny = _sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "execution.requests_per_minute=2")
+    assert tiny.job_requests_per_minute == 1.0 and "execution.requests_per_minute=1.0" in tiny.overrides
+    assert "is under 1 each, so each job gets 1" in " ".join(capsys.readouterr().err.split())
+    assert _sweep("hydra/launcher=joblib").job_requests_per_minute is None  # no ceiling: none to share
+    assert _sweep("execution.requests_per_minute=100").job_requests_per_minute is None  # one at a time
+
+
+@pytest.mark.slow
+def test_a_joblib_sweeps_jobs_run_with_their_shares(tmp_path):
+    # Real worker processes: the shares reach the jobs (their recorded configs), not only the argv.
+    import json
+
+    store = tmp_path / "v.duckdb"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli.app", "run", "-m", *BASE, "strategy=fewshot_2,fewshot_4",
+         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "execution.concurrency=6",
+         "execution.requests_per_minute=6000", f"store.path={store}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+         "format=json"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["per_job"] == {
+        "jobs_at_once": 2, "concurrency": 6, "concurrency_per_job": 3,
+        "requests_per_minute": 6000.0, "requests_per_minute_per_job": 3000.0,
+    }  # fmt: skip
+    assert "each job had execution.concurrency=3 of the sweep's 6" in " ".join(proc.stderr.split())
+    con = duckdb.connect(str(store), read_only=True)
+    configs = [json.loads(c) for (c,) in con.execute("SELECT config FROM runs").fetchall()]
+    con.close()
+    assert len(configs) == 2
+    assert {(c["execution"]["concurrency"], c["execution"]["requests_per_minute"]) for c in configs} == {
+        (3, 3000.0)
+    }

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runner.compile.strategies import Context, Steering, steer, user_message
-from runner.config import check_against_spec, to_container
+from runner.config import api_base_pool, check_against_spec, to_container
 from runner.core.errors import VatError
 from runner.spec.load import DEFAULT_PROMPT, SpecIndex
 from runner.spec.models import Prompt, Scene
@@ -36,7 +36,8 @@ class Request:
     key: str
     condition: str  # "pre" | "post"
     model: str
-    api_base: str | None
+    api_base: str | tuple[str, ...] | None
+    """Where to send it: the provider's default, one URL, or replicas (runner.execute.replicas); not in the key."""
     messages: tuple[Message, ...]
     scene_id: str
     scene_version: int
@@ -335,7 +336,7 @@ def _condition_requests(
     scenes: list[Scene],
     steering: Steering,
     model: str,
-    api_base: str | None,
+    api_base: str | tuple[str, ...] | None,
     step: int | None,
 ) -> Iterator[Request]:
     """Requests of one condition and model, scene by scene (consecutive requests share the scene prefix).
@@ -445,7 +446,7 @@ def compile_plan(index: SpecIndex, cfg: DictConfig) -> Plan:
     steering = _displayed(steer(strategy, ctx), shown.scale_reversed)
     scenes = select_scenes(index, cfg.selection)
     run = run_identity(index, cfg, scenes, strategy.kind.value)
-    model, api_base = cfg.model.name, cfg.model.api_base
+    model, api_base = cfg.model.name, api_base_pool(cfg.model.api_base)
     requests = list(_condition_requests("pre", index, cfg, scenes, Steering(), model, api_base, None))
     posts = steering.post_models or ((None, model, api_base),)
     for step, post_model, post_base in posts:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from runner.config import api_base_pool
 from runner.core import display
 from runner.core.errors import VatError
 from runner.dataset.draft import (
@@ -320,7 +321,7 @@ class Settings:
 
     model: str
     judge_model: str | None
-    api_base: str | None
+    api_base: str | tuple[str, ...] | None
     api_key: str | None
     temperature: float
     judge_temperature: float
@@ -669,7 +670,7 @@ def settings_from(cfg: DictConfig) -> Settings:
     return Settings(
         model=str(m.name),
         judge_model=str(g.judge_model) if g.judge_model else None,
-        api_base=m.api_base,
+        api_base=api_base_pool(m.api_base),
         api_key=key,
         temperature=float(g.temperature),
         judge_temperature=float(g.judge_temperature),

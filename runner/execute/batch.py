@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runner.compile.plan import Request
+from runner.config import api_base_pool
 from runner.core import display
 from runner.core.errors import VatError, stop_reason
 from runner.execute.online import (
@@ -37,6 +38,7 @@ from runner.execute.online import (
     pending,
     response_row,
 )
+from runner.execute.replicas import first
 from runner.store.store import Store
 
 BATCH_PROVIDERS = ("openai", "azure", "hosted_vllm", "litellm_proxy")
@@ -72,6 +74,12 @@ class BatchOptions:
 def batch_options(cfg: DictConfig) -> BatchOptions:
     """Batch settings from the config, range-checked with a message naming the key."""
     ex = cfg.execution
+    if isinstance(api_base_pool(cfg.model.api_base), tuple):
+        raise VatError(
+            "execution.mode=batch submits each batch to one server, but model.api_base lists several; "
+            "give one URL (model.api_base=URL) or use execution.mode=online to spread requests over them",
+            2,
+        )
     checks = (  # (key, value, bound, strict)
         ("execution.batch_poll_s", ex.batch_poll_s, 0, False),
         ("execution.batch_max_requests", ex.batch_max_requests, 1, False),
@@ -275,7 +283,8 @@ class _Batches:
         """Upload and create batches for ``todo``, grouped by (model, api_base); record each at once."""
         groups: dict[tuple[str, str | None], list[Request]] = {}
         for r in todo:
-            groups.setdefault((r.model, r.api_base), []).append(r)
+            # A pool of replicas is refused in batch mode (batch_options): one server takes the batch.
+            groups.setdefault((r.model, first(r.api_base)), []).append(r)
         for (model, api_base), reqs in groups.items():
             t = self.target(model, api_base)
             for part, data in chunks(

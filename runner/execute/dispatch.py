@@ -110,7 +110,7 @@ def execute(
             if progress is not None:
                 progress.start()
             writer = Writer(store.commit, opts.flush_every, journal=store.journal_row)
-            gate = RateGate()
+            gate = RateGate(ceiling=opts.requests_per_s)
             try:
                 asyncio.run(drive(litellm, todo, opts, writer, stats, on_done, gate))
             finally:

@@ -26,6 +26,7 @@ from runner.compile.plan import Request
 from runner.core.errors import VatError
 from runner.execute.parse import expected_rating, parse_rating, top_logprobs_of_answer
 from runner.execute.rate_gate import RateGate
+from runner.execute.replicas import ApiBase, another_is_up, describe, first, replica
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 MAX_ANSWER_CHARS = 20_000
@@ -124,6 +125,8 @@ class ExecOptions:
     progress: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     api_key_env: str | None = None
+    requests_per_s: float | None = None
+    """Most requests sent per second across every worker (``execution.requests_per_minute`` / 60); None: unpaced."""
     max_retry_after_s: float = 60.0
     """Longest Retry-After honoured: a provider's ``Retry-After: 86400`` applied to every worker froze a
     run for a day. Longer waits are cut to this, and a 429 that persists ends the request's retries."""
@@ -336,22 +339,49 @@ async def _send(
     model: str,
     messages: list[dict[str, str]],
     opts: ExecOptions,
-    api_base: str | None,
+    api_base: ApiBase,
     api_key: str | None,
 ) -> Any:
-    """One ``litellm.acompletion`` call with ``opts.params``; an empty answer raises :class:`EmptyAnswer`."""
+    """One ``litellm.acompletion`` call with ``opts.params``; an empty answer raises :class:`EmptyAnswer`.
+
+    With a pool of replicas (``api_base`` a tuple), one of them is picked here, and one that fails with
+    a transport fault is left out for a while, so the caller's retry goes to another one.
+    """
     kwargs: dict[str, Any] = dict(opts.params)
-    if api_base:
-        kwargs["api_base"] = api_base
     if api_key:
         kwargs["api_key"] = api_key
-    resp = await litellm.acompletion(
-        model=model, messages=messages, timeout=opts.timeout_s, num_retries=0, **kwargs
-    )
+    with replica(api_base) as (address, mark_failed):
+        if address:
+            kwargs["api_base"] = address
+        try:
+            resp = await litellm.acompletion(
+                model=model, messages=messages, timeout=opts.timeout_s, num_retries=0, **kwargs
+            )
+        except Exception as exc:
+            if _replica_fault(exc):
+                mark_failed()
+            raise
     choice = resp.choices[0] if resp.choices else None
     if choice is None or not (choice.message and choice.message.content and choice.message.content.strip()):
         raise EmptyAnswer("the provider returned an empty answer")
     return resp
+
+
+def _replica_fault(exc: BaseException) -> bool:
+    """A fault of the server that was asked (unreachable, dropped, 5xx), not of the request or the quota.
+
+    A 429 is the provider pacing everyone (the rate gate handles it), and a permanent fault (400, 401)
+    would fail on every replica alike.
+    """
+    kind, status, transient = classify(exc)
+    return transient and status != 429 and kind != "RateLimitError"
+
+
+def _retry_wait(exc: BaseException, attempt: int, opts: ExecOptions, api_base: ApiBase) -> float:
+    """The wait before a retry: none when it goes to another replica that is up, else :func:`_backoff`."""
+    if another_is_up(api_base) and _replica_fault(exc):
+        return 0.0
+    return _backoff(exc, attempt, opts)
 
 
 def _backoff(exc: BaseException, attempt: int, opts: ExecOptions) -> float:
@@ -392,7 +422,7 @@ async def acomplete(
     model: str,
     messages: list[dict[str, str]],
     opts: ExecOptions,
-    api_base: str | None = None,
+    api_base: ApiBase = None,
     api_key: str | None = None,
     on_error: Any = None,
 ) -> tuple[Any, int]:
@@ -415,7 +445,7 @@ async def acomplete(
                 on_error(exc, attempt, final)
             if final:
                 raise
-            await asyncio.sleep(_backoff(exc, attempt, opts))
+            await asyncio.sleep(_retry_wait(exc, attempt, opts, api_base))
             continue
         return resp, attempt
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
@@ -476,7 +506,7 @@ async def _one(
                 # small plan (a 5-request replay) has fewer workers busy: two attempts of each request.
                 if stats.unreachable >= unreachable_limit(stats.to_send, opts.concurrency):
                     raise _Abort(
-                        f"cannot reach {req.api_base or req.model}: {stats.unreachable} attempts failed "
+                        f"cannot reach {describe(req.api_base) or req.model}: {stats.unreachable} attempts failed "
                         f"({kind}) and none succeeded; check model.api_base and that the server is running"
                     ) from None
             if kind == "MissingCredentials":
@@ -503,7 +533,9 @@ async def _one(
             if final:
                 return
             # The gate already paces a 429's retry (everyone waits for Retry-After): no backoff on top.
-            await asyncio.sleep(0 if limited and gate is not None else _backoff(exc, attempt, opts))
+            await asyncio.sleep(
+                0 if limited and gate is not None else _retry_wait(exc, attempt, opts, req.api_base)
+            )
             continue
         if gate is not None:
             gate.answered()
@@ -653,7 +685,7 @@ def check_api_key(opts: ExecOptions, requests: Iterable[Request]) -> None:
     litellm = litellm_module({m for m, _ in targets})
     for model, base in sorted(targets, key=str):
         try:
-            found = litellm.validate_environment(model=model, api_base=base)
+            found = litellm.validate_environment(model=model, api_base=first(base))
         except Exception:  # noqa: BLE001 - a provider LiteLLM cannot check: the first call will say
             continue
         missing = [k for k in found.get("missing_keys") or [] if not (base and k.endswith("_API_BASE"))]

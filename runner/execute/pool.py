@@ -8,7 +8,7 @@ same loop a single process runs). They share one budget:
 - **concurrency**: ``execution.concurrency`` is split between the workers, so the provider never sees
   more requests in flight than one process would send;
 - **rate**: one :class:`runner.execute.online.RateGate` in shared memory: a 429 or a Retry-After seen by any
-  worker pauses and paces all of them;
+  worker pauses and paces all of them, and ``execution.requests_per_minute`` caps them together;
 - **money**: ``execution.budget_usd`` is split evenly (the shares cost the same, being split by key).
 
 This process is the single writer of the store: workers send their rows over a queue, and it commits
@@ -245,7 +245,8 @@ def _worker_main(
     )
     try:
         litellm = litellm_module({r.model for r in share})
-        gate = RateGate(state=state, lock=lock)
+        # The full ceiling, not a share: the gate's state (the next send slot) is shared by every worker.
+        gate = RateGate(state=state, lock=lock, ceiling=opts.requests_per_s)
         asyncio.run(_run_until_stopped(litellm, share, opts, writer, stats, gate, stop))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which ends the run with it
         stats.stopped = f"worker process {index} failed: {type(exc).__name__}: {exc}"

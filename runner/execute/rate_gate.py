@@ -11,7 +11,8 @@ from typing import Any
 class RateGate:
     """One send rate shared by every worker (and worker process), learnt from the provider's 429s.
 
-    Until the first 429 nothing is paced (a call costs one clock read). On a 429 every worker pauses
+    Until the first 429 nothing is paced (a call costs one clock read), unless a ``ceiling`` (requests
+    per second) is set: no request is ever sent faster than that, before or after a 429. On a 429 every worker pauses
     until the provider's Retry-After, and the rate drops to ``decrease`` × the lower of the current rate
     and the rate answered lately (``w_max``, the level that met the limit). The rate then climbs back to
     ``w_max`` within ``recover_s`` and, past it, probes upwards by ``probe`` × rate per second, so it
@@ -40,8 +41,12 @@ class RateGate:
         min_rate: float = 0.2,
         state: Any = None,
         lock: Any = None,
+        ceiling: float | None = None,
     ) -> None:
         self.clock = clock
+        # The most requests per second ever sent (execution.requests_per_minute / 60), learnt rate or not:
+        # a provider's published limit is known before its first 429, and meeting it costs a pause.
+        self.ceiling = ceiling
         self.decrease, self.recover_s, self.probe, self.min_rate = decrease, recover_s, probe, min_rate
         self.margin = margin
         self.state = state if state is not None else self.new_state()
@@ -75,9 +80,12 @@ class RateGate:
         with self.lock:
             now = self.clock()
             start = max(now, s[self.RESUME])
-            if s[self.RATE]:
+            rate = s[self.RATE]
+            if self.ceiling is not None:
+                rate = min(rate, self.ceiling) if rate else self.ceiling
+            if rate:
                 start = max(start, s[self.NEXT])
-                s[self.NEXT] = start + 1.0 / s[self.RATE]
+                s[self.NEXT] = start + 1.0 / rate
             return start - now
 
     def _active(self, now: float) -> float:

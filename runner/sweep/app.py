@@ -221,6 +221,16 @@ def _run_sweep(argv: list[str]) -> int:
             else ""
         )
     )
+    if plan.job_concurrency is not None:
+        display.note(
+            f"each job had execution.concurrency={plan.job_concurrency} of the sweep's {plan.concurrency} "
+            f"({plan.at_once} job(s) at once)"
+        )
+    if plan.job_requests_per_minute is not None:
+        display.note(
+            f"each job had execution.requests_per_minute={plan.job_requests_per_minute:g} of the sweep's "
+            f"{plan.requests_per_minute:g}"
+        )
     display.note(
         f"sweep finished: {len(jobs)} of {plan.expected_jobs} job(s) returned, {len(failed)} with errors"
     )
@@ -228,7 +238,14 @@ def _run_sweep(argv: list[str]) -> int:
         display.error(p)
     if as_json:
         display.emit_json(
-            {"jobs": jobs, "failed": len(failed), "problems": problems, "cost_usd": round(cost, 6), "rc": rc}
+            {
+                "jobs": jobs,
+                "failed": len(failed),
+                "problems": problems,
+                "cost_usd": round(cost, 6),
+                "per_job": plan.shares(),
+                "rc": rc,
+            }
         )
     return rc
 

@@ -62,12 +62,43 @@ class SweepPlan:
     overrides: list[str] = field(default_factory=list)
     budget_usd: float | None = None
     shared_cost_usd: float = 0.0
+    concurrency: int = 8
+    """The sweep's ``execution.concurrency``: requests in flight across every job that runs at once."""
+    at_once: int = 1
+    """How many jobs may run at the same time (:func:`jobs_at_once`)."""
+    job_concurrency: int | None = None
+    """Each job's share of ``concurrency`` (None: the jobs run one at a time, or concurrency is swept)."""
+    requests_per_minute: float | None = None
+    """The sweep's ``execution.requests_per_minute`` (None: no ceiling)."""
+    job_requests_per_minute: float | None = None
+    """Each job's share of ``requests_per_minute`` (None: no ceiling, one job at a time, or swept)."""
     forwarded: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def forwarded_names(self) -> list[str]:
         """The forwarded variables' names (what may be recorded)."""
         return sorted(self.forwarded)
+
+    def shares(self) -> dict[str, Any]:
+        """What each job was given of the sweep-wide settings (for the sweep's summary)."""
+        out: dict[str, Any] = {"jobs_at_once": self.at_once, "concurrency": self.concurrency}
+        if self.job_concurrency is not None:
+            out["concurrency_per_job"] = self.job_concurrency
+        if self.requests_per_minute is not None:
+            out["requests_per_minute"] = self.requests_per_minute
+        if self.job_requests_per_minute is not None:
+            out["requests_per_minute_per_job"] = self.job_requests_per_minute
+        if self.budget_usd is not None and self.expected_jobs:
+            out["budget_usd_per_job"] = job_budget(self)
+        return out
+
+
+def _swept_keys(argv: list[str]) -> set[str]:
+    """The keys the command line sweeps (``a=1,2``): the driver must not replace them with one value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if a not in ("-m", "--multirun")]
+    return {o.key_or_group for o in OverridesParser.create().parse_overrides(args) if o.is_sweep_override()}
 
 
 def _fixed_args(argv: list[str]) -> list[str]:
@@ -134,17 +165,90 @@ def plan_sweep_run(argv: list[str]) -> SweepPlan:
     ]
     if shard_root:
         overrides.append(f"store.shard_dir={shard_root}")
-    return SweepPlan(
+    expected = len(sweep_jobs(argv))
+    plan = SweepPlan(
         launcher=launcher,
         parallel=parallel,
         sweep_dir=sweep_dir,
         store_path=store_path,
         shard_root=shard_root,
-        expected_jobs=len(sweep_jobs(argv)),
+        expected_jobs=expected,
         overrides=overrides,
         budget_usd=None if base.execution.budget_usd is None else float(base.execution.budget_usd),
+        concurrency=int(base.execution.concurrency),
+        requests_per_minute=_optional_float(base.execution.get("requests_per_minute")),
+        at_once=jobs_at_once(base.hydra.launcher, parallel, expected),
         forwarded=forwarded,
     )
+    swept = _swept_keys(argv)
+    if "execution.concurrency" not in swept:
+        share_concurrency(plan)
+    if "execution.requests_per_minute" not in swept:
+        share_rate(plan)
+    return plan
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def jobs_at_once(launcher: Any, parallel: bool, expected: int) -> int:
+    """How many of the sweep's ``expected`` jobs may run at the same time: the most the launcher allows.
+
+    The basic launcher runs one job at a time; joblib runs ``hydra.launcher.n_jobs`` (negative: the
+    driver's cores + 1 + n_jobs, joblib's rule) and submitit ``array_parallelism``; Ray starts every job
+    the cluster has room for, which the driver cannot know, so all of them. An upper bound on purpose:
+    the shares then never add up to more than the sweep's setting.
+    """
+    if not parallel or expected <= 1:
+        return 1
+    name = str(launcher.get("_target_", ""))
+    limit = expected
+    if "joblib" in name:
+        n_jobs = int(launcher.get("n_jobs", -1))
+        limit = n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs
+    elif "submitit" in name:
+        limit = int(launcher.get("array_parallelism", expected))
+    return max(1, min(expected, limit))
+
+
+def share_concurrency(plan: SweepPlan) -> None:
+    """Give each job an equal share of ``execution.concurrency`` (at least 1), as an override.
+
+    Each job takes ``execution.concurrency`` as its own: N jobs at once had N times as many requests in
+    flight at the provider as the setting says, and met its rate limit N times as hard.
+    """
+    if plan.at_once <= 1:
+        return
+    plan.job_concurrency = max(1, plan.concurrency // plan.at_once)
+    if plan.concurrency < plan.at_once:
+        display.warn(
+            f"execution.concurrency={plan.concurrency} is less than the {plan.at_once} jobs that may run "
+            f"at once, so each job gets 1 and up to {plan.at_once} requests are in flight sweep-wide; "
+            "lower the launcher's parallelism (hydra.launcher.n_jobs) to keep to the setting"
+        )
+    plan.overrides.append(f"execution.concurrency={plan.job_concurrency}")
+
+
+def share_rate(plan: SweepPlan) -> None:
+    """Give each job an equal share of ``execution.requests_per_minute`` (at least 1), as an override.
+
+    The ceiling is a provider's limit for the whole account: jobs that each took all of it would send
+    N times as fast and meet the provider's 429s instead. Shares are rounded down (to 1/1000), so they
+    never add up to more than the setting, except where the floor of 1 applies, which is said.
+    """
+    if plan.at_once <= 1 or plan.requests_per_minute is None:
+        return
+    share = int(plan.requests_per_minute / plan.at_once * 1000) / 1000
+    if share < 1:
+        display.warn(
+            f"execution.requests_per_minute={plan.requests_per_minute:g} shared by the {plan.at_once} jobs "
+            f"that may run at once is under 1 each, so each job gets 1 and the sweep may send "
+            f"{plan.at_once} a minute; lower the launcher's parallelism (hydra.launcher.n_jobs) to keep to it"
+        )
+        share = 1.0
+    plan.job_requests_per_minute = share
+    plan.overrides.append(f"execution.requests_per_minute={share}")  # str: exact, where :g rounds
 
 
 def with_overrides(argv: list[str], plan: SweepPlan) -> list[str]:
