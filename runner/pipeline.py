@@ -24,7 +24,7 @@ from runner.core import display
 from runner.core.errors import disk_full_is_an_error
 from runner.core.paths import git_revision
 from runner.execute.dispatch import check_execution_mode, execute_plan
-from runner.execute.online import ExecOptions, check_api_key, pending
+from runner.execute.online import FROM_CONF, ExecOptions, check_api_key, pending
 from runner.report.tables import model_caveat
 from runner.spec.load import load_index
 from runner.store.shards import export_shard
@@ -210,18 +210,13 @@ def exec_options(cfg: DictConfig) -> Any:
     in_process = cfg.model.name.startswith("local/") and not cfg.checkpoints
     rpm = cfg.execution.get("requests_per_minute")
     return ExecOptions(
+        **{name: cfg.execution[name] for name in FROM_CONF},  # typed by the ExecutionConf schema
         concurrency=1 if in_process else int(cfg.execution.concurrency),
         # One process holds the embedded model; more would each load a copy and fight for the cores.
         workers=1 if in_process else int(cfg.execution.workers or 0),
-        max_retries=int(cfg.execution.max_retries),
-        timeout_s=float(cfg.execution.timeout_s),
-        backoff_s=float(cfg.execution.backoff_s),
-        budget_usd=cfg.execution.budget_usd,
-        flush_every=int(cfg.execution.flush_every),
         progress=bool(cfg.execution.progress) and cfg.format.value != "json",
         params=gen_params(cfg.model),
         api_key_env=cfg.model.api_key_env,
-        max_retry_after_s=float(cfg.execution.max_retry_after_s),
         requests_per_s=None if rpm is None else float(rpm) / 60.0,
     )
 

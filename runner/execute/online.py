@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from runner.compile.plan import Request
+from runner.config import ExecutionConf
 from runner.core.errors import VatError
 from runner.execute.parse import expected_rating, parse_rating, top_logprobs_of_answer
 from runner.execute.rate_gate import RateGate
@@ -110,26 +111,40 @@ class ExecStats:
                 self.retries += 1
 
 
+_CONF = ExecutionConf()
+"""The one table of execution defaults (``conf/`` and its docs): ExecOptions repeats none of them."""
+
+
 @dataclass(frozen=True)
 class ExecOptions:
-    """Execution settings (from ``execution.*`` and ``model.*``)."""
+    """Execution settings as the senders use them, from ``execution.*`` and ``model.*``.
 
-    concurrency: int = 8
+    The fields shared with :class:`runner.config.ExecutionConf` (:data:`FROM_CONF`) take its defaults
+    and its documentation; the others are derived (``workers``, ``requests_per_s``) or come from the
+    model (``params``, ``api_key_env``).
+    """
+
+    concurrency: int = _CONF.concurrency
     workers: int = 1
     """Worker processes (runner.execute.pool); 0: choose from the cores and the number of requests to send."""
-    max_retries: int = 4
-    timeout_s: float = 60.0
-    backoff_s: float = 1.0
-    budget_usd: float | None = None
-    flush_every: int = 256
-    progress: bool = True
+    max_retries: int = _CONF.max_retries
+    timeout_s: float = _CONF.timeout_s
+    backoff_s: float = _CONF.backoff_s
+    budget_usd: float | None = _CONF.budget_usd
+    flush_every: int = _CONF.flush_every
+    progress: bool = _CONF.progress
     params: dict[str, Any] = field(default_factory=dict)
     api_key_env: str | None = None
     requests_per_s: float | None = None
     """Most requests sent per second across every worker (``execution.requests_per_minute`` / 60); None: unpaced."""
-    max_retry_after_s: float = 60.0
+    max_retry_after_s: float = _CONF.max_retry_after_s
     """Longest Retry-After honoured: a provider's ``Retry-After: 86400`` applied to every worker froze a
     run for a day. Longer waits are cut to this, and a 429 that persists ends the request's retries."""
+
+
+FROM_CONF = ("max_retries", "timeout_s", "backoff_s", "budget_usd", "flush_every", "max_retry_after_s")
+"""ExecOptions fields copied as they are from ``execution.*`` (``concurrency``, ``workers`` and ``progress``
+are adjusted to the model and the output format by ``runner.pipeline.exec_options``)."""
 
 
 def litellm_module(models: Iterable[str] = ()) -> Any:

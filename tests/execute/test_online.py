@@ -302,3 +302,31 @@ def test_rate_gate_reaches_the_limit_of_a_token_bucket_without_losing_requests()
     assert lost == 0 and done == 3000
     assert done / (clock.t - start) >= 0.9 * rps
     assert limited < 300  # paced, not hammering the provider
+
+
+def test_execution_defaults_live_in_one_table_and_every_setting_reaches_the_senders() -> None:
+    """ExecOptions takes ExecutionConf's defaults; `exec_options` copies each configured setting."""
+    from dataclasses import fields
+
+    from runner.config import ExecutionConf
+    from runner.execute.online import FROM_CONF
+    from runner.pipeline import exec_options
+
+    conf, opts = ExecutionConf(), ExecOptions()
+    shared = {f.name for f in fields(ExecOptions)} & {f.name for f in fields(ExecutionConf)}
+    assert set(FROM_CONF) | {"concurrency", "workers", "progress"} == shared
+    assert all(getattr(opts, name) == getattr(conf, name) for name in shared - {"workers"})
+    changed = {
+        "max_retries": 7,
+        "timeout_s": 12.5,
+        "backoff_s": 0.25,
+        "budget_usd": 0.5,
+        "flush_every": 9,
+        "max_retry_after_s": 3.0,
+    }
+    assert set(changed) == set(FROM_CONF)  # a new shared setting must be added here, and it will be checked
+    cfg = compose(
+        ["model.name=mock/a", "execution.concurrency=3", *(f"execution.{k}={v}" for k, v in changed.items())]
+    )
+    got = exec_options(cfg)
+    assert {name: getattr(got, name) for name in FROM_CONF} == changed and got.concurrency == 3
