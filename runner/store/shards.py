@@ -1,18 +1,24 @@
 """Sweep shards: a parallel job's private store exported as Parquet files, and ``vat ingest`` loading them.
 
-A shard is one Parquet file per table of :data:`SHARD_TABLES` in a folder (local, or any fsspec URL).
-Ingest is idempotent: rows whose key is already stored are skipped.
+A shard is one Parquet file per table of :data:`SHARD_TABLES` in a folder (local, or any fsspec URL),
+with a manifest (:data:`MANIFEST`) that states the store schema the files were written at. Ingest reads
+each shard at its stated version through the named :data:`SHARD_MIGRATIONS` it still needs, and records
+each one applied in the store's ``meta``. Ingest is idempotent: rows whose key is already stored are
+skipped.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.core.errors import VatError
-from runner.store.store import PROMPT_HASH_SQL, open_store, transaction
+from runner.store.store import PROMPT_HASH_SQL, SCHEMA_VERSION, open_store, transaction
 
 SHARD_TABLES = ("specs", "runs", "prompts", "requests", "run_requests", "responses", "errors")
 _KEYS = {
@@ -25,6 +31,10 @@ _KEYS = {
 }
 
 
+MANIFEST = "shard.json"
+"""A shard's manifest: ``{"format": "vat-shard", "schema_version": N}``, written before its tables."""
+
+
 def export_shard(
     store: Any, shard_dir: Path, url: str | None = None, where: dict[str, str] | None = None
 ) -> list[Path]:
@@ -34,7 +44,9 @@ def export_shard(
     ``where`` keeps only the rows of a table matching its SQL condition (a table not named: none).
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    manifest = shard_dir / MANIFEST
+    manifest.write_text(json.dumps({"format": "vat-shard", "schema_version": SCHEMA_VERSION}) + "\n")
+    written = [manifest]
     for table in SHARD_TABLES:
         final = shard_dir / f"{table}.parquet"
         tmp = shard_dir / f".{table}.parquet.tmp"
@@ -163,10 +175,13 @@ def ingest(paths: list[str], store_path: str, with_count: bool = False) -> Any:
     with open_store(store_path) as store:
         _register_fsspec(store, paths)
         try:
+            versions = _versions(store, files)
             with transaction(store.con):
                 for table in SHARD_TABLES:
-                    if files[table]:
-                        counts[table] = _ingest_table(store, table, files[table])
+                    for version, group in _by_version(files[table], versions).items():
+                        added = _ingest_table(store, table, group, version)
+                        counts[table] = counts.get(table, 0) + added
+                _record_migrations(store, versions)
         except Exception as exc:
             if "://" in "".join(paths) and not isinstance(exc, VatError):
                 raise VatError(
@@ -176,12 +191,14 @@ def ingest(paths: list[str], store_path: str, with_count: bool = False) -> Any:
     return (files["responses"], counts) if with_count else counts
 
 
-def _ingest_table(store: Any, table: str, files: list[str]) -> int:
-    """Insert one table's shard rows that the store lacks; return how many were added."""
+def _ingest_table(store: Any, table: str, files: list[str], version: int = SCHEMA_VERSION) -> int:
+    """Insert one table's rows from shards at schema ``version`` that the store lacks; return how many."""
     before = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     source = f"read_parquet({files!r}, union_by_name = true)"
-    if table == "requests":
-        source = _requests_source(store, source)
+    for migration in SHARD_MIGRATIONS:
+        step = migration.tables.get(table)
+        if migration.version > version and step is not None:
+            source = step(store, source)
     if table == "errors":  # no key: skip rows already present so re-ingesting adds nothing
         store.con.execute(f"INSERT INTO errors SELECT DISTINCT * FROM {source} EXCEPT SELECT * FROM errors")
     else:
@@ -195,20 +212,115 @@ def _ingest_table(store: Any, table: str, files: list[str]) -> int:
     return int(store.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before)
 
 
-def _requests_source(store: Any, source: str) -> str:
-    """The shards' requests with ``prompt_hash``: a shard written before store schema 2 has ``messages``.
+def _v1_to_v2_requests(store: Any, source: str) -> str:
+    """Schema 1 → 2 for a shard's requests: their ``messages`` go into ``prompts``, keyed by ``prompt_hash``.
 
-    Such a shard's messages go into ``prompts`` first (hashed as ``runner.store.store.prompt_hash`` does).
+    Hashed as ``runner.store.store.prompt_hash`` does, so a prompt already stored is not stored twice.
     """
-    columns = {row[0] for row in store.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    if "messages" not in columns:
-        return source
     digest = PROMPT_HASH_SQL
     store.con.execute(
         f"INSERT INTO prompts SELECT DISTINCT ON (prompt_hash) {digest} AS prompt_hash, messages FROM {source} "
         "ON CONFLICT DO NOTHING"
     )
     return f"(SELECT * EXCLUDE (messages), {digest} AS prompt_hash FROM {source})"
+
+
+class ShardMigration(NamedTuple):
+    """One named step that reads a shard of an older schema as ``version``: a rewrite of some tables' rows."""
+
+    name: str
+    version: int
+    tables: dict[str, Callable[[Any, str], str]]
+    """Table → (store, SQL source at the older version) → SQL source at ``version``; a table not named
+    reads unchanged (``INSERT ... BY NAME`` gives a column the older shard lacks its default)."""
+
+
+SHARD_MIGRATIONS = (
+    ShardMigration("v1_to_v2_prompts", 2, {"requests": _v1_to_v2_requests}),
+    ShardMigration("v2_to_v3_asked_columns", 3, {}),  # the asked columns' defaults are what v2 rows were
+)
+"""The shard twins of ``runner.store.store.MIGRATIONS``, in order; each applied is recorded in ``meta``
+as ``shard_migration:<name>`` (when, and how many shards it was applied to)."""
+
+
+def _versions(store: Any, files: dict[str, list[str]]) -> dict[str, int]:
+    """Shard folder → the store schema its files were written at (its manifest, else :func:`_legacy_version`)."""
+    folders = sorted({_folder(f) for group in files.values() for f in group})
+    out = {folder: _manifest_version(folder) for folder in folders}
+    requests = {_folder(f): f for f in files["requests"]}
+    for folder, version in out.items():
+        if version is None:
+            out[folder] = _legacy_version(store, requests.get(folder))
+    newer = sorted(f for f, v in out.items() if (v or 0) > SCHEMA_VERSION)
+    if newer:
+        raise VatError(
+            f"{newer[0]}/{MANIFEST}: the shard is at store schema {out[newer[0]]}, newer than this vat's "
+            f"{SCHEMA_VERSION}; upgrade vat-bench to ingest it",
+            1,
+        )
+    return {f: int(v or SCHEMA_VERSION) for f, v in out.items()}
+
+
+def _folder(file: str) -> str:
+    """The shard folder of one of its files (a local path or an fsspec URL)."""
+    return file.rsplit("/", 1)[0]
+
+
+def _manifest_version(folder: str) -> int | None:
+    """The ``schema_version`` a shard's manifest states, or None for a shard written before manifests."""
+    import fsspec
+
+    path = f"{folder}/{MANIFEST}"
+    try:
+        with fsspec.open(path, "r") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise VatError(
+            f"{path}: unreadable shard manifest ({exc}); re-export the shard or delete the file", 1
+        ) from exc
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != "vat-shard"
+        or not isinstance(doc.get("schema_version"), int)
+    ):
+        raise VatError(
+            f'{path}: not a shard manifest; it must read {{"format": "vat-shard", "schema_version": N}}', 1
+        )
+    return int(doc["schema_version"])
+
+
+def _legacy_version(store: Any, requests_file: str | None) -> int:
+    """The schema of a shard written before manifests existed (schemas 1–3), read once from its columns.
+
+    Only such old shards are looked at this way: every shard exported since states its version.
+    """
+    if requests_file is None:
+        return SCHEMA_VERSION  # no requests file: nothing in the other tables changed between 1 and 3
+    source = f"read_parquet({[requests_file]!r})"
+    columns = {row[0] for row in store.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    return 1 if "messages" in columns else 2 if "asked_value" not in columns else 3
+
+
+def _by_version(files: list[str], versions: dict[str, int]) -> dict[int, list[str]]:
+    """One table's files grouped by the schema version of their shards (each group is read as one source)."""
+    out: dict[int, list[str]] = {}
+    for f in files:
+        out.setdefault(versions[_folder(f)], []).append(f)
+    return dict(sorted(out.items()))
+
+
+def _record_migrations(store: Any, versions: dict[str, int]) -> None:
+    """Write each shard migration this ingest applied, and to how many shards, into the store's ``meta``."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for migration in SHARD_MIGRATIONS:
+        shards = sum(1 for v in versions.values() if v < migration.version)
+        if shards:
+            store.con.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [f"shard_migration:{migration.name}", json.dumps({"at": now, "shards": shards})],
+            )
 
 
 def _register_fsspec(store: Any, paths: list[str]) -> None:
