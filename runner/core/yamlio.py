@@ -149,7 +149,11 @@ def parse_yaml(text: str, path: str) -> YamlDoc:
 def read_yaml(file: Path, display_path: str | None = None) -> YamlDoc:
     """Read and parse a YAML file with the size cap and strict UTF-8 decoding."""
     shown = display_path or str(file)
-    raw = read_capped(file, shown, MAX_BYTES)
+    return parse_yaml_bytes(read_capped(file, shown, MAX_BYTES), shown)
+
+
+def parse_yaml_bytes(raw: bytes, shown: str) -> YamlDoc:
+    """Decode ``raw`` as strict UTF-8 (a bad byte is a problem at its line), then :func:`parse_yaml` it."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -6,6 +6,8 @@ Nothing downstream runs on an invalid spec: :func:`load_index` raises :class:`Sp
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 from collections import Counter, defaultdict
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 
 from runner.core.errors import Problem, SpecInvalid
 from runner.core.paths import spec_dir
-from runner.core.yamlio import YamlDoc, YamlProblem, read_yaml
+from runner.core.yamlio import MAX_BYTES, YamlDoc, YamlProblem, parse_yaml_bytes, read_capped
 from runner.spec.models import (
     COUNTRIES,
     COUNTRIES_FILE,
@@ -123,7 +125,12 @@ def _read_docs(root: Path) -> tuple[dict[str, list[tuple[_Doc, YamlDoc]]], list[
         for file in sorted(folder.rglob("*.y*ml")):
             shown = _rel(file, base)
             try:
-                ydoc = read_yaml(file, shown)
+                raw = read_capped(file, shown, MAX_BYTES)
+                seen = _PARSED.get((kind, hashlib.sha256(raw).digest()))
+                if seen is not None:  # the same bytes validated before: only the path differs
+                    docs[kind].append((seen[0], dataclasses.replace(seen[1], path=shown)))
+                    continue
+                ydoc = parse_yaml_bytes(raw, shown)
             except YamlProblem as exc:
                 problems.append(exc.problem)
                 continue
@@ -131,10 +138,21 @@ def _read_docs(root: Path) -> tuple[dict[str, list[tuple[_Doc, YamlDoc]]], list[
                 problems.append(Problem(shown, 1, "", "expected a YAML mapping at the top of the file"))
                 continue
             try:
-                docs[kind].append((model.model_validate(ydoc.data), ydoc))
+                doc = model.model_validate(ydoc.data)
             except ValidationError as exc:
                 problems.extend(_pydantic_problems(exc, ydoc))
+                continue
+            docs[kind].append((doc, ydoc))
+            _PARSED[(kind, hashlib.sha256(raw).digest())] = (doc, ydoc)
     return docs, problems
+
+
+_PARSED: dict[tuple[str, bytes], tuple[_Doc, YamlDoc]] = {}
+"""Documents that parsed and validated, by kind and the SHA-256 of their bytes, for this process.
+
+`vat validate` reads the live spec and every release's frozen copy, which repeat most files byte for
+byte (v0.2's copy is today's spec): each distinct file is parsed once. Models are never mutated after
+loading, so sharing them between indexes is safe; a problem is never cached (it is found again)."""
 
 
 def _rel(path: Path, base: Path) -> str:
