@@ -83,3 +83,12 @@ def test_a_violation_planted_in_a_copy_of_runner_fails_the_check(tmp_path: Path)
         line.startswith("import circle: ") and "runner.store.shards -> runner.store.states" in line
         for line in found
     )
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test files by basename (no __init__.py): two with one name fail collection."""
+    from collections import Counter
+
+    tests = Path(__file__).resolve().parent
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []
