@@ -126,7 +126,8 @@ def _read_docs(root: Path) -> tuple[dict[str, list[tuple[_Doc, YamlDoc]]], list[
             shown = _rel(file, base)
             try:
                 raw = read_capped(file, shown, MAX_BYTES)
-                seen = _PARSED.get((kind, hashlib.sha256(raw).digest()))
+                digest = hashlib.sha256(raw).digest()
+                seen = _PARSED.get((kind, digest))
                 if seen is not None:  # the same bytes validated before: only the path differs
                     docs[kind].append((seen[0], dataclasses.replace(seen[1], path=shown)))
                     continue
@@ -143,7 +144,7 @@ def _read_docs(root: Path) -> tuple[dict[str, list[tuple[_Doc, YamlDoc]]], list[
                 problems.extend(_pydantic_problems(exc, ydoc))
                 continue
             docs[kind].append((doc, ydoc))
-            _PARSED[(kind, hashlib.sha256(raw).digest())] = (doc, ydoc)
+            _PARSED[(kind, digest)] = (doc, ydoc)
     return docs, problems
 
 
