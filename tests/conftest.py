@@ -20,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def _run_folders_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Hydra writes a folder per `vat run`; keep the tests' folders out of results/ in the checkout."""
     os.environ["VAT_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("vat-output"))
+    # The spec parse cache goes to a temporary folder too, never to the user's ~/.cache.
+    os.environ["VAT_CACHE_DIR"] = str(tmp_path_factory.mktemp("vat-cache"))
 
 
 ROOT = Path(__file__).resolve().parent.parent

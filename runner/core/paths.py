@@ -97,6 +97,19 @@ def leaderboard_dir() -> Path:
     return Path(env) if env else repo_root() / "leaderboard"
 
 
+def cache_dir() -> Path | None:
+    """Where VAT Bench keeps derived files it can rebuild (parsed specs); None when caching is off.
+
+    ``VAT_CACHE_DIR`` names the folder, and set to the empty string turns the cache off; otherwise
+    ``$XDG_CACHE_HOME/vat-bench`` or ``~/.cache/vat-bench``. Nothing in it is ever the only copy.
+    """
+    env = os.environ.get("VAT_CACHE_DIR")
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vat-bench"
+
+
 def template_dir() -> Path:
     """The site template (HTML, CSS, JS sources); always the shipped one, whatever VAT_LEADERBOARD_DIR says."""
     return shipped("leaderboard_template")

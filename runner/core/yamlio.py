@@ -12,8 +12,11 @@ more than a few). Only regular files are read, and never more than the size cap,
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 import yaml
 
 from runner.core.errors import Problem
+from runner.core.paths import cache_dir
 
 MAX_BYTES = 1_000_000  # the largest shipped scene is ~6 kB; a megabyte is a mistake or an attack
 MAX_NUMBER_CHARS = 30
@@ -153,7 +157,22 @@ def read_yaml(file: Path, display_path: str | None = None) -> YamlDoc:
 
 
 def parse_yaml_bytes(raw: bytes, shown: str) -> YamlDoc:
-    """Decode ``raw`` as strict UTF-8 (a bad byte is a problem at its line), then :func:`parse_yaml` it."""
+    """Decode ``raw`` as strict UTF-8 (a bad byte is a problem at its line), then :func:`parse_yaml` it.
+
+    A file that parsed before, byte for byte, is read back from the on-disk parse cache instead.
+    """
+    entry = _cache_entry(raw)
+    if entry is not None:
+        cached = _cache_read(entry)
+        if cached is not None:
+            return YamlDoc(path=shown, data=cached[0], lines=cached[1])
+    doc = _parse_bytes(raw, shown)
+    if entry is not None:
+        _cache_write(entry, doc)
+    return doc
+
+
+def _parse_bytes(raw: bytes, shown: str) -> YamlDoc:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -205,3 +224,57 @@ class YamlProblem(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(str(problem))
         self.problem = problem
+
+
+# ---------------------------------------------------------------- the parse cache
+#
+# `vat validate` parses ~700 spec files (the live spec and each release's frozen copy); composing them
+# with line numbers is most of its time. Results are kept on disk by the SHA-256 of the file's bytes,
+# in a folder named after this module's own source and the Python and PyYAML versions, so a change to
+# the parser (or a new interpreter) starts a fresh folder. Only successful parses are kept: a refused
+# file is refused again, with its line. The format is `marshal` (plain data only: loading it runs no
+# code, unlike pickle); a document holding a type marshal lacks (a YAML timestamp) is not cached.
+
+_CACHE_FORMAT = 1
+
+
+def _fingerprint() -> str:
+    """A short hash of what decides a parse's result: this file's source, Python's and PyYAML's versions."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        h = hashlib.sha256(Path(__file__).read_bytes())
+        h.update(f"{_CACHE_FORMAT}|{sys.version}|{yaml.__version__}|{_Loader.__name__}".encode())
+        _FINGERPRINT = h.hexdigest()[:16]
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None
+
+
+def _cache_entry(raw: bytes) -> Path | None:
+    """The cache file for ``raw``'s parse, or None when caching is off."""
+    root = cache_dir()
+    if root is None:
+        return None
+    return root / "yaml" / _fingerprint() / f"{hashlib.sha256(raw).hexdigest()}.marshal"
+
+
+def _cache_read(entry: Path) -> tuple[Any, dict[PathKey, int]] | None:
+    """The cached (data, lines) of ``entry``; None when absent or unreadable (then it is parsed again)."""
+    try:
+        data, lines = marshal.loads(entry.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return (data, lines) if isinstance(lines, dict) else None
+
+
+def _cache_write(entry: Path, doc: YamlDoc) -> None:
+    """Keep ``doc``'s parse; any failure (a read-only home, an unmarshalable value) only skips the cache."""
+    try:
+        blob = marshal.dumps((doc.data, doc.lines))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, entry)  # atomic: a reader sees the whole entry or none
+    except (OSError, ValueError):
+        return
