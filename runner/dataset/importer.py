@@ -116,7 +116,7 @@ def parse_cell(text: str, column: str) -> tuple[Any, str]:
     """
     import ast
 
-    from runner.dataset.generate import Unusable, extract_json
+    from runner.dataset.answers import Unusable, extract_json
 
     try:
         obj = json.loads(text)

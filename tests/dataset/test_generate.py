@@ -17,15 +17,9 @@ import yaml
 from support.specs import ROOT, SPEC, checked_scene, json_verb, shipped_index
 
 from runner.core.errors import VatError
+from runner.dataset.answers import Unusable, extract_json, parse_answer
 from runner.dataset.draft import read_scenes
-from runner.dataset.generate import (
-    SCORES,
-    Unusable,
-    extract_json,
-    load_prompts,
-    parse_answer,
-    prompts_dir,
-)
+from runner.dataset.prompts import SCORES, load_prompts, prompts_dir
 
 _index = shipped_index  # the shipped spec, loaded once (read-only)
 
