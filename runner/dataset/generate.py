@@ -78,6 +78,7 @@ def settings_from(cfg: DictConfig) -> Settings:
         timeout_s=float(e.timeout_s),
         backoff_s=float(e.backoff_s),
         budget_usd=e.budget_usd,
+        requests_per_minute=e.requests_per_minute,
     )
 
 

@@ -24,6 +24,7 @@ from runner.dataset.draft import (
     validate_doc,
 )
 from runner.dataset.prompts import DIRECTION, POLARITY_NOTE, SCORES, GenPrompt
+from runner.execute.rate_gate import RateGate
 from runner.spec.load import SpecIndex
 from runner.spec.models import COUNTRIES, TOPICS, Action, Scene, Value
 from runner.spec.quality import ACTION_MIN_WORDS, LABEL_STEMS, SCENE_WORDS
@@ -93,6 +94,7 @@ class Settings:
     timeout_s: float
     backoff_s: float
     budget_usd: float | None
+    requests_per_minute: float | None = None
 
 
 class Pipeline:
@@ -103,6 +105,9 @@ class Pipeline:
     ) -> None:
         self.litellm, self.s, self.prompts, self.progress = litellm, settings, prompts, progress
         self.sem = asyncio.Semaphore(max(1, settings.concurrency))
+        # One send rate for every ask, as a run's: the configured ceiling, and the rate learnt from 429s.
+        rpm = settings.requests_per_minute
+        self.gate = RateGate(ceiling=rpm / 60 if rpm else None)
         self.stats = Stats()
 
     def _opts(self, stage: str, judge: bool) -> Any:
@@ -188,6 +193,7 @@ class Pipeline:
                     self._opts(stage, judge),
                     api_base=self.s.api_base if same_endpoint else None,
                     api_key=self.s.api_key if same_endpoint else None,
+                    gate=self.gate,
                 )
             except Exception as exc:
                 if type(exc).__name__ in {"AuthenticationError", "PermissionDeniedError"}:

@@ -432,6 +432,18 @@ def _notice_pause(asked: float, cap: float) -> None:
     display.note(f"rate limited: the provider asked to wait {asked:g} s{capped}")
 
 
+async def paced(gate: RateGate | None) -> float:
+    """Wait for ``gate``'s next send slot; return the send time the gate judges a later 429 by.
+
+    A 429 that pauses every worker while this one sleeps makes its booked slot stale: it books again.
+    """
+    while gate is not None and (wait := gate.reserve()) > 0:
+        await asyncio.sleep(wait)
+        if gate.clock() >= gate.resume_at:
+            break
+    return gate.clock() if gate is not None and gate.rate is not None else 0.0
+
+
 async def acomplete(
     litellm: Any,
     model: str,
@@ -440,28 +452,39 @@ async def acomplete(
     api_base: ApiBase = None,
     api_key: str | None = None,
     on_error: Any = None,
+    gate: RateGate | None = None,
 ) -> tuple[Any, int]:
     """One chat completion under the run's retry policy; return (response, attempts).
 
     For callers outside the judgment pipeline (``vat generate``): transient faults are retried with
     backoff like :func:`execute` does; ``on_error(exc, attempt, final)`` sees each failed attempt; the
-    last exception is raised when the fault is permanent or the retries are spent.
+    last exception is raised when the fault is permanent or the retries are spent. A ``gate`` paces
+    every attempt (``execution.requests_per_minute`` and the rate learnt from 429s), as in a run.
     """
     for attempt in range(1, opts.max_retries + 2):
+        sent_at = await paced(gate)
         try:
             async with asyncio.timeout(opts.timeout_s * 1.5):  # not wait_for: see _one
                 resp = await _send(litellm, model, messages, opts, api_base, api_key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified; permanent faults go back to the caller
-            _, _, transient = classify(exc)
+            kind, status, transient = classify(exc)
+            limited = status == 429 or kind == "RateLimitError"
             final = not transient or attempt > opts.max_retries
+            if gate is not None and limited and kind != "QuotaExhausted":
+                gate.throttled(_capped_retry_after(exc, opts), sent_at, opts.backoff_s)
             if on_error is not None:
                 on_error(exc, attempt, final)
             if final:
                 raise
-            await asyncio.sleep(_retry_wait(exc, attempt, opts, api_base))
+            # The gate already paces a 429's retry (everyone waits for Retry-After): no backoff on top.
+            await asyncio.sleep(
+                0 if limited and gate is not None else _retry_wait(exc, attempt, opts, api_base)
+            )
             continue
+        if gate is not None:
+            gate.answered()
         return resp, attempt
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
@@ -483,11 +506,7 @@ async def _one(
     attempt = 0
     while True:
         attempt += 1
-        while gate is not None and (wait := gate.reserve()) > 0:
-            await asyncio.sleep(wait)
-            if gate.clock() >= gate.resume_at:
-                break  # else a 429 paused everyone while this slept: its slot is stale, book again
-        sent_at = gate.clock() if gate is not None and gate.rate is not None else 0.0
+        sent_at = await paced(gate)
         start = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation (Ctrl-C)

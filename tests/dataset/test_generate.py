@@ -476,3 +476,37 @@ def test_drafts_never_go_into_spec(vat, spec_copy):
     assert {p.name for p in out.glob("*.yaml")} == shipped  # nothing was written
     result = vat("import", f"spec_dir={spec_copy}", f"out={spec_copy}", "source=x.csv")
     assert result.code == 2 and "inside" in result.err
+
+
+def test_generate_keeps_to_requests_per_minute_like_a_run(vat, tmp_path, monkeypatch):
+    """`execution.requests_per_minute` paces every attempt of `vat generate`, retries of a 429 included.
+
+    The spacing is read from the server's own arrival times, so start-up time cannot hide a missing
+    ceiling. The gate spaces sends, and LiteLLM's first send spends a few tenths of a second setting up
+    its client after its slot, so the first gap is not checked; only lower bounds are asserted (a loaded
+    machine can only spread requests further). Unpaced, the 4 attempts arrive within about 0.1 s.
+    """
+    from support.fault_server import FAKE_KEY, FaultPlan, FaultServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    plan = FaultPlan(seed=1, transient_rate=1.0, transient_attempts=1, transient_kinds=("429",))
+    with FaultServer(plan) as srv:
+        result, summary = _gen(
+            vat,
+            "scenes",
+            "model.name=openai/fault-gen",
+            f"model.api_base={srv.api_base}",
+            "model.api_key_env=OPENAI_API_KEY",
+            "execution.backoff_s=0.01",
+            "execution.timeout_s=5",
+            "execution.requests_per_minute=60",
+            "countries=[gb]",
+            "topics=[work]",
+            f"out={tmp_path / 'gen'}",
+        )
+        stats = srv.stats()
+    assert result.code == 3 and "Traceback" not in result.err  # digits: unusable, as above
+    assert summary["provider_attempts"] == 4 and stats["requests"] == 4
+    arrivals = stats["arrivals"]
+    gaps = [round(b - a, 2) for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps[1:]) >= 0.9, f"4 attempts at 60/min arrived {gaps} s apart: the ceiling was not applied"

@@ -133,11 +133,13 @@ class _State:
             self.requests = 0
             self.answered = 0
             self.in_flight = 0
+            self.arrivals: list[float] = []  # time.monotonic() of each request, for rate checks
             self.max_in_flight = 0
 
     def arrive(self, pid: str) -> tuple[int, str | None]:
         with self.lock:
             self.requests += 1
+            self.arrivals.append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             attempt = self.per_prompt.get(pid, 0) + 1
@@ -164,6 +166,7 @@ class _State:
                 "max_in_flight": self.max_in_flight,
                 "faults": dict(self.faults),
                 "per_prompt": dict(self.per_prompt),
+                "arrivals": list(self.arrivals),
                 "plan": asdict(self.plan),
             }
 
