@@ -9,9 +9,11 @@ validation all call it; none of them imports the CLI.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
 import json
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +26,7 @@ from runner.core import display
 from runner.core.errors import disk_full_is_an_error
 from runner.core.paths import git_revision
 from runner.execute.dispatch import check_execution_mode, execute_plan
-from runner.execute.online import FROM_CONF, ExecOptions, check_api_key, pending
+from runner.execute.online import FROM_CONF, ExecOptions, ExecStats, check_api_key, pending
 from runner.report.tables import model_caveat
 from runner.spec.load import load_index
 from runner.store.shards import export_shard
@@ -201,6 +203,84 @@ def execute_run(
         finally:
             export_shard(shard, shard_dir, shard_url)  # even after an interrupt: what was answered is kept
     return compiled, stats
+
+
+def batch_together(units: Sequence[tuple[DictConfig, Any]], what: str) -> ExecStats:
+    """Send the requests of several batch-mode runs (a sweep's jobs, a release's conditions) as one submission.
+
+    Run one by one, N runs take N batch windows (up to 24 h each), and a sweep sends the pre condition
+    its jobs share online first. Here the runs' requests are pooled by request key, so a request several
+    runs need (the shared pre) is sent once, and submitted together: split only where one provider batch
+    cannot hold them (another store, model or server; files over the batch limits). The runs, started
+    after this, find every answer stored and submit nothing. ``units`` are (config, compiled plan) pairs.
+
+    The pool's batches are recorded under a run id made from its keys (:func:`pooled_run_id`), so running
+    the same sweep or release again re-attaches to the batches in flight instead of submitting them again.
+    """
+    from runner.execute.batch import batch_options, execute_batch, sidecar_path
+
+    groups: dict[tuple[str, str, str], tuple[DictConfig, dict[str, Any]]] = {}
+    for cfg, plan in units:
+        where = (str(cfg.store.path), str(cfg.model.name), str(cfg.model.get("api_base") or ""))
+        _, requests = groups.setdefault(where, (cfg, {}))
+        for r in plan.requests:
+            requests.setdefault(r.key, r)
+    total = ExecStats()
+    for (path, model, _), (cfg, by_key) in groups.items():
+        requests = list(by_key.values())
+        run_id = pooled_run_id(requests)
+        display.note(
+            f"batch mode: the {len(units)} {what} send their {len(requests):,} requests together ({model})"
+        )
+        with disk_full_is_an_error(path), open_store(path) as store:
+            store.add_plan(None, requests, [])  # the requests alone: each run records itself when it runs
+            stats = execute_batch(
+                requests, store, exec_options(cfg), batch_options(cfg), sidecar_path(path, run_id), run_id
+            )
+        _add(total, stats)
+    return total
+
+
+def pooled_run_id(requests: Sequence[Any]) -> str:
+    """The run id of a pooled batch submission: a hash of its request keys (the same pool, the same id)."""
+    digest = hashlib.sha256("\n".join(sorted(r.key for r in requests)).encode()).hexdigest()
+    return f"pooled-{digest[:16]}"
+
+
+def _add(total: ExecStats, stats: ExecStats) -> None:
+    """Sum ``stats`` into ``total`` (the first reason to stop wins)."""
+    for name in (
+        "planned",
+        "to_send",
+        "answered",
+        "unparseable",
+        "failed",
+        "retries",
+        "cost_usd",
+        "elapsed_s",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(stats, name))
+    total.stopped = total.stopped or stats.stopped
+    for kind, n in stats.error_kinds.items():
+        total.error_kinds[kind] = total.error_kinds.get(kind, 0) + n
+
+
+def pooled_problem(stats: ExecStats) -> str | None:
+    """Why a pooled batch submission left requests without an answer (the runs must not start), or None."""
+    waiting = stats.to_send - stats.answered - stats.failed
+    if stats.stopped:
+        return f"the pooled batch submission stopped: {stats.stopped}"
+    if waiting > 0:
+        return (
+            f"{waiting:,} request(s) are still in batches in flight (execution.batch_wait_s ran out); "
+            "run the same command again to collect them"
+        )
+    if stats.failed:
+        return (
+            f"{stats.failed:,} request(s) of the pooled batches ended in errors (the store's `errors` table); "
+            "run the same command again to submit only those"
+        )
+    return None
 
 
 def exec_options(cfg: DictConfig) -> Any:

@@ -234,7 +234,7 @@ def leaderboard(tokens: Sequence[str], fmt: str = "table") -> int:
 def run_release(tokens: Sequence[str], fmt: str = "table") -> int:
     """``vat leaderboard run entry=<id> [release=<r>]``: judge every condition of a release (resumable)."""
     from runner.leaderboard.bundle import compile_release, condition_config
-    from runner.pipeline import execute_run
+    from runner.pipeline import batch_together, execute_run, pooled_problem
     from runner.report.tables import model_caveat
 
     positionals, mine, overrides = split_args(tokens, {"entry", "release"}, "leaderboard")
@@ -247,6 +247,20 @@ def run_release(tokens: Sequence[str], fmt: str = "table") -> int:
         overrides = [*overrides, "format=json"]
     rp = compile_release(entry, release, overrides)
     totals = {"conditions": len(rp.conditions), "sent": 0, "answered": 0, "failed": 0, "elapsed_s": 0.0}
+    if str(rp.cfg.execution.mode) == "batch":  # one batch window for the release, not one per condition
+        pooled = batch_together(
+            [(condition_config(rp.cfg, c.strategy, c.target, c.direction), c.plan) for c in rp.conditions],
+            f"conditions of release {release.id}",
+        )
+        totals.update(
+            sent=pooled.to_send,
+            answered=pooled.answered,
+            failed=pooled.failed,
+            elapsed_s=round(pooled.elapsed_s, 2),
+        )
+        problem = pooled_problem(pooled)
+        if problem:
+            raise VatError(f"{problem}; no condition was recorded", 3)
     for i, c in enumerate(rp.conditions, 1):
         display.note(f"[{i}/{len(rp.conditions)}] {entry.id} · {c.strategy} · {c.target} {c.direction}")
         cfg = condition_config(rp.cfg, c.strategy, c.target, c.direction)

@@ -72,6 +72,8 @@ class SweepPlan:
     """The sweep's ``execution.requests_per_minute`` (None: no ceiling)."""
     job_requests_per_minute: float | None = None
     """Each job's share of ``requests_per_minute`` (None: no ceiling, one job at a time, or swept)."""
+    batch: bool = False
+    """Some job may run in batch mode: the driver pools every batch job's requests in one submission."""
     forwarded: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -181,6 +183,7 @@ def plan_sweep_run(argv: list[str]) -> SweepPlan:
         forwarded=forwarded,
     )
     swept = _swept_keys(argv)
+    plan.batch = str(base.execution.mode) == "batch" or "execution.mode" in swept
     if "execution.concurrency" not in swept:
         share_concurrency(plan)
     if "execution.requests_per_minute" not in swept:
@@ -265,16 +268,39 @@ def prepare(argv: list[str], plan: SweepPlan) -> None:
     """Shared requests once into the main store; the shared shard and the stored-key list for the jobs."""
     from runner.sweep.plan import job_plans, shared_first
 
-    jobs = job_plans(argv) if plan.parallel or plan.shard_root else []  # composed once for both steps
+    jobs = job_plans(argv) if plan.parallel or plan.shard_root or plan.batch else []  # composed once
+    online = jobs
+    if plan.batch:
+        pool_batch_jobs(plan, jobs)
+        online = [j for j in jobs if str(j[1].execution.mode) != "batch"]
     if plan.parallel:
         try:
-            plan.shared_cost_usd = shared_first(argv, jobs)
+            plan.shared_cost_usd += shared_first(argv, online)
         except VatError as exc:
             display.error(str(exc))
     if plan.shard_root:
         write_shared(argv, plan, jobs)
     if plan.budget_usd is not None and plan.expected_jobs:
         plan.overrides.append(f"execution.budget_usd={job_budget(plan):.9f}")
+
+
+def pool_batch_jobs(plan: SweepPlan, jobs: list[Any]) -> None:
+    """Send every batch-mode job's requests in one pooled submission before any job starts.
+
+    Each job would otherwise take its own batch window, and the pre they share would be sent online
+    first. When the pool leaves requests without an answer, the sweep stops here (exit 3): its jobs would
+    each submit the gaps again in batches of their own.
+    """
+    from runner.pipeline import batch_together, pooled_problem
+
+    units = [(cfg, compiled) for _, cfg, compiled in jobs if str(cfg.execution.mode) == "batch"]
+    if not units:
+        return
+    stats = batch_together(units, "batch-mode jobs of the sweep")
+    plan.shared_cost_usd += stats.cost_usd
+    problem = pooled_problem(stats)
+    if problem:
+        raise VatError(f"{problem}; no job was started", 3)
 
 
 def job_budget(plan: SweepPlan) -> float:
