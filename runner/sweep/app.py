@@ -182,9 +182,9 @@ def _run_sweep(argv: list[str]) -> int:
         with scaleout.ray_session(plan, argv):
             code, returns = _hydra_main(scaleout.with_overrides(argv, plan))
     except Exception as exc:  # Ray could not start or join its cluster
-        launch_error = scaleout.report_failure(exc)
+        launch_error = scaleout.report_failure(exc, plan.sweep_dir)
     if isinstance(returns, BaseException):  # a killed worker (joblib), a scheduler's timeout (submitit) ...
-        launch_error, returns = scaleout.report_failure(returns), None
+        launch_error, returns = scaleout.report_failure(returns, plan.sweep_dir), None
     if code is not None and returns is None and launch_error is None:
         return code  # Hydra refused the overrides (it printed why)
     jobs, problems = scaleout.job_results(returns, plan.expected_jobs)

@@ -478,7 +478,24 @@ def ingest_sweep(plan: SweepPlan) -> tuple[int, bool, dict[str, int]] | None:
     return len(jobs), len(jobs) < len(files), counts
 
 
-def report_failure(exc: BaseException) -> str:
-    """One sentence for a launcher that failed (a killed worker, a timeout); the traceback goes to stderr."""
-    traceback.print_exception(exc)
-    return f"the launcher failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+LAUNCHER_ERROR_FILE = "launcher-error.txt"
+"""Where, in the sweep folder, the driver keeps the traceback of a launcher that failed."""
+
+
+def report_failure(exc: BaseException, sweep_dir: str | None = None) -> str:
+    """One sentence for a launcher that failed (a killed worker, a timeout); its traceback goes to a file.
+
+    The traceback of a killed joblib worker or a scheduler's timeout is the launcher's machinery, not
+    the user's mistake: printed, it buries the summary. It is kept in ``<sweep dir>/launcher-error.txt``.
+    """
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    message = f"the launcher failed ({type(exc).__name__}: {first})"
+    if sweep_dir is None:
+        return message
+    path = Path(sweep_dir) / LAUNCHER_ERROR_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)))
+    except OSError:
+        return message
+    return f"{message}; its traceback is in {path}"
