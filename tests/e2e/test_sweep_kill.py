@@ -109,3 +109,27 @@ def test_a_sigkilled_joblib_job_fails_the_sweep_keeps_its_answers_and_the_rerun_
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert srv.stats()["requests"] - sent == TOTAL - stored  # only what was missing, each once
     assert _stored(store) == TOTAL
+
+
+def test_a_submitit_job_past_its_timeout_fails_the_sweep_keeps_its_answers_and_the_rerun_finishes(tmp_path):
+    """submitit's local launcher ends a job at ``timeout_min``; before, the sweep lost everything it had done."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    with FaultServer(FaultPlan(delay_s=1.0)) as srv:  # 120 requests one at a time: 2 min, past 1 min
+        args = [
+            sys.executable, "-m", "runner.cli.app", "run", "-m", "strategy=fewshot_2",
+            "model.name=openai/fault-judge", f"model.api_base={srv.api_base}", "model.api_key_env=OPENAI_API_KEY",
+            f"selection.max_scenes={SCENES}", f"store.path={tmp_path / 'v.duckdb'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=1", "execution.concurrency=1", "execution.progress=false",
+        ]  # fmt: skip
+        first = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=600)
+        assert first.returncode != 0, "a sweep whose job timed out must not exit 0"
+        assert "Traceback" not in first.stderr, first.stderr[-3000:]
+        store = tmp_path / "v.duckdb"
+        stored, sent = _stored(store), srv.stats()["requests"]
+        assert 20 <= stored < TOTAL // 3 * 2, (stored, first.stderr[-3000:])  # about a minute's answers kept
+
+        srv.configure(FaultPlan())  # the provider is fast again: the rerun finishes well within the timeout
+        rerun = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert srv.stats()["requests"] - sent == TOTAL // 3 * 2 - stored  # only what was missing
