@@ -63,7 +63,8 @@ class CheckpointConf:
 
     name: str = MISSING
     step: int | None = None
-    api_base: str | None = None
+    api_base: Any = None
+    """One URL, or a list of replicas serving this checkpoint (a pool, as ``model.api_base``)."""
 
 
 @dataclass

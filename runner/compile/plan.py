@@ -388,7 +388,9 @@ def run_identity(index: SpecIndex, cfg: DictConfig, scenes: list[Scene], kind: s
         "values": index.version_tag("values", index.value_system.id),
     }
     params = gen_params(cfg.model)
-    checkpoints = [dict(c) for c in cfg.checkpoints] if kind == "checkpoint" else []
+    checkpoints = (
+        [to_container(c) for c in cfg.checkpoints] if kind == "checkpoint" else []
+    )  # plain: a list of replicas too
     el = cfg.elicitation
     # Only a non-default elicitation enters the identity, so the runs of today's question keep their ids.
     elicitation = (
@@ -431,7 +433,10 @@ def compile_plan(index: SpecIndex, cfg: DictConfig) -> Plan:
         raise VatError(f"prompt={cfg.prompt!r} is not defined in spec/prompts/", 2)
     check_elicitation(cfg, index.prompts[cfg.prompt])
     shown = wording(index.prompts[cfg.prompt], str(cfg.elicitation.variant))
-    checkpoints = tuple((c.step, c.name, c.api_base) for c in cfg.checkpoints)
+    checkpoints = tuple(
+        (c.step, c.name, api_base_pool(c.api_base, f"checkpoints[{i}].api_base"))
+        for i, c in enumerate(cfg.checkpoints)
+    )
     direction = 1 if cfg.direction.value == "reinforce" else -1
     ctx = Context(
         index=index,

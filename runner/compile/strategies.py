@@ -25,7 +25,7 @@ class Steering:
 
     system_suffix: str = ""
     demonstrations: tuple[Message, ...] = ()
-    post_models: tuple[tuple[int | None, str, str | None], ...] = ()
+    post_models: tuple[tuple[int | None, str, str | tuple[str, ...] | None], ...] = ()
     """(training step, model string, api_base) per checkpoint; empty = the run's own model."""
     order: Callable[[str], tuple[int, ...]] | None = None
     """When set, which demonstration pairs (user, assistant) one item sees, in order, given its user
@@ -47,7 +47,7 @@ class Context:
     prompt: Prompt
     target: str
     direction: int  # +1 reinforce, −1 suppress
-    checkpoints: tuple[tuple[int | None, str, str | None], ...] = ()
+    checkpoints: tuple[tuple[int | None, str, str | tuple[str, ...] | None], ...] = ()
     train_scenes: tuple[str, ...] = ()
     """The train scenes demonstrations may come from (a release pins them); empty: every train scene."""
 

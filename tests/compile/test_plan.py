@@ -109,6 +109,26 @@ def test_checkpoint_sends_post_to_its_models(index):
         plan_for(index, "strategy=checkpoint")
 
 
+def test_a_checkpoint_served_by_several_replicas_is_a_pool_with_the_same_keys(index):
+    one = "http://127.0.0.1:8001/v1"
+    pool = f"[{one},http://127.0.0.1:8002/v1]"
+    single = plan_for(
+        index, "strategy=checkpoint", f"+checkpoints=[{{name: openai/ckpt, step: 1, api_base: {one}}}]"
+    )
+    pooled = plan_for(
+        index, "strategy=checkpoint", f"+checkpoints=[{{name: openai/ckpt, step: 1, api_base: {pool}}}]"
+    )
+    post = [r for r in pooled.requests if r.condition == "post"]
+    assert post and {r.api_base for r in post} == {(one, "http://127.0.0.1:8002/v1")}
+    assert [r.key for r in pooled.requests] == [
+        r.key for r in single.requests
+    ]  # where it is served: not a key
+    with pytest.raises(VatError, match=r"checkpoints\[0\]\.api_base\[0\]='ftp://x' is not a URL"):
+        plan_for(
+            index, "strategy=checkpoint", "+checkpoints=[{name: openai/ckpt, step: 1, api_base: [ftp://x]}]"
+        )
+
+
 def test_unknown_target_suggests_a_fix(index):
     with pytest.raises(VatError, match="did you mean 'power'"):
         plan_for(index, "target=powr")
