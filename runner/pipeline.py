@@ -26,7 +26,8 @@ from runner.core import display
 from runner.core.errors import disk_full_is_an_error
 from runner.core.paths import git_revision
 from runner.execute.dispatch import check_execution_mode, execute_plan
-from runner.execute.online import FROM_CONF, ExecOptions, ExecStats, check_api_key, pending
+from runner.execute.online import check_api_key, pending
+from runner.execute.options import FROM_CONF, ExecOptions, ExecStats
 from runner.report.tables import model_caveat
 from runner.spec.load import load_index
 from runner.store.shards import export_shard

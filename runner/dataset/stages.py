@@ -111,7 +111,7 @@ class Pipeline:
         self.stats = Stats()
 
     def _opts(self, stage: str, judge: bool) -> Any:
-        from runner.execute.online import ExecOptions
+        from runner.execute.options import ExecOptions
 
         params: dict[str, Any] = {
             "temperature": self.s.judge_temperature if judge else self.s.temperature,

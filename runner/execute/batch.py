@@ -29,15 +29,9 @@ from runner.compile.plan import Request
 from runner.config import api_base_pool
 from runner.core import display
 from runner.core.errors import VatError, stop_reason
-from runner.execute.online import (
-    ExecOptions,
-    ExecStats,
-    check_api_key,
-    classify,
-    litellm_module,
-    pending,
-    response_row,
-)
+from runner.execute.faults import classify
+from runner.execute.online import check_api_key, litellm_module, pending, response_row
+from runner.execute.options import ExecOptions, ExecStats
 from runner.execute.replicas import first
 from runner.store.store import Store
 
@@ -214,13 +208,13 @@ def chunks(
 
 def _clean(message: str, secret: str | None) -> str:
     """First line of a message, capped, with every key of the environment blanked out (runner.core.secrets)."""
-    from runner.execute.online import _clean as clean
+    from runner.execute.faults import clean
 
     return clean(message, secret)
 
 
 class _ApiError(VatError):
-    """A file or batch call that failed for good (``kind`` as :func:`runner.execute.online.classify` names it)."""
+    """A file or batch call that failed for good (``kind`` as :func:`runner.execute.faults.classify` names it)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message, 3)

@@ -2,7 +2,7 @@
 
 ``execute_plan`` reads ``execution.mode`` (online | batch) and, online, ``execute`` picks one process
 or a pool from ``execution.workers`` and the size of what is left to send. Both ways return the same
-:class:`~runner.execute.online.ExecStats`.
+:class:`~runner.execute.options.ExecStats`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,8 @@ from omegaconf import DictConfig
 from runner.compile.plan import Request
 from runner.core.errors import stop_reason
 from runner.execute.batch import batch_options, check_mode, execute_batch, sidecar_path, warn_open_batches
-from runner.execute.online import (
-    ExecOptions,
-    ExecStats,
-    Writer,
-    check_api_key,
-    choose_workers,
-    drive,
-    litellm_module,
-    pending,
-)
+from runner.execute.online import Writer, check_api_key, choose_workers, drive, litellm_module, pending
+from runner.execute.options import ExecOptions, ExecStats
 from runner.execute.rate_gate import RateGate
 from runner.store.store import Store
 

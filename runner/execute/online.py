@@ -1,6 +1,7 @@
 """Stage 3, execute: send the plan's missing requests through LiteLLM and store the answers.
 
-The only module that imports ``litellm`` (lazily: importing it costs ~3 s). Requests go out in plan
+The only module that imports ``litellm`` (lazily: importing it costs ~3 s); what a fault is and how
+long to wait live in :mod:`runner.execute.faults`, the options and stats in :mod:`runner.execute.options`. Requests go out in plan
 order with bounded concurrency, so consecutive requests share their scene prefix (llama.cpp and
 provider prompt caches reuse it). Transient failures (429, 5xx, timeouts, dropped connections) are
 retried with exponential backoff, honouring Retry-After; every failed attempt is recorded in the
@@ -12,139 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from runner.compile.plan import Request
-from runner.config import ExecutionConf
 from runner.core.errors import VatError
+from runner.execute.faults import (
+    RATE_LIMIT_RETRIES,
+    UNREACHABLE,
+    EmptyAnswer,
+    capped_retry_after,
+    classify,
+    clean,
+    replica_fault,
+    retry_wait,
+)
+from runner.execute.options import ExecOptions, ExecStats
 from runner.execute.parse import expected_rating, parse_rating, top_logprobs_of_answer
 from runner.execute.rate_gate import RateGate
-from runner.execute.replicas import ApiBase, another_is_up, describe, first, replica
+from runner.execute.replicas import ApiBase, describe, first, replica
 
-TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 MAX_ANSWER_CHARS = 20_000
 """Longest answer text stored (a rating is a few characters; ``max_tokens`` ≤ 4,096 is ~16,000). A
 provider that streams 50 MB per answer at concurrency 8 wrote a 2 GB journal before this cap."""
 MAX_LOGPROB_TOKEN_CHARS = 64
 """Longest alternative token kept from the logprobs (only "1".."5" count; the rest is context)."""
-UNPARSEABLE_WARN_SHARE = 0.2
-"""Warn when more than this share of a run's new answers carry no rating."""
-NOTICE_PAUSE_S = 5.0
-"""A provider's Retry-After at least this long is announced on stderr (shorter ones are routine)."""
-_QUOTA_WORDS = (
-    "insufficient_quota",
-    "exceeded your current quota",
-    "quota exceeded",
-    "billing",
-    "credit balance",
-)
-RATE_LIMIT_RETRIES = 3
-"""A 429 may be retried this many times ``execution.max_retries`` (a quota that never refills still ends)."""
-
-
-@dataclass
-class ExecStats:
-    """What a run did: counts, cost and why it stopped."""
-
-    planned: int = 0
-    to_send: int = 0
-    answered: int = 0
-    unparseable: int = 0
-    failed: int = 0
-    retries: int = 0
-    cost_usd: float = 0.0
-    elapsed_s: float = 0.0
-    stopped: str | None = None
-    """None when every request was attempted; else "budget", "interrupted" or an abort reason."""
-    error_kinds: dict[str, int] = field(default_factory=dict)
-    unreachable: int = 0
-    """Attempts that could not reach the endpoint (connect errors, timeouts) before the first answer."""
-    workers: int = 1
-    """Processes that sent the requests (runner.execute.pool when > 1)."""
-    paused_s: float = 0.0
-    """Seconds every sender waited for a provider's Retry-After (each capped at ``max_retry_after_s``)."""
-
-    def unusable(self) -> str | None:
-        """Why this run's answers are unusable (every new answer unparseable), or None.
-
-        An unparseable answer is stored and not retried (docs/reliability.md); when it is every answer,
-        the run measured nothing, and it must not exit 0: the model, its prompt format or
-        ``model.max_tokens`` is wrong.
-        """
-        if self.answered and self.unparseable == self.answered:
-            return (
-                f"all {self.answered:,} answers were unparseable (no rating 1-5 in the text or the logprobs): "
-                "the run measured nothing; look at responses.text in the store, and check the model, "
-                "model.max_tokens and model.logprobs"
-            )
-        return None
-
-    def unparseable_warning(self) -> str | None:
-        """A warning when over ``UNPARSEABLE_WARN_SHARE`` of the new answers are unparseable (but not all)."""
-        if self.answered and UNPARSEABLE_WARN_SHARE < self.unparseable / self.answered < 1:
-            return (
-                f"{self.unparseable:,} of {self.answered:,} answers were unparseable; they count as missing"
-            )
-        return None
-
-    def count(self, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
-        """Count one recorded row: an answer (its cost; unparseable?) or a failed attempt (final or retried)."""
-        if response is not None:
-            self.answered += 1
-            self.cost_usd += response["cost_usd"] or 0.0
-            if response["rating"] is None and response["expected_rating"] is None:
-                self.unparseable += 1
-        if error is not None:
-            kind = error["error_type"]
-            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
-            if error["final"]:
-                self.failed += 1
-            else:
-                self.retries += 1
-
-
-_CONF = ExecutionConf()
-"""The one table of execution defaults (``conf/`` and its docs): ExecOptions repeats none of them."""
-
-
-@dataclass(frozen=True)
-class ExecOptions:
-    """Execution settings as the senders use them, from ``execution.*`` and ``model.*``.
-
-    The fields shared with :class:`runner.config.ExecutionConf` (:data:`FROM_CONF`) take its defaults
-    and its documentation; the others are derived (``workers``, ``requests_per_s``) or come from the
-    model (``params``, ``api_key_env``).
-    """
-
-    concurrency: int = _CONF.concurrency
-    workers: int = 1
-    """Worker processes (runner.execute.pool); 0: choose from the cores and the number of requests to send."""
-    max_retries: int = _CONF.max_retries
-    timeout_s: float = _CONF.timeout_s
-    backoff_s: float = _CONF.backoff_s
-    budget_usd: float | None = _CONF.budget_usd
-    flush_every: int = _CONF.flush_every
-    progress: bool = _CONF.progress
-    params: dict[str, Any] = field(default_factory=dict)
-    api_key_env: str | None = None
-    requests_per_s: float | None = None
-    """Most requests sent per second across every worker (``execution.requests_per_minute`` / 60); None: unpaced."""
-    max_retry_after_s: float = _CONF.max_retry_after_s
-    """Longest Retry-After honoured: a provider's ``Retry-After: 86400`` applied to every worker froze a
-    run for a day. Longer waits are cut to this, and a 429 that persists ends the request's retries."""
-
-
-FROM_CONF = ("max_retries", "timeout_s", "backoff_s", "budget_usd", "flush_every", "max_retry_after_s")
-"""ExecOptions fields copied as they are from ``execution.*`` (``concurrency``, ``workers`` and ``progress``
-are adjusted to the model and the output format by ``runner.pipeline.exec_options``)."""
 
 
 def litellm_module(models: Iterable[str] = ()) -> Any:
@@ -161,122 +58,6 @@ def litellm_module(models: Iterable[str] = ()) -> Any:
 
     register_for(models)
     return litellm
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds the provider asked us to wait, from a Retry-After header on the exception, if any."""
-    candidates = [getattr(exc, "headers", None), getattr(exc, "litellm_response_headers", None)]
-    response = getattr(exc, "response", None)
-    if response is not None:
-        candidates.append(getattr(response, "headers", None))
-    for headers in candidates:
-        if not headers:
-            continue
-        try:
-            # OpenAI and Azure also send the wait in milliseconds: finer than Retry-After's whole seconds.
-            millis = headers.get("retry-after-ms")
-            value = headers.get("retry-after") or headers.get("Retry-After")
-        except AttributeError:
-            continue
-        if millis is not None:
-            try:
-                return max(0.0, float(millis) / 1000.0)
-            except ValueError:
-                pass
-        if value is not None:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None
-    return None
-
-
-_CONNECT_ERRORS = {"ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"}
-_UNREACHABLE = {"ConnectError", "Timeout", "APITimeoutError", "TimeoutError"}
-
-
-def _wrapped_fault(exc: BaseException) -> str | None:
-    """The transport fault LiteLLM reports as a plain 500, found in the exception's chain.
-
-    LiteLLM (1.110) turns a refused connection, a dropped connection and a malformed JSON body all into
-    ``InternalServerError`` (status 500); the chain underneath says which: ``ConnectError`` (nothing
-    listens there), ``APIConnectionError`` (the connection broke mid-request), ``JSONDecodeError``.
-    """
-    found: str | None = None
-    seen: set[int] = set()
-    inner = exc.__cause__ or exc.__context__
-    while inner is not None and id(inner) not in seen:
-        seen.add(id(inner))
-        name = type(inner).__name__
-        if name in _CONNECT_ERRORS:
-            return "ConnectError"
-        if name == "JSONDecodeError":
-            return name
-        if name == "APIConnectionError":
-            found = name
-        inner = inner.__cause__ or inner.__context__
-    return found
-
-
-def classify(exc: BaseException) -> tuple[str, int | None, bool]:
-    """(error type, HTTP status or None, transient?) for a provider exception."""
-    name = type(exc).__name__
-    status = getattr(exc, "status_code", None)
-    status = int(status) if isinstance(status, int) else None
-    if "Missing credentials" in str(exc) or "api_key client option must be set" in str(exc):
-        return "MissingCredentials", None, False  # LiteLLM reports the OpenAI client's missing key as a 500
-    if status in (402, 429) and any(w in str(exc).lower() for w in _QUOTA_WORDS):
-        return (
-            "QuotaExhausted",
-            status,
-            False,
-        )  # a 429 that waiting will not fix: the account is out of credit
-    if name not in {"Timeout", "APITimeoutError"} and (wrapped := _wrapped_fault(exc)):
-        return wrapped, None, True
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        # The runner's own guard (1.5 × timeout_s) fired before LiteLLM's timeout did, as on a loaded
-        # machine: the same fault, so the same name (a record of 38 Timeout + 2 TimeoutError misled).
-        return "Timeout", status, True
-    if isinstance(exc, ConnectionError):
-        return name, status, True
-    if name in {
-        "Timeout",
-        "APITimeoutError",
-        "APIConnectionError",
-        "RateLimitError",
-        "ServiceUnavailableError",
-        "InternalServerError",
-        "BadGatewayError",
-        "APIError",
-        "EmptyAnswer",
-        "JSONDecodeError",
-        "APIResponseValidationError",
-    }:
-        return (
-            name,
-            status,
-            status is None or status in TRANSIENT_STATUS or status >= 500 or name != "APIError",
-        )
-    if status is not None:
-        return name, status, status in TRANSIENT_STATUS
-    return name, status, False
-
-
-class EmptyAnswer(Exception):
-    """The provider answered with no content: treated as a transient fault and retried."""
-
-
-def _clean(message: str, secret: str | None) -> str:
-    """First line of an error message, capped, with every key blanked out.
-
-    Not only ``secret`` (the key ``model.api_key_env`` names): without that setting LiteLLM reads the
-    provider's own variable, which a provider may echo back in a 401 (runner.core.secrets).
-    """
-    from runner.core.secrets import redact
-
-    first = (message or "").strip().splitlines()
-    # Redact before cutting: a key split at the 500th character would no longer match.
-    return redact(first[0], (secret,))[:500] if first else ""
 
 
 def response_row(req: Request, resp: Any, latency: float, attempts: int, cost: float) -> dict[str, Any]:
@@ -373,63 +154,13 @@ async def _send(
                 model=model, messages=messages, timeout=opts.timeout_s, num_retries=0, **kwargs
             )
         except Exception as exc:
-            if _replica_fault(exc):
+            if replica_fault(exc):
                 mark_failed()
             raise
     choice = resp.choices[0] if resp.choices else None
     if choice is None or not (choice.message and choice.message.content and choice.message.content.strip()):
         raise EmptyAnswer("the provider returned an empty answer")
     return resp
-
-
-def _replica_fault(exc: BaseException) -> bool:
-    """A fault of the server that was asked (unreachable, dropped, 5xx), not of the request or the quota.
-
-    A 429 is the provider pacing everyone (the rate gate handles it), and a permanent fault (400, 401)
-    would fail on every replica alike.
-    """
-    kind, status, transient = classify(exc)
-    return transient and status != 429 and kind != "RateLimitError"
-
-
-def _retry_wait(exc: BaseException, attempt: int, opts: ExecOptions, api_base: ApiBase) -> float:
-    """The wait before a retry: none when it goes to another replica that is up, else :func:`_backoff`."""
-    if another_is_up(api_base) and _replica_fault(exc):
-        return 0.0
-    return _backoff(exc, attempt, opts)
-
-
-def _backoff(exc: BaseException, attempt: int, opts: ExecOptions) -> float:
-    """Seconds to wait before retry ``attempt + 1``: Retry-After if sent, else exponential with jitter."""
-    wait = _capped_retry_after(exc, opts)
-    if wait is None:
-        wait = opts.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-    return min(wait, 120.0)
-
-
-def _capped_retry_after(exc: BaseException, opts: ExecOptions) -> float | None:
-    """The provider's Retry-After, cut to ``opts.max_retry_after_s``; announced when it is long."""
-    wait = _retry_after(exc)
-    if wait is None:
-        return None
-    if wait >= NOTICE_PAUSE_S:
-        _notice_pause(wait, opts.max_retry_after_s)
-    return min(wait, opts.max_retry_after_s)
-
-
-_ANNOUNCED: list[float] = [-math.inf]
-
-
-def _notice_pause(asked: float, cap: float) -> None:
-    """Tell the user why nothing moves (at most once per 10 s, so a burst of 429s is one line)."""
-    now = time.monotonic()
-    if now - _ANNOUNCED[0] < 10.0:
-        return
-    _ANNOUNCED[0] = now
-    from runner.core import display
-
-    capped = f"; waiting {cap:g} s (execution.max_retry_after_s)" if asked > cap else ""
-    display.note(f"rate limited: the provider asked to wait {asked:g} s{capped}")
 
 
 async def paced(gate: RateGate | None) -> float:
@@ -473,14 +204,14 @@ async def acomplete(
             limited = status == 429 or kind == "RateLimitError"
             final = not transient or attempt > opts.max_retries
             if gate is not None and limited and kind != "QuotaExhausted":
-                gate.throttled(_capped_retry_after(exc, opts), sent_at, opts.backoff_s)
+                gate.throttled(capped_retry_after(exc, opts), sent_at, opts.backoff_s)
             if on_error is not None:
                 on_error(exc, attempt, final)
             if final:
                 raise
             # The gate already paces a 429's retry (everyone waits for Retry-After): no backoff on top.
             await asyncio.sleep(
-                0 if limited and gate is not None else _retry_wait(exc, attempt, opts, api_base)
+                0 if limited and gate is not None else retry_wait(exc, attempt, opts, api_base)
             )
             continue
         if gate is not None:
@@ -521,19 +252,19 @@ async def _one(
             allowed = opts.max_retries * (RATE_LIMIT_RETRIES if limited and gate is not None else 1)
             final = not transient or attempt > allowed
             if gate is not None and limited and kind != "QuotaExhausted":
-                gate.throttled(_capped_retry_after(exc, opts), sent_at, opts.backoff_s)
+                gate.throttled(capped_retry_after(exc, opts), sent_at, opts.backoff_s)
             error = {
                 "request_key": req.key,
                 "attempt": attempt,
                 "error_type": kind,
                 "status": status,
-                "message": _clean(str(exc), api_key),
+                "message": clean(str(exc), api_key),
                 "final": final,
                 "created_at": datetime.now(),
             }
             writer.add(error=error)
             stats.count(error=error)
-            if kind in _UNREACHABLE and stats.answered == 0:
+            if kind in UNREACHABLE and stats.answered == 0:
                 stats.unreachable += 1
                 # Two rounds of every worker failing to connect, and never an answer: stop now instead
                 # of backing off through every retry of every request (tens of seconds to minutes). A
@@ -568,7 +299,7 @@ async def _one(
                 return
             # The gate already paces a 429's retry (everyone waits for Retry-After): no backoff on top.
             await asyncio.sleep(
-                0 if limited and gate is not None else _retry_wait(exc, attempt, opts, req.api_base)
+                0 if limited and gate is not None else retry_wait(exc, attempt, opts, req.api_base)
             )
             continue
         if gate is not None:
@@ -584,7 +315,7 @@ async def _one(
                 "attempt": attempt,
                 "error_type": "MalformedAnswer",
                 "status": None,
-                "message": _clean(f"{type(exc).__name__}: {exc}", api_key),
+                "message": clean(f"{type(exc).__name__}: {exc}", api_key),
                 "final": True,
                 "created_at": datetime.now(),
             }

@@ -7,7 +7,7 @@ same loop a single process runs). They share one budget:
 
 - **concurrency**: ``execution.concurrency`` is split between the workers, so the provider never sees
   more requests in flight than one process would send;
-- **rate**: one :class:`runner.execute.online.RateGate` in shared memory: a 429 or a Retry-After seen by any
+- **rate**: one :class:`runner.execute.rate_gate.RateGate` in shared memory: a 429 or a Retry-After seen by any
   worker pauses and paces all of them, and ``execution.requests_per_minute`` caps them together;
 - **money**: ``execution.budget_usd`` is split evenly (the shares cost the same, being split by key).
 
@@ -36,7 +36,8 @@ from typing import Any
 
 from runner.compile.plan import Request
 from runner.core.errors import stop_reason
-from runner.execute.online import ExecOptions, ExecStats, Writer, drive, litellm_module
+from runner.execute.online import Writer, drive, litellm_module
+from runner.execute.options import ExecOptions, ExecStats
 from runner.execute.rate_gate import RateGate
 from runner.store.store import Journal, Store
 

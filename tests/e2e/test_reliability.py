@@ -27,9 +27,9 @@ from support.fault_server import (
     store_check,
 )
 
-from runner.execute.online import RATE_LIMIT_RETRIES
+from runner.execute.faults import RATE_LIMIT_RETRIES
 
-# What the runner records for each fault the server injects (runner.execute.online.classify).
+# What the runner records for each fault the server injects (runner.execute.faults.classify).
 ERROR_TYPE = {
     "429": "RateLimitError",
     "500": "InternalServerError",
@@ -250,7 +250,7 @@ def test_a_small_plan_against_an_unreachable_endpoint_stops_after_two_attempts_e
     from runner.compile.plan import compile_plan
     from runner.config import compose
     from runner.execute.dispatch import execute
-    from runner.execute.online import ExecOptions
+    from runner.execute.options import ExecOptions
     from runner.spec.load import load_index
     from runner.store.store import open_store
 

@@ -115,7 +115,7 @@ def test_a_day_long_retry_after_is_capped_and_announced(vat, server, tmp_path):
 
 def test_the_default_retry_after_cap_is_a_minute():
     from runner.config import ExecutionConf
-    from runner.execute.online import ExecOptions
+    from runner.execute.options import ExecOptions
 
     assert ExecutionConf().max_retry_after_s == ExecOptions().max_retry_after_s == 60.0
 

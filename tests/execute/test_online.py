@@ -11,7 +11,9 @@ from support.shipped_counts import PER_SCENE
 from runner.compile.plan import compile_plan
 from runner.config import compose
 from runner.execute.dispatch import execute
-from runner.execute.online import ExecOptions, classify, pending
+from runner.execute.faults import classify
+from runner.execute.online import pending
+from runner.execute.options import ExecOptions
 from runner.pipeline import execute_run
 from runner.spec.load import load_index
 from runner.store.store import open_store
@@ -309,7 +311,7 @@ def test_execution_defaults_live_in_one_table_and_every_setting_reaches_the_send
     from dataclasses import fields
 
     from runner.config import ExecutionConf
-    from runner.execute.online import FROM_CONF
+    from runner.execute.options import FROM_CONF
     from runner.pipeline import exec_options
 
     conf, opts = ExecutionConf(), ExecOptions()

@@ -27,7 +27,8 @@ from support.fault_server import (
 )
 
 from runner.compile.plan import Request
-from runner.execute.online import ExecOptions, choose_workers
+from runner.execute.online import choose_workers
+from runner.execute.options import ExecOptions
 from runner.execute.pool import split, worker_options
 
 

@@ -14,7 +14,8 @@ from runner.compile.plan import compile_plan
 from runner.config import api_base_pool, compose
 from runner.core.errors import VatError
 from runner.execute import replicas as rp
-from runner.execute.online import ExecOptions, acomplete
+from runner.execute.online import acomplete
+from runner.execute.options import ExecOptions
 from runner.spec.load import load_index
 
 A, B = "http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"
