@@ -707,7 +707,7 @@ def _apply_bundle_case(case: dict, folder: Path, tmp: Path, monkeypatch) -> Path
                 info.size = a["zeros"]
                 tar.addfile(info, io.BytesIO(b"\0" * a["zeros"]))
         if "limit" in a:
-            monkeypatch.setattr("runner.leaderboard.bundle.MAX_MEMBER_BYTES", a["limit"])
+            monkeypatch.setattr("runner.leaderboard.bundle.read.MAX_MEMBER_BYTES", a["limit"])
         return archive
     return folder
 
