@@ -1,11 +1,17 @@
 """Submission bundles: ``vat bundle`` packs one entry's judgments for one release; ``vat verify`` checks them.
 
-A bundle is a folder (or a ``.tar.gz`` of one) with two files:
+A bundle (format 2) is a Hugging Face dataset folder, or a ``.tar.gz`` of one (:mod:`.files`):
 
+- ``README.md``: the dataset card (licence, tags, the ``configs`` that point at the data, a citation);
 - ``manifest.json``: release id and hash, entry, spec hashes, config, package versions, run list, every
-  request key, the SHA-256 of the judgments file, and the metrics the submitter claims.
-- ``judgments.parquet``: the raw rows, one per (run, condition, request key): the request (messages and
-  item metadata) joined with the provider's response (text, rating, logprobs, tokens, latency).
+  request key, the SHA-256 of the judgments file and of the card, and the metrics the submitter claims;
+- ``data/judgments-00000-of-00001.parquet``: the raw rows, one per (run, condition, request key): the
+  request (messages and item metadata) joined with the provider's response (text, rating, logprobs,
+  tokens, latency).
+
+``datasets.load_dataset(<bundle>)`` reads the judgments, and ``hf upload <repo> <bundle> --repo-type
+dataset`` publishes the folder unchanged. A format-1 bundle (manifest.json beside judgments.parquet)
+is read through the named migrations of :mod:`.migrate`, which the verdict records.
 
 Verification trusts nothing in the bundle that it can recompute. It recompiles the release's plan for
 the entry (runner.compile.plan), so membership, messages, item metadata and request keys are compared with
@@ -24,15 +30,17 @@ maintainer holds (``VAT_VERIFY_HMAC_KEY``): a record a submitter writes by hand,
 without the key, never shows as verified (:func:`read_sidecar`).
 
 A bundle is untrusted input: its sizes, its JSON's depth and its columns' types are checked before
-anything is computed from it (:mod:`.read`, :func:`.verify.read_judgments`), so a malformed bundle fails verification with a
-reason instead of a traceback.
+anything is computed from it (:mod:`.read`, :func:`.verify.read_judgments`), so a malformed bundle
+fails verification with a reason instead of a traceback.
 
 The package, one module per job (each imports only those listed before it):
 
-- :mod:`.files`: the format, the file names and the limits on untrusted input;
+- :mod:`.files`: the format, each format's file names, and the limits on untrusted input;
 - :mod:`.release`: the release compiled for one entry, and the identity a bundle records of it;
 - :mod:`.judgments`: judgment rows from a store, and back into an in-memory store for the metrics;
-- :mod:`.write`: ``vat bundle``; :mod:`.read`: opening a folder or archive, the manifest;
+- :mod:`.card`: the dataset card; :mod:`.write`: ``vat bundle``;
+- :mod:`.read`: untrusted input (archives, sizes, JSON depth); :mod:`.migrate`: the named migrations;
+  :mod:`.load`: opening a bundle of any known format, and its manifest;
 - :mod:`.verify`: every check and the verdict; :mod:`.replay`: re-asking the provider a sample;
 - :mod:`.sidecar`: the signed verification record.
 
@@ -42,9 +50,11 @@ as it did when the package was one module.
 
 from __future__ import annotations
 
+from runner.leaderboard.bundle.card import bundle_card
 from runner.leaderboard.bundle.files import (
     BUNDLE_FORMAT,
     JUDGMENTS,
+    LAYOUTS,
     MANIFEST,
     MAX_ARCHIVE_MEMBERS,
     MAX_JSON_DEPTH,
@@ -52,6 +62,7 @@ from runner.leaderboard.bundle.files import (
     MAX_MEMBER_BYTES,
     MAX_ROWS_FACTOR,
     SIDECAR,
+    SPLIT,
 )
 from runner.leaderboard.bundle.judgments import (
     JUDGMENT_COLUMNS,
@@ -62,9 +73,16 @@ from runner.leaderboard.bundle.judgments import (
     judgments_from_store,
     metric_rows,
 )
-from runner.leaderboard.bundle.read import (
+from runner.leaderboard.bundle.load import (
+    manifest_and_migrations,
     open_bundle,
     read_manifest,
+)
+from runner.leaderboard.bundle.migrate import (
+    BUNDLE_MIGRATIONS,
+    BundleMigration,
+    current_layout,
+    migrate_manifest,
 )
 from runner.leaderboard.bundle.release import (
     Condition,
@@ -97,6 +115,7 @@ from runner.leaderboard.bundle.verify import (
     TOLERANCE,
     Check,
     Verdict,
+    check_card,
     check_identity,
     check_membership,
     check_metrics,
@@ -110,6 +129,15 @@ from runner.leaderboard.bundle.write import (
 )
 
 __all__ = [
+    "check_card",
+    "migrate_manifest",
+    "current_layout",
+    "BundleMigration",
+    "BUNDLE_MIGRATIONS",
+    "manifest_and_migrations",
+    "bundle_card",
+    "SPLIT",
+    "LAYOUTS",
     "BUNDLE_FORMAT",
     "CLAIMED_KEYS",
     "Check",

@@ -93,11 +93,12 @@ def judgments_from_store(store: Any, rp: ReleasePlan) -> pa.Table:
     return table.drop_columns(["_has_request", "_has_response"])
 
 
-def in_memory_store(judgments: pa.Table, rp: ReleasePlan) -> Any:
+def in_memory_store(judgments: pa.Table, rp: ReleasePlan, provenance: dict[str, Any] | None = None) -> Any:
     """A DuckDB store in memory, with the store's schema, holding the bundle's judgments.
 
     Membership (which key belongs to which run and condition) comes from the recompiled release, not
-    from the bundle, so the metrics are those of the release's own design.
+    from the bundle, so the metrics are those of the release's own design. ``provenance`` (the bundle's
+    format and the migrations it was read through) is recorded in each run's ``provenance``.
     """
     import duckdb
 
@@ -117,7 +118,7 @@ def in_memory_store(judgments: pa.Table, rp: ReleasePlan) -> Any:
                 "split": "release",
                 "n_scenes": len(c.plan.run.scene_ids),
                 "config": json.dumps({"model": {"display_name": rp.entry.display_name}}),
-                "provenance": json.dumps({"release": rp.release.id}),
+                "provenance": json.dumps({"release": rp.release.id, **(provenance or {})}),
             }
             for c in rp.conditions
         ]
@@ -139,11 +140,13 @@ def _first_per_key(table: pa.Table) -> pa.Table:
     return table.take(pa.array(sorted(first.values()), pa.int64()))
 
 
-def metric_rows(judgments: pa.Table, rp: ReleasePlan) -> list[ReportRow]:
+def metric_rows(
+    judgments: pa.Table, rp: ReleasePlan, provenance: dict[str, Any] | None = None
+) -> list[ReportRow]:
     """Every metric of every condition, recomputed from the raw judgments (same code as `vat report`)."""
     from runner.report.tables import build_rows
 
-    store = in_memory_store(judgments, rp)
+    store = in_memory_store(judgments, rp, provenance)
     try:
         circle = {v.id: v.circle_index for v in rp.index.values}
         return build_rows(store, rp.index.value_ids, rp.metric_params(), circle_index=circle)

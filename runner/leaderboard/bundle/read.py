@@ -1,10 +1,14 @@
-"""Reading a bundle as untrusted input: archives unpacked safely, sizes and JSON depth bounded, the manifest checked."""
+"""Reading a bundle as untrusted input: archives unpacked safely, sizes bounded, JSON depth measured first.
+
+Formats and the manifest's checks live above, in runner.leaderboard.bundle.load.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -15,37 +19,42 @@ from zlib import error as zlib_error
 
 from runner.core.errors import VatError
 from runner.leaderboard.bundle.files import (
-    BUNDLE_FORMAT,
-    JUDGMENTS,
     MANIFEST,
     MAX_ARCHIVE_MEMBERS,
     MAX_JSON_DEPTH,
-    MAX_MANIFEST_BYTES,
-    MAX_MEMBER_BYTES,
+    known_files,
+    size_limit,
 )
 
 
 @contextmanager
-def open_bundle(path: Path) -> Iterator[Path]:
-    """Yield a folder holding the bundle's files (an archive is unpacked safely into a temporary folder)."""
+def unpacked(path: Path) -> Iterator[Path]:
+    """Yield a folder holding the bundle's files: ``path`` itself, or an archive unpacked into a temporary folder.
+
+    From an archive only the files a bundle of a known format holds are taken, by base name, each to
+    its fixed place: no links, devices or paths outside, and never more than its size limit.
+    """
     if path.is_dir():
-        _check_folder(path)
+        check_folder(path)
         yield path
         return
     if not path.is_file():
         raise VatError(f"no bundle at {path}; give a bundle folder or a .tar.gz made by `vat bundle`", 2)
+    places = {Path(rel).name: (rel, role) for rel, role in known_files().items()}
     tmp = Path(tempfile.mkdtemp(prefix="vat-verify-"))
     try:
         try:
             with tarfile.open(path, "r:*") as tar:
                 for i, member in enumerate(tar):  # streamed: never the whole member list of a bomb
                     if i >= MAX_ARCHIVE_MEMBERS:
-                        raise VatError(f"{path} has over {MAX_ARCHIVE_MEMBERS} members; a bundle has two", 1)
-                    name = Path(member.name).name
-                    # Only the two known regular files, by base name: no links, devices or paths outside.
-                    if name not in (MANIFEST, JUDGMENTS) or not member.isfile():
+                        raise VatError(
+                            f"{path} has over {MAX_ARCHIVE_MEMBERS} members; a bundle has three", 1
+                        )
+                    place = places.get(Path(member.name).name)
+                    if place is None or not member.isfile():
                         continue
-                    limit = _limit(name)
+                    rel, role = place
+                    limit = size_limit(role)
                     if member.size > limit:
                         raise VatError(
                             f"{path}: {member.name} is {member.size:,} bytes, over the {limit:,}-byte limit",
@@ -53,16 +62,13 @@ def open_bundle(path: Path) -> Iterator[Path]:
                         )
                     src = tar.extractfile(member)
                     if src is not None:
-                        _copy_capped(src, tmp / name, limit, f"{path}: {member.name}")
+                        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                        _copy_capped(src, tmp / rel, limit, f"{path}: {member.name}")
         except (tarfile.TarError, EOFError, OSError, zlib_error) as exc:
             raise VatError(f"{path} is not a readable .tar.gz bundle ({exc})", 1) from None
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _limit(name: str) -> int:
-    return MAX_MANIFEST_BYTES if name == MANIFEST else MAX_MEMBER_BYTES
 
 
 def _copy_capped(src: Any, dst: Path, limit: int, shown: str) -> None:
@@ -76,27 +82,26 @@ def _copy_capped(src: Any, dst: Path, limit: int, shown: str) -> None:
             out.write(block)
 
 
-def _check_folder(folder: Path) -> None:
-    """A bundle folder holds two regular files within their size limits (no links to devices)."""
-    import stat as stat_mod
-
-    for name in (MANIFEST, JUDGMENTS):
-        path = folder / name
+def check_folder(folder: Path) -> None:
+    """Every bundle file present in ``folder`` is a regular file within its size limit (no links to devices)."""
+    for rel, role in known_files().items():
+        path = folder / rel
         if not path.exists():
             continue
         info = path.stat()
-        if not stat_mod.S_ISREG(info.st_mode):
-            raise VatError(f"{path} is not a regular file; a bundle holds two plain files", 1)
-        if info.st_size > _limit(name):
-            raise VatError(f"{path} is {info.st_size:,} bytes, over the {_limit(name):,}-byte limit", 1)
+        if not stat.S_ISREG(info.st_mode):
+            raise VatError(f"{path} is not a regular file; a bundle holds plain files only", 1)
+        limit = size_limit(role)
+        if info.st_size > limit:
+            raise VatError(f"{path} is {info.st_size:,} bytes, over the {limit:,}-byte limit", 1)
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The bundle's manifest; a clear error when it is absent or not a JSON object of the known format."""
+def load_manifest_json(folder: Path) -> Any:
+    """The parsed ``manifest.json`` of ``folder`` (any JSON value): bounded in size and depth before parsing."""
     path = folder / MANIFEST
-    if not path.is_file() or not (folder / JUDGMENTS).is_file():
-        raise VatError(f"the bundle must hold {MANIFEST} and {JUDGMENTS}; make it with `vat bundle`", 1)
-    _check_folder(folder)
+    if not path.is_file():
+        raise VatError(f"the bundle holds no {MANIFEST}; make it with `vat bundle`", 1)
+    check_folder(folder)
     text = path.read_bytes().decode("utf-8", errors="replace")
     depth = _json_depth(text)
     if depth > MAX_JSON_DEPTH:
@@ -104,45 +109,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"{MANIFEST} nests {depth}+ levels deep (a bundle's nests 5); rebuild it with `vat bundle`", 1
         )
     try:
-        manifest = json.loads(text)
+        return json.loads(text)
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise VatError(
             f"{MANIFEST} is not valid JSON ({str(exc)[:200]}); rebuild the bundle with `vat bundle`", 1
         ) from None
-    if not isinstance(manifest, dict) or manifest.get("bundle_format") != BUNDLE_FORMAT:
-        raise VatError(
-            f"{MANIFEST} is not a bundle of format {BUNDLE_FORMAT}; rebuild it with this version of vat", 1
-        )
-    for key in ("release", "entry", "judgments", "request_keys", "metrics", "specs"):
-        if key not in manifest:
-            raise VatError(f"{MANIFEST} has no {key!r}; rebuild the bundle with `vat bundle`", 1)
-    if not isinstance(manifest["entry"], dict) or not isinstance(manifest["entry"].get("id"), str):
-        raise VatError(f"{MANIFEST}: entry.id is missing; rebuild the bundle with `vat bundle`", 1)
-    for key, kind in _MANIFEST_TYPES.items():
-        if key in manifest and not isinstance(manifest[key], kind):
-            raise VatError(
-                f"{MANIFEST}: {key} must be a JSON {_JSON_NAMES[kind]}, not {type(manifest[key]).__name__}; "
-                "rebuild the bundle with `vat bundle`",
-                1,
-            )
-    if not all(isinstance(m, dict) for m in manifest["metrics"]):
-        raise VatError(
-            f"{MANIFEST}: metrics must be a list of objects; rebuild the bundle with `vat bundle`", 1
-        )
-    return manifest
-
-
-_MANIFEST_TYPES: dict[str, type] = {
-    "release": str,
-    "judgments": dict,
-    "request_keys": list,
-    "metrics": list,
-    "specs": dict,
-    "runs": list,
-    "entry_identity": dict,
-    "release_sha256": str,
-}
-_JSON_NAMES: dict[type, str] = {str: "string", dict: "object", list: "list"}
 
 
 def _json_depth(text: str) -> int:

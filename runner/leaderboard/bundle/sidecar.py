@@ -47,6 +47,8 @@ def write_sidecar(bundle: Path, verdict: Verdict) -> Path:
         "entry": (verdict.manifest.get("entry") or {}).get("id"),
         "manifest_sha256": verdict.hashes.get("manifest"),
         "judgments_sha256": verdict.hashes.get("judgments"),
+        "bundle_format": verdict.bundle_format,
+        "migrations": verdict.migrations,  # how an older bundle was read (none for the current format)
         "replay": verdict.replay,
         "vat_bench": __version__,
     }

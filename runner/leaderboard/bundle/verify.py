@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from runner.compile.plan import gen_params, request_key
 from runner.core.errors import VatError
+from runner.core.hub import CARD
 from runner.execute.parse import expected_rating, parse_rating
 from runner.leaderboard.bundle.files import JUDGMENTS, MANIFEST, MAX_ROWS_FACTOR
 from runner.leaderboard.bundle.judgments import (
@@ -23,7 +24,7 @@ from runner.leaderboard.bundle.judgments import (
     judgment_schema,
     metric_rows,
 )
-from runner.leaderboard.bundle.read import read_manifest
+from runner.leaderboard.bundle.load import manifest_and_migrations
 from runner.leaderboard.bundle.release import ReleasePlan, compile_release, entry_identity, spec_hashes
 from runner.metrics.row import ReportRow
 from runner.spec.entries import doc_sha256, file_sha256
@@ -53,6 +54,10 @@ class Verdict:
     manifest: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Any] | None = None
     hashes: dict[str, str] = field(default_factory=dict)
+    bundle_format: int | None = None
+    """The format the bundle was written in (its manifest's ``bundle_format``)."""
+    migrations: list[str] = field(default_factory=list)
+    """The named migrations (runner.leaderboard.bundle.migrate) it was read through, in order."""
 
     @property
     def ok(self) -> bool:
@@ -230,7 +235,7 @@ def verify_folder(
     from runner.spec.entries import get_entry, get_release
 
     verdict = Verdict(bundle=str(bundle))
-    manifest = read_manifest(folder)
+    manifest, verdict.bundle_format, verdict.migrations = manifest_and_migrations(folder)
     verdict.manifest = manifest
     judgments_sha = file_sha256(folder / JUDGMENTS)
     verdict.hashes = {"manifest": file_sha256(folder / MANIFEST), "judgments": judgments_sha}
@@ -251,6 +256,8 @@ def verify_folder(
         else [f"{JUDGMENTS} has SHA-256 {judgments_sha[:16]}…, the manifest says {str(claimed_sha)[:16]}…"],
         f"SHA-256 {judgments_sha[:16]}… matches the manifest",
     )
+    if verdict.bundle_format >= 2:  # format 1 had no dataset card
+        check_card(folder, manifest, verdict)
     table = read_judgments(folder / JUDGMENTS, rp, verdict)
     if table is None:
         return verdict, rp, None
@@ -258,13 +265,33 @@ def verify_folder(
         check_membership(table, manifest, rp, verdict)
         check_rows(table, rp, verdict)
         if verdict.ok:  # metrics of rows that failed a check would mean nothing (and may not compute)
-            rows = metric_rows(table, rp)
+            provenance = {"bundle_format": verdict.bundle_format, "bundle_migrations": verdict.migrations}
+            rows = metric_rows(table, rp, provenance)
             verdict.rows = rows
             check_metrics(rows, manifest, verdict)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError, pa.ArrowException) as exc:
         # The checks above assume well-typed values; a hostile manifest can still surprise them.
         verdict.add("bundle well-formed", [f"{type(exc).__name__}: {str(exc)[:200]}"], "")
     return verdict, rp, table
+
+
+def check_card(folder: Path, manifest: dict[str, Any], verdict: Verdict) -> None:
+    """The dataset card is the one the manifest hashes (so a signature over the manifest covers it)."""
+    card = manifest.get("card")
+    claimed = card.get("sha256") if isinstance(card, dict) else None
+    path = folder / CARD
+    have = file_sha256(path) if path.is_file() else None
+    if claimed is None:
+        problems = [f"the manifest names no {CARD}; rebuild the bundle with `vat bundle`"]
+    elif have is None:
+        problems = [f"the bundle holds no {CARD} (its dataset card); rebuild it with `vat bundle`"]
+    else:
+        problems = (
+            []
+            if have == claimed
+            else [f"{CARD} has SHA-256 {have[:16]}…, the manifest says {str(claimed)[:16]}…"]
+        )
+    verdict.add("dataset card", problems, f"{CARD} matches the manifest")
 
 
 def read_judgments(path: Path, rp: ReleasePlan, verdict: Verdict) -> pa.Table | None:

@@ -1,4 +1,7 @@
-"""Writing a bundle: ``vat bundle`` packs one entry's judgments of one release with its manifest."""
+"""Writing a bundle: ``vat bundle`` packs one entry's judgments of one release, with its card and manifest.
+
+The bundle is a Hugging Face dataset folder (runner.leaderboard.bundle.files) or a ``.tar.gz`` of one.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import pyarrow.parquet as pq
 
 from runner.compile.plan import gen_params
 from runner.core.errors import VatError
-from runner.leaderboard.bundle.files import BUNDLE_FORMAT, JUDGMENTS, MANIFEST, SIDECAR
+from runner.core.hub import CARD
+from runner.leaderboard.bundle.card import bundle_card
+from runner.leaderboard.bundle.files import BUNDLE_FORMAT, JUDGMENTS, LAYOUTS, MANIFEST, SIDECAR
 from runner.leaderboard.bundle.judgments import judgments_from_store, metric_rows
 from runner.leaderboard.bundle.release import ReleasePlan, entry_identity, spec_hashes
 from runner.spec.entries import doc_sha256, file_sha256
@@ -35,9 +40,17 @@ def _versions() -> dict[str, str | None]:
 
 
 def build_manifest(
-    rp: ReleasePlan, judgments_path: Path, n_rows: int, claimed: Sequence[Mapping[str, Any]]
+    rp: ReleasePlan,
+    judgments_path: Path,
+    n_rows: int,
+    claimed: Sequence[Mapping[str, Any]],
+    card_path: Path | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a bundle (no secrets: the API key's variable name at most)."""
+    """The manifest of a bundle (no secrets: the API key's variable name at most).
+
+    It records the SHA-256 of the judgments file and of the card, so a signature over the manifest
+    covers every file of the bundle.
+    """
     from runner.config import to_container
     from runner.metrics.vat import to_json
 
@@ -64,6 +77,7 @@ def build_manifest(
         ],
         "request_keys": sorted({k for *_, k in rp.membership()}),
         "judgments": {"file": JUDGMENTS, "sha256": file_sha256(judgments_path), "rows": n_rows},
+        "card": {"file": CARD, "sha256": file_sha256(card_path)} if card_path else None,
         "metrics": to_json(claimed),
     }
 
@@ -78,9 +92,11 @@ def write_bundle(store: Any, rp: ReleasePlan, out: Path) -> Path:
     try:
         if folder.exists() and not archive:
             _check_overwritable(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        (folder / JUDGMENTS).parent.mkdir(parents=True, exist_ok=True)
+        (folder / LAYOUTS[1]["judgments"]).unlink(missing_ok=True)  # a format-1 bundle rebuilt in place
         pq.write_table(table, folder / JUDGMENTS, compression="zstd")
-        manifest = build_manifest(rp, folder / JUDGMENTS, table.num_rows, claimed)
+        (folder / CARD).write_text(bundle_card(rp, table), encoding="utf-8")
+        manifest = build_manifest(rp, folder / JUDGMENTS, table.num_rows, claimed, folder / CARD)
         (folder / MANIFEST).write_text(
             json.dumps(manifest, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
         )
@@ -108,7 +124,10 @@ def _keep_records(out: Path) -> None:
 
 
 def _check_overwritable(folder: Path) -> None:
-    unexpected = [p.name for p in folder.iterdir() if p.name not in (MANIFEST, JUDGMENTS)]
+    """Rebuild only over a bundle: a folder holding nothing but a bundle's files (of any format)."""
+    mine = {MANIFEST, CARD, JUDGMENTS, LAYOUTS[1]["judgments"], str(Path(JUDGMENTS).parent)}
+    unexpected = [p.relative_to(folder).as_posix() for p in folder.rglob("*")]
+    unexpected = [rel for rel in unexpected if rel not in mine]
     if unexpected:
         raise VatError(
             f"{folder} exists and holds other files ({', '.join(sorted(unexpected)[:3])}); choose another out=",
@@ -120,7 +139,7 @@ def _write_archive(folder: Path, out: Path, stem: str) -> None:
     """A reproducible .tar.gz: fixed order, owner and mtime."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out, "w:gz", compresslevel=6) as tar:
-        for name in (MANIFEST, JUDGMENTS):
+        for name in (CARD, MANIFEST, JUDGMENTS):
             data = (folder / name).read_bytes()
             info = tarfile.TarInfo(f"{stem}/{name}")
             info.size, info.mtime, info.mode = len(data), 0, 0o644
