@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,31 +133,6 @@ def test_release_scenes_prints_the_test_split(vat):
 
 
 # ---------------------------------------------------------------- bundles
-
-
-@pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """A mock entry judged on a tiny release in a tmp store, packed as a folder and as a .tar.gz."""
-    from runner.cli.app import main
-
-    tmp = tmp_path_factory.mktemp("bundle")
-    board = make_board(tmp / "lb", _pins())
-    store = tmp / "store" / "vat.duckdb"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        mp.setenv("VAT_LEADERBOARD_DIR", str(board))
-        common = [f"store.path={store}", "execution.progress=false"]
-        assert main(["leaderboard", "run", "entry=test__mock-a", "release=t1", *common]) == 0
-        folder, archive = tmp / "bundle-a", tmp / "a.tar.gz"
-        assert main(["bundle", "entry=test__mock-a", "release=t1", f"out={folder}", *common]) == 0
-        assert main(["bundle", "entry=test__mock-a", "release=t1", f"out={archive}", *common]) == 0
-        yield {"board": board, "store": store, "folder": folder, "archive": archive, "tmp": tmp}
-
-
-@pytest.fixture
-def board_env(bundled, monkeypatch):
-    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(bundled["board"]))
-    return bundled
 
 
 def _verify(vat, path: Path, *extra: str) -> tuple[int, dict]:
