@@ -64,7 +64,12 @@ def test_the_card_carries_the_hub_metadata_and_says_what_the_rows_are(bundled):
         {"name": SPLIT, "num_bytes": meta["dataset_info"]["splits"][0]["num_bytes"], "num_examples": 400}
     ]
     names = [f["name"] for f in meta["dataset_info"]["features"]]
-    assert names == pq.read_table(bundled["folder"] / JUDGMENTS).column_names
+    schema = pq.read_schema(bundled["folder"] / JUDGMENTS)
+    assert names == schema.names
+    # The dtypes the card names without importing `datasets` are the ones `datasets` itself gives.
+    from datasets import Features
+
+    assert meta["dataset_info"]["features"] == Features.from_arrow_schema(schema)._to_yaml_list()
     text = readme.read_text(encoding="utf-8")
     assert CITATION in text and "one per (run, condition, request key)" in text
     assert "(leaderboard entry `test__mock-a`)" in text and "`t1`, 400 rows over 2 conditions" in text

@@ -156,3 +156,17 @@ def test_migrations_are_named_in_order_up_to_the_current_format():
     new, applied = migrate_manifest(old)
     assert applied == ["v1_to_v2_hf_layout"] and old["bundle_format"] == 1  # the input is left alone
     assert new == {"bundle_format": 2, "judgments": {"file": JUDGMENTS, "sha256": "x"}, "card": None}
+
+
+def test_the_site_build_takes_a_format_1_bundle(vat, board_env, tmp_path):
+    """leaderboard/submissions/ may hold bundles made before format 2: they stay on the board."""
+    subs = board_env["board"] / "submissions"
+    v1 = as_format_1(board_env["folder"], subs / "old-v1")
+    try:
+        result = vat("leaderboard", "build", "release=t1", f"out={tmp_path / 'site'}", "store=false")
+        text = result.out + result.err
+        assert result.code == 0 and "Traceback" not in text and "old-v1" not in text, text
+        board = json.loads((tmp_path / "site" / "data" / "leaderboard.json").read_text())
+        assert any(r.get("bundle") == "old-v1" for r in board["rows"]), list(board)
+    finally:
+        shutil.rmtree(v1)

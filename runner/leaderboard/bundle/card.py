@@ -20,10 +20,33 @@ def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[`*_<>\[\]()#|\\!]", " ", text)).strip()
 
 
-def card_metadata(rp: ReleasePlan, schema: pa.Schema, n_rows: int, n_bytes: int) -> dict[str, Any]:
-    """The card's YAML metadata: what the Hub indexes, and the config ``datasets.load_dataset`` reads."""
+def _dtype(kind: pa.DataType) -> str | None:
+    """The ``datasets`` dtype name of a primitive Arrow type (None for any other)."""
+    if pa.types.is_string(kind) or pa.types.is_boolean(kind) or pa.types.is_integer(kind):
+        return "bool" if pa.types.is_boolean(kind) else str(kind)
+    if pa.types.is_floating(kind):
+        return f"float{kind.bit_width}"
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        return f"timestamp[{kind.unit}]"
+    return None
+
+
+def features(schema: pa.Schema) -> list[dict[str, Any]]:
+    """The card's ``dataset_info.features``: each column's name and dtype, as ``datasets`` writes them.
+
+    Judgment columns are all primitive, and naming them here spares ``vat bundle`` the ~1.2 s import
+    of ``datasets``; any other type is described by ``datasets`` itself.
+    """
+    names = [_dtype(f.type) for f in schema]
+    if None not in names:
+        return [{"name": f.name, "dtype": d} for f, d in zip(schema, names, strict=True)]
     from datasets import Features
 
+    return list(Features.from_arrow_schema(schema)._to_yaml_list())
+
+
+def card_metadata(rp: ReleasePlan, schema: pa.Schema, n_rows: int, n_bytes: int) -> dict[str, Any]:
+    """The card's YAML metadata: what the Hub indexes, and the config ``datasets.load_dataset`` reads."""
     return {
         "license": LICENSE,
         "language": ["en"],
@@ -38,7 +61,7 @@ def card_metadata(rp: ReleasePlan, schema: pa.Schema, n_rows: int, n_bytes: int)
             }
         ],
         "dataset_info": {
-            "features": Features.from_arrow_schema(schema)._to_yaml_list(),
+            "features": features(schema),
             "splits": [{"name": SPLIT, "num_bytes": n_bytes, "num_examples": n_rows}],
         },
     }
