@@ -125,3 +125,12 @@ def test_a_bundle_folder_is_not_taken_for_a_scene_export(bundled):
     from runner.dataset.hf_export import is_vat_folder
 
     assert not is_vat_folder(bundled["folder"])
+
+
+def test_contributed_text_reaches_the_card_as_plain_text():
+    from runner.leaderboard.bundle.card import _plain
+
+    assert _plain("Evil <img src=x onerror=alert(1)>\n# [click](javascript:x) `code`") == (
+        "Evil img src=x onerror=alert 1 click javascript:x code"
+    )
+    assert _plain("gpt_4o mini") == "gpt_4o mini"

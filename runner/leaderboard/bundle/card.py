@@ -17,7 +17,7 @@ LICENSE = "apache-2.0"
 
 def _plain(text: str) -> str:
     """Contributed text (an entry's display name or licence) as one line without Markdown or HTML."""
-    return re.sub(r"\s+", " ", re.sub(r"[`*_<>\[\]()#|\\!]", " ", text)).strip()
+    return re.sub(r"\s+", " ", re.sub(r"[`*<>\[\]()#|\\!]", " ", text)).strip()
 
 
 def _dtype(kind: pa.DataType) -> str | None:
