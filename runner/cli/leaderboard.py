@@ -99,6 +99,8 @@ def bundle(tokens: Sequence[str], fmt: str = "table") -> int:
             f"{summary['judgments']:,} judgments, {summary['request_keys']:,} request keys, {summary['bytes']:,} bytes"
         )
         display.note(f"check it with `vat verify {path}`; submit it as described in CONTRIBUTING.md")
+        if path.is_dir():
+            display.note(f"publish it on the Hub: `hf upload <org>/<name> {path} --repo-type dataset`")
     return 0
 
 
@@ -185,6 +187,8 @@ def _print_verdict(verdict: Any, fmt: str, elapsed: float, sidecar: Path | None)
                 "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in verdict.checks],
                 "replay": verdict.replay,
                 "sidecar": str(sidecar) if sidecar else None,
+                "bundle_format": verdict.bundle_format,
+                "migrations": verdict.migrations,
                 "elapsed_s": round(elapsed, 2),
             }
         )
@@ -202,6 +206,10 @@ def _print_verdict(verdict: Any, fmt: str, elapsed: float, sidecar: Path | None)
             display.escape(c.detail),
         )
     display.out.print(table)
+    if verdict.migrations:
+        display.note(
+            f"a format-{verdict.bundle_format} bundle, read through the migration(s) {', '.join(verdict.migrations)}"
+        )
     if verdict.ok:
         state = "verified" if verdict.replay else "passed (run with replay=N to earn the verified badge)"
         display.note(

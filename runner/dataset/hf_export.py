@@ -21,25 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runner.core.errors import VatError
+from runner.core.hub import BUNDLE_TAG, CARD_TAG, CITATION, card_metadata, render_card, size_category
 from runner.dataset.export import COLUMNS, action_rows, scenes_from_rows
 from runner.spec.load import SpecIndex
 from runner.spec.models import TOPICS, Polarity, Scene, Split
 
 SPLITS = tuple(s.value for s in Split)
-CARD_TAG = "vat-bench"
-"""The card tag that marks a folder as a VAT Bench export (``vat import`` reads it back losslessly)."""
-
-CITATION = """@inproceedings{chen2026vat,
-  title         = {Value Alignment Tax: Measuring Value Trade-offs in {LLM} Alignment},
-  author        = {Chen and Shen},
-  booktitle     = {Findings of the Association for Computational Linguistics: ACL 2026},
-  year          = {2026},
-  eprint        = {2602.12134},
-  archivePrefix = {arXiv}
-}"""
 
 
 def label_names(index: SpecIndex) -> dict[str, list[str]]:
@@ -85,13 +73,6 @@ def to_dataset_dict(index: SpecIndex) -> Any:
     )
 
 
-def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
-        if n < limit:
-            return name
-    return "100K<n<1M"
-
-
 def card(index: SpecIndex, dd: Any) -> str:
     """The dataset card: Hub YAML metadata (licence, task, configs, features, splits), prose, citation."""
     counts = {split: len(dd[split]) for split in SPLITS}
@@ -102,7 +83,7 @@ def card(index: SpecIndex, dd: Any) -> str:
         "pretty_name": "VAT Bench scenes",
         "task_categories": ["text-classification"],
         "tags": [CARD_TAG, "value-alignment", "schwartz-values", "llm-evaluation"],
-        "size_categories": [_size_category(sum(counts.values()))],
+        "size_categories": [size_category(sum(counts.values()))],
         "configs": [
             {
                 "config_name": "default",
@@ -116,12 +97,10 @@ def card(index: SpecIndex, dd: Any) -> str:
             ],
         },
     }
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     values = ", ".join(index.value_ids)
-    return f"""---
-{front}---
-
-# VAT Bench scenes
+    return render_card(
+        meta,
+        f"""# VAT Bench scenes
 
 The scene set of VAT Bench (the Value Alignment Tax benchmark), one row per
 action: {counts["train"]:,} actions of {scenes["train"]} train scenes and {counts["test"]:,} actions of
@@ -143,7 +122,8 @@ before and after an alignment intervention on one Schwartz value; the paired shi
 ```bibtex
 {CITATION}
 ```
-"""
+""",
+    )
 
 
 def write_folder(index: SpecIndex, out: str | Path) -> dict[str, Any]:
@@ -179,18 +159,13 @@ def write_folder(index: SpecIndex, out: str | Path) -> dict[str, Any]:
 
 
 def is_vat_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder that ``vat export`` wrote (its card carries the ``vat-bench`` tag)."""
-    readme = Path(path) / "README.md"
-    if not readme.is_file():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    if not text.startswith("---"):
-        return False
-    try:
-        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
-    except yaml.YAMLError:
-        return False
-    return isinstance(meta, dict) and CARD_TAG in (meta.get("tags") or [])
+    """Whether ``path`` is a folder that ``vat export`` wrote (its card carries the ``vat-bench`` tag).
+
+    A submission bundle's card carries the tag too, with ``vat-bench-bundle``: it holds judgments, not scenes.
+    """
+    meta = card_metadata(Path(path) / "README.md")
+    tags = (meta or {}).get("tags") or []
+    return CARD_TAG in tags and BUNDLE_TAG not in tags
 
 
 def _decoded(ds: Any) -> list[dict[str, Any]]:

@@ -145,12 +145,20 @@ def test_the_api_key_is_never_written_or_printed(server, board, tmp_path, monkey
     assert messages and all("Incorrect API key provided: ***" in m for m in messages)
 
     made = {p.name for p in wd.rglob("*")}
-    assert {"vat.duckdb", "judgments.parquet", "bundle.tar.gz", "index.html", "verification.json"} <= made
+    assert {
+        "vat.duckdb",
+        "judgments-00000-of-00001.parquet",
+        "bundle.tar.gz",
+        "index.html",
+        "verification.json",
+    } <= made
     assert any(p.suffix == ".svg" for p in (wd / "report").iterdir())
     assert (wd / "results").exists() and any((wd / "results").rglob("config.yaml"))  # Hydra's run record
     # The search sees inside every format: it finds the model name in the store, the bundle and the site.
     assert _in_duckdb(store, "fault-judge")
-    assert _in_parquet(wd / "bundle" / "judgments.parquet", "fault-judge", "judgments")
+    assert _in_parquet(
+        wd / "bundle" / "data" / "judgments-00000-of-00001.parquet", "fault-judge", "judgments"
+    )
     assert any("bundle.tar.gz!" in h for h in find(wd, "fault-judge")) and find(wd / "site", "fault-judge")
     for needle in NEEDLES:
         assert find(wd, needle) == []

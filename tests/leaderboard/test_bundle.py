@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from support.leaderboard_board import write as _write
 from support.specs import SPEC
 
 from runner.core.errors import VatError
+from runner.leaderboard.bundle import JUDGMENTS
 from runner.spec import entries as E
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,31 +135,6 @@ def test_release_scenes_prints_the_test_split(vat):
 # ---------------------------------------------------------------- bundles
 
 
-@pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """A mock entry judged on a tiny release in a tmp store, packed as a folder and as a .tar.gz."""
-    from runner.cli.app import main
-
-    tmp = tmp_path_factory.mktemp("bundle")
-    board = make_board(tmp / "lb", _pins())
-    store = tmp / "store" / "vat.duckdb"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        mp.setenv("VAT_LEADERBOARD_DIR", str(board))
-        common = [f"store.path={store}", "execution.progress=false"]
-        assert main(["leaderboard", "run", "entry=test__mock-a", "release=t1", *common]) == 0
-        folder, archive = tmp / "bundle-a", tmp / "a.tar.gz"
-        assert main(["bundle", "entry=test__mock-a", "release=t1", f"out={folder}", *common]) == 0
-        assert main(["bundle", "entry=test__mock-a", "release=t1", f"out={archive}", *common]) == 0
-        yield {"board": board, "store": store, "folder": folder, "archive": archive, "tmp": tmp}
-
-
-@pytest.fixture
-def board_env(bundled, monkeypatch):
-    monkeypatch.setenv("VAT_LEADERBOARD_DIR", str(bundled["board"]))
-    return bundled
-
-
 def _verify(vat, path: Path, *extra: str) -> tuple[int, dict]:
     result = vat("verify", str(path), "format=json", *extra)
     return result.code, json.loads(result.out)
@@ -173,10 +148,10 @@ def _copy(bundled, name: str) -> Path:
 
 
 def _edit(folder: Path, change, fix_manifest: bool = False) -> None:
-    """Rewrite judgments.parquet through ``change(list of row dicts)``; optionally re-hash it in the manifest."""
+    """Rewrite the judgments file through ``change(list of row dicts)``; optionally re-hash it in the manifest."""
     from runner.spec.entries import file_sha256
 
-    path = folder / "judgments.parquet"
+    path = folder / JUDGMENTS
     table = pq.read_table(path)
     rows = table.to_pylist()
     rows = change(rows) or rows
@@ -190,7 +165,7 @@ def _edit(folder: Path, change, fix_manifest: bool = False) -> None:
 
 def test_bundle_contents(bundled):
     manifest = json.loads((bundled["folder"] / "manifest.json").read_text())
-    table = pq.read_table(bundled["folder"] / "judgments.parquet")
+    table = pq.read_table(bundled["folder"] / JUDGMENTS)
     # 5 scenes × 20 actions: pre (shared) + post, for 2 targets → 400 rows, 300 distinct keys.
     assert table.num_rows == manifest["judgments"]["rows"] == 400
     assert len(manifest["request_keys"]) == 300 == len(set(table.column("request_key").to_pylist()))
@@ -293,7 +268,7 @@ def test_consistent_forgery_passes_recomputation_but_fails_replay(vat, board_env
     _edit(folder, change, fix_manifest=True)
     rp = compile_release(E.get_entry("test__mock-a"), E.get_release("t1"))
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["metrics"] = to_json(metric_rows(pq.read_table(folder / "judgments.parquet"), rp))
+    manifest["metrics"] = to_json(metric_rows(pq.read_table(folder / JUDGMENTS), rp))
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code, out = _verify(vat, folder)
     assert code == 0 and out["ok"], out["reasons"]
@@ -521,7 +496,7 @@ def test_a_hand_written_verification_record_shows_as_unverified(vat, board_env, 
     folder = _copy(board_env, "t-forged-record")
     hashes = {
         "manifest": file_sha256(folder / "manifest.json"),
-        "judgments": file_sha256(folder / "judgments.parquet"),
+        "judgments": file_sha256(folder / JUDGMENTS),
     }
     forged = {
         "format": 1,
@@ -639,7 +614,7 @@ def test_the_6_of_200_forgery_that_moves_gain_is_caught_by_replay(vat, board_env
     _edit(folder, change, fix_manifest=True)
     rp = compile_release(E.get_entry("test__mock-a"), E.get_release("t1"))
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["metrics"] = to_json(metric_rows(pq.read_table(folder / "judgments.parquet"), rp))
+    manifest["metrics"] = to_json(metric_rows(pq.read_table(folder / JUDGMENTS), rp))
     (folder / "manifest.json").write_text(json.dumps(manifest))
     verdict, rp, table = verify_folder(folder, folder)
     assert verdict.ok, verdict.reasons  # every offline check passes
@@ -683,7 +658,7 @@ def _apply_bundle_case(case: dict, folder: Path, tmp: Path, monkeypatch) -> Path
         (folder / "manifest.json").write_text(text)
     if "judgments" in case:
         j = case["judgments"]
-        path = folder / "judgments.parquet"
+        path = folder / JUDGMENTS
         if "rows" in j:
             pq.write_table(pa.table({"x": pa.array([0] * j["rows"], pa.int8())}), path)
         else:
@@ -707,7 +682,7 @@ def _apply_bundle_case(case: dict, folder: Path, tmp: Path, monkeypatch) -> Path
                 info.size = a["zeros"]
                 tar.addfile(info, io.BytesIO(b"\0" * a["zeros"]))
         if "limit" in a:
-            monkeypatch.setattr("runner.leaderboard.bundle.MAX_MEMBER_BYTES", a["limit"])
+            monkeypatch.setattr("runner.leaderboard.bundle.files.MAX_MEMBER_BYTES", a["limit"])
         return archive
     return folder
 
