@@ -470,6 +470,7 @@ def data_document(data: SiteData) -> dict[str, Any]:
                     "target",
                     "direction",
                     "gain",
+                    "gain_raw",
                     "gain_ci",
                     "nvat",
                     "nvat_std",

@@ -12,6 +12,7 @@ from runner.report.rows import family_members
 from runner.report.signal import (
     coupling_band,
     family_lines,
+    finite,
     gain_spans_zero,
     interval_text,
     null_cell,
@@ -20,6 +21,7 @@ from runner.report.signal import (
     persistence_text,
     signal_cell,
     tested_hubs,
+    within_noise,
 )
 
 REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex", "results", "eee")
@@ -175,6 +177,9 @@ def write_plots(
                 "gain": r["gain"],
                 "nvat": r["nvat"],
                 "efficient": fam["pareto"].get(r["label"], False),
+                "gain_ci": r.get("gain_ci"),
+                "null": [(null_of(r, "nvat") or {}).get(k) for k in ("mean", "q95")],
+                "within_noise": within_noise(r, "nvat") is True,
             }
             for r in family_members(rows, fam)
         ]
@@ -227,9 +232,24 @@ def row_plots(
             row.get("gnd") or {},
             row["target"],
             f"GND · {title}",
+            intervals=gnd_intervals(row),
             caveat="gain's 95 % interval spans 0: GND is not interpretable" if gain_spans_zero(row) else None,
         ),
     }
+
+
+def gnd_intervals(row: ReportRow) -> dict[str, list[float]]:
+    """GND(w)'s whiskers: the bootstrap interval of m(w) divided by |G_raw| (GND = m(w)/|G_raw|).
+
+    The gain's own uncertainty is not propagated (the figure's caveat covers a gain that spans 0).
+    """
+    g = abs(finite(row.get("gain_raw")) or 0.0)
+    out: dict[str, list[float]] = {}
+    for value, ci in (row.get("mean_shift_ci") or {}).items():
+        lo, hi = (finite(ci[0]), finite(ci[1])) if ci and len(ci) == 2 else (None, None)
+        if g > 0 and lo is not None and hi is not None:
+            out[value] = [lo / g, hi / g]
+    return out
 
 
 def _slug(text: str) -> str:
