@@ -158,7 +158,11 @@ def report_json(
 def write_plots(
     rows: Sequence[ReportRow], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
 ) -> list[Path]:
-    """Write the SVG plots of each row (:func:`row_plots`) and each family (Pareto) into ``folder``."""
+    """Write every SVG plot of a report into ``folder``.
+
+    Each row's (:func:`row_plots`), each family's Pareto plot, and per model and strategy run on
+    several targets the target × value grid.
+    """
     from runner.report import plots
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,6 +193,15 @@ def write_plots(
             / f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__{selection}__pareto.svg"
         )
         path.write_text(plots.pareto_plot(pts, f"Gain vs nVAT · {family_title(fam)}"))
+        written.append(path)
+    from runner.report.figures.panels import panel_groups
+
+    for group in panel_groups(rows, values):  # one model and strategy run on several targets
+        first = group[0]
+        step = "" if first["step"] is None else "_" + str(first["step"])
+        path = folder / f"{_slug(first['model'])}__{first['strategy']}{step}__targets.svg"
+        title = f"Mean shift by target and value · {first['display_name']} · {first['label']}"
+        path.write_text(plots.target_value_grid(group, values, title))
         written.append(path)
     return written
 

@@ -46,6 +46,7 @@ __all__ = [
     "gnd_bars",
     "pareto_plot",
     "shift_bars",
+    "target_value_grid",
 ]
 
 _BLUE = (33, 102, 172)
@@ -475,3 +476,81 @@ def pareto_plot(points: Sequence[Mapping[str, Any]], title: str = "Gain vs tax")
     if any(q["hollow"] for q in shaped):
         notes.append("hollow: nVAT within noise or the gain's interval includes 0")
     return _scatter(shaped, title, ("nVAT (system tax)", "gain G"), notes, front=front, band=band)
+
+
+# ---------------------------------------------------------------- target × value grid
+
+
+def target_value_grid(
+    rows: Sequence[Mapping[str, Any]], values: Sequence[str], title: str = "Mean shift by target and value"
+) -> str:
+    """A grid with one row per target (row) and one column per value: each value's mean shift with its CI.
+
+    Every cell (``class='cell'``) shares one y scale; the target's own cell is shaded and its point
+    orange; a point whose 95 % interval includes 0 is hollow grey (``class='within-noise'``).
+    """
+    heads = {v: wrap(v, 12) for v in values}
+    names = [f"{r['target']} {r['direction']}" for r in rows]
+    left = 20 + max([text_width(n, 11) for n in names] + [40.0]) + 34  # row names, then the tick labels
+    cw, ch = 68.0, 64.0
+    width = max(left + cw * len(values) + 16, 480.0)
+    top = 52 + heading_height(title, width) + 13 * max([len(h) for h in heads.values()] + [1])
+    ends = [0.0]
+    for r in rows:
+        ends += [f for v in values if (f := as_finite((r.get("mean_shift") or {}).get(v))) is not None]
+        ends += [e for v in values for e in interval((r.get("mean_shift_ci") or {}).get(v)) or ()]
+    lo, hi = padded(ends, share=0.1)
+    ticks, step = nice_ticks(lo, hi, 3)
+    body: list[str] = []
+    for j, v in enumerate(values):
+        body.append(text_lines(left + (j + 0.5) * cw, top - 8 - 13 * (len(heads[v]) - 1), heads[v], 10))
+    for i, r in enumerate(rows):
+        y0 = top + i * ch
+        sy = linear((lo, hi), (y0 + ch - 4, y0 + 4))
+        body.append(text(20, y0 + ch / 2 + 4, names[i], size=11, anchor="start"))
+        for t in ticks:
+            body.append(
+                text(
+                    left - 4,
+                    sy(t) + 3,
+                    tick_text(t, step),
+                    size=9,
+                    anchor="end",
+                    extra="class='tick' fill='#666'",
+                )
+            )
+        for j, v in enumerate(values):
+            x0, cx = left + j * cw, left + (j + 0.5) * cw
+            own = v == r["target"]
+            body.append(
+                f"<rect class='cell' x='{x0 + 1:.1f}' y='{y0 + 1:.1f}' width='{cw - 2:.1f}' height='{ch - 2:.1f}' fill='{'#fdebd9' if own else '#f7f7f7'}'/>"
+            )
+            body.append(
+                f"<line x1='{x0 + 1:.1f}' y1='{sy(0):.1f}' x2='{x0 + cw - 1:.1f}' y2='{sy(0):.1f}' stroke='#bbb'/>"
+            )
+            f = as_finite((r.get("mean_shift") or {}).get(v))
+            if f is None:
+                body.append(text(cx, y0 + ch / 2 + 4, NA, size=9, extra="fill='#888'"))
+                continue
+            ci = interval((r.get("mean_shift_ci") or {}).get(v))
+            noise = ci is not None and ci[0] <= 0.0 <= ci[1]
+            colour = MUTED if noise else (_ACCENT if own else _MAIN)
+            if ci is not None:
+                body.append(
+                    f"<line class='interval' x1='{cx:.1f}' y1='{sy(ci[0]):.1f}' x2='{cx:.1f}' y2='{sy(ci[1]):.1f}' stroke='{colour}' stroke-width='1.5'/>"
+                )
+            look = (
+                f"fill='white' stroke='{MUTED}' stroke-width='1.5' class='within-noise'"
+                if noise
+                else f"fill='{colour}'"
+            )
+            body.append(f"<circle cx='{cx:.1f}' cy='{sy(f):.1f}' r='3.5' {look}/>")
+    bottom = top + len(rows) * ch
+    notes = [
+        "whiskers: 95 % bootstrap interval of the mean shift · one y scale for every cell",
+        "shaded: the target's own value · hollow grey: the interval includes 0 (within noise)",
+    ]
+    body += [
+        text(20, bottom + 20 + 16 * k, n, size=11, anchor="start", extra=_NOTE) for k, n in enumerate(notes)
+    ]
+    return document(width, bottom + 20 + 16 * len(notes), title, body)

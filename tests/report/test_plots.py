@@ -375,3 +375,21 @@ def test_long_labels_are_wrapped_or_shortened() -> None:
     assert len(cut) == 2 and all(t.find(f"{SVG}title") is not None for t in cut)
     left = min(float(r.get("x", "0")) for r in heat.iter(f"{SVG}rect") if r.get("stroke") == "white")
     assert left > 0.56 * 11 * 24  # the margin fits the shortened name
+
+
+def test_target_value_grid_has_a_cell_per_target_and_value() -> None:
+    rows = [
+        {"target": t, "direction": "reinforce", "mean_shift": ROW_SHIFTS, "mean_shift_ci": ROW_CIS}
+        for t in ("A", "B", "C")
+    ]
+    root = parse(plots.target_value_grid(rows, ["A", "B", "C", "D"], "grid"))
+    cells = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "cell"]
+    assert len(cells) == 3 * 4
+    assert [c.get("fill") for c in cells].count("#fdebd9") == 3  # each target's own cell
+    whiskers = [ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "interval"]
+    assert len(whiskers) == 3 * len(ROW_CIS)
+    assert len([c for c in root.iter(f"{SVG}circle") if c.get("class") == "within-noise"]) == 3  # C
+    assert texts(root).count("n/a") == 3  # D has no shift
+    ticks = [float(t) for t in tick_labels(root)]
+    per_row = len(ticks) // 3
+    assert per_row >= 2 and is_nice(ticks[:per_row]) and ticks == ticks[:per_row] * 3
