@@ -570,6 +570,20 @@ def _board_row(
     return row
 
 
+def test_the_site_module_keeps_its_public_names_after_the_split():
+    """site.py (1034 lines) was split by job; `runner.leaderboard.site` still exports what it did."""
+    import runner.leaderboard.site as site_module
+
+    before = "BOARD_COLUMNS SCHEMA_VERSION STATUS_ORDER STATUS_TEXT SUMMARY_COLUMNS SiteData Z95 board_text"
+    before += " build_site bundle_rows collect condition_key csv_columns data_document entry_page esc"
+    before += " gain_tax_chart index_page model_board rank_bounds render report_skipped safe_link"
+    before += " scenes_page script_json store_rows write_downloads"
+    assert set(before.split()) <= set(site_module.__all__)
+    assert all(callable(getattr(site_module, n)) or n.isupper() for n in before.split())
+    for part in ROOT.glob("runner/leaderboard/site*.py"):
+        assert len(part.read_text().splitlines()) < 600, part.name
+
+
 def test_rank_bounds_by_hand():
     from runner.leaderboard.site import rank_bounds
 
