@@ -23,6 +23,7 @@ from runner.report.svg import (
     fixed,
     heading_height,
     interval,
+    label_lines,
     linear,
     nice_ceiling,
     nice_ticks,
@@ -183,13 +184,13 @@ def circumplex_radar(
         ex, ey = _polar(cx, cy, radius, theta)
         body.append(f"<line x1='{cx:.1f}' y1='{cy:.1f}' x2='{ex:.1f}' y2='{ey:.1f}' stroke='#ddd'/>")
         side = math.sin(theta)
-        lines = wrap(v, 16)
+        lines, full = label_lines(v, 16)
         lx, ly = _polar(cx, cy, radius + 22, theta)
         if math.cos(theta) > 0.3:  # upper half: grow the label block upwards, away from the rings
             ly -= 13 * (len(lines) - 1) + 13
         anchor = "middle" if abs(side) < 0.3 else ("start" if side > 0 else "end")
         bold = "font-weight='bold'" if v in hubs else ""
-        body.append(text_lines(lx, ly + 4, lines, 11, anchor, bold))
+        body.append(text_lines(lx, ly + 4, lines, 11, anchor, bold).replace("</text>", full + "</text>"))
         f = as_finite(vat.get(v))
         noise = f is not None and v in ring and f <= ring[v]
         ink = f"fill='{MUTED}'" if noise or f is None else "fill='#333'"
@@ -237,13 +238,13 @@ def gnd_bars(
     (e.g. when the gain's interval spans 0 and GND cannot be read). Missing numbers show "n/a".
     """
     items = list(gnd.items())
-    labels = {v: wrap(v, 18) for v, _ in items}
-    label_w = max([text_width(ln, 12) for lines in labels.values() for ln in lines] + [30.0])
+    labels = {v: label_lines(v, 18) for v, _ in items}  # two lines at most
+    label_w = max([text_width(ln, 12) for lines, _ in labels.values() for ln in lines] + [30.0])
     left = 16 + label_w + 8
     width = max(520.0, left + 360)
     px0, px1 = left + 46, width - 46  # gutters for the numbers printed past the bars
     top = 50.0 + heading_height(title, width)
-    bar = 26.0
+    bar = 36.0 if any(len(lines) > 1 for lines, _ in labels.values()) else 26.0  # room for 2 lines
     whiskers = {v: ci for v, raw in (intervals or {}).items() if (ci := interval(raw)) is not None}
     spread = [0.0] + [f for _, x in items if (f := as_finite(x)) is not None]
     spread += [e for v, _ in items if v in whiskers for e in whiskers[v]]
@@ -267,8 +268,9 @@ def gnd_bars(
         y = top + i * bar
         is_target = value == target
         weight = "font-weight='bold'" if is_target else ""
-        lines = labels[value]
-        body.append(text_lines(left - 8, y + bar / 2 + 4 - 6 * (len(lines) - 1), lines, 12, "end", weight))
+        lines, full = labels[value]
+        label = text_lines(left - 8, y + bar / 2 + 4 - 6 * (len(lines) - 1), lines, 12, "end", weight)
+        body.append(label.replace("</text>", full + "</text>"))
         f = as_finite(x)
         if f is None:
             body.append(text(zero + 6, y + bar / 2 + 4, NA, size=11, anchor="start", extra="fill='#888'"))

@@ -86,6 +86,19 @@ def text_lines(
     return f"<text x='{x:.1f}' y='{y:.1f}' font-size='{size:g}' text-anchor='{anchor}' {extra}>{spans}</text>"
 
 
+def label_lines(label: object, max_chars: int, lines: int = 2) -> tuple[list[str], str]:
+    """``label`` wrapped to at most ``lines`` lines of ``max_chars``; cut with "…" beyond that.
+
+    Returns the lines and a ``<title>`` with the full text when the label was cut (else "").
+    """
+    short, full = shortened(label, max_chars * lines)
+    out = wrap(short, max_chars)
+    while len(out) > lines:  # a break point left short lines: cut once more
+        short, full = shortened(label, len(short) - (len(out) - lines) * max_chars // 2 - 1)
+        out = wrap(short, max_chars)
+    return out, full
+
+
 def shortened(label: object, max_chars: int) -> tuple[str, str]:
     """The label cut to ``max_chars`` with an ellipsis, and a ``<title>`` with the full text when cut."""
     s = str(label)

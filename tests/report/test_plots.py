@@ -329,12 +329,18 @@ def text_boxes(root: ET.Element) -> list[tuple[str, tuple[float, float, float, f
     """Each unrotated one-line text's estimated box (0.56 em a character, one em high)."""
     out = []
     for t in root.iter(f"{SVG}text"):
-        if t.get("transform") or t.findall(f"{SVG}tspan"):
+        if t.get("transform"):
             continue
         size, x, y = float(t.get("font-size", "12")), float(t.get("x", "0")), float(t.get("y", "0"))
-        w = 0.56 * size * len(t.text or "")
-        x0 = {"start": x, "end": x - w}.get(t.get("text-anchor") or "start", x - w / 2)
-        out.append((t.text or "", (x0, y - 0.8 * size, x0 + w, y)))
+        lines = [(t.text or "", 0.0)] if not t.findall(f"{SVG}tspan") else []
+        for span in t.findall(f"{SVG}tspan"):  # a wrapped label: one box per line
+            y += float(span.get("dy", "0"))
+            lines.append((span.text or "", y - float(t.get("y", "0"))))
+        for line, dy in lines:
+            w = 0.56 * size * len(line)
+            x0 = {"start": x, "end": x - w}.get(t.get("text-anchor") or "start", x - w / 2)
+            base = float(t.get("y", "0")) + dy
+            out.append((line, (x0, base - 0.8 * size, x0 + w, base)))
     return out
 
 
@@ -369,7 +375,11 @@ def test_long_labels_are_wrapped_or_shortened() -> None:
     long = "a_remarkably_long_value_name_from_a_contributor"
     radar = parse(plots.circumplex_radar({long: 0.5, "b": 0.2}, [long, "b"], "r"))
     (label,) = [t for t in radar.iter(f"{SVG}text") if len(t.findall(f"{SVG}tspan")) > 1]
-    assert "".join(s.text or "" for s in label.findall(f"{SVG}tspan")) == long
+    shown = "".join(s.text or "" for s in label.findall(f"{SVG}tspan"))
+    assert shown.endswith("…") and long.startswith(shown[:-1])  # two lines at most, then cut
+    assert label.findtext(f"{SVG}title") == long  # the full name on hover
+    gnd = parse(plots.gnd_bars({long: 0.5, "b": 0.2}, "b", "GND"))
+    assert overlapping(gnd) == []
     heat = parse(plots.coupling_heatmap([[1.0, 0.0], [0.0, 1.0]], [long, "b"], "R"))
     cut = [t for t in heat.iter(f"{SVG}text") if (t.text or "").endswith("…")]
     assert len(cut) == 2 and all(t.find(f"{SVG}title") is not None for t in cut)
