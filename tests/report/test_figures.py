@@ -155,6 +155,7 @@ def test_panel_groups_one_row_per_target_in_circle_order() -> None:
     ]
 
 
+@pytest.mark.slow  # needs the figures extra, which `make test-slow` installs
 def test_target_value_panel_has_a_cell_per_target_and_value_with_its_interval() -> None:
     pytest.importorskip("matplotlib")
     from runner.report.figures import panels, paper
