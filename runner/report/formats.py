@@ -12,6 +12,7 @@ from runner.report.rows import family_members
 from runner.report.signal import (
     coupling_band,
     family_lines,
+    finite,
     gain_spans_zero,
     interval_text,
     null_cell,
@@ -20,6 +21,7 @@ from runner.report.signal import (
     persistence_text,
     signal_cell,
     tested_hubs,
+    within_noise,
 )
 
 REPORT_FORMATS = ("table", "json", "csv", "markdown", "latex", "results", "eee")
@@ -156,7 +158,11 @@ def report_json(
 def write_plots(
     rows: Sequence[ReportRow], fams: Sequence[dict[str, Any]], values: Sequence[str], folder: Path
 ) -> list[Path]:
-    """Write the SVG plots of each row (:func:`row_plots`) and each family (Pareto) into ``folder``."""
+    """Write every SVG plot of a report into ``folder``.
+
+    Each row's (:func:`row_plots`), each family's Pareto plot, and per model and strategy run on
+    several targets the target × value grid.
+    """
     from runner.report import plots
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,6 +181,9 @@ def write_plots(
                 "gain": r["gain"],
                 "nvat": r["nvat"],
                 "efficient": fam["pareto"].get(r["label"], False),
+                "gain_ci": r.get("gain_ci"),
+                "null": [(null_of(r, "nvat") or {}).get(k) for k in ("mean", "q95")],
+                "within_noise": within_noise(r, "nvat") is True,
             }
             for r in family_members(rows, fam)
         ]
@@ -184,6 +193,15 @@ def write_plots(
             / f"{_slug(fam['model'])}__{fam['family']}__{fam['target']}_{fam['direction']}__{selection}__pareto.svg"
         )
         path.write_text(plots.pareto_plot(pts, f"Gain vs nVAT · {family_title(fam)}"))
+        written.append(path)
+    from runner.report.figures.panels import panel_groups
+
+    for group in panel_groups(rows, values):  # one model and strategy run on several targets
+        first = group[0]
+        step = "" if first["step"] is None else "_" + str(first["step"])
+        path = folder / f"{_slug(first['model'])}__{first['strategy']}{step}__targets.svg"
+        title = f"Mean shift by target and value · {first['display_name']} · {first['label']}"
+        path.write_text(plots.target_value_grid(group, values, title))
         written.append(path)
     return written
 
@@ -227,9 +245,24 @@ def row_plots(
             row.get("gnd") or {},
             row["target"],
             f"GND · {title}",
+            intervals=gnd_intervals(row),
             caveat="gain's 95 % interval spans 0: GND is not interpretable" if gain_spans_zero(row) else None,
         ),
     }
+
+
+def gnd_intervals(row: ReportRow) -> dict[str, list[float]]:
+    """GND(w)'s whiskers: the bootstrap interval of m(w) divided by |G_raw| (GND = m(w)/|G_raw|).
+
+    The gain's own uncertainty is not propagated (the figure's caveat covers a gain that spans 0).
+    """
+    g = abs(finite(row.get("gain_raw")) or 0.0)
+    out: dict[str, list[float]] = {}
+    for value, ci in (row.get("mean_shift_ci") or {}).items():
+        lo, hi = (finite(ci[0]), finite(ci[1])) if ci and len(ci) == 2 else (None, None)
+        if g > 0 and lo is not None and hi is not None:
+            out[value] = [lo / g, hi / g]
+    return out
 
 
 def _slug(text: str) -> str:

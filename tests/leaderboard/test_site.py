@@ -441,6 +441,33 @@ class _Refs(HTMLParser):
                 self.refs.append((tag, name, value))
 
 
+def _inline_svgs(page: Path) -> list[Any]:
+    """Every inline <svg> of a page, parsed."""
+    import xml.etree.ElementTree as ET
+
+    return [ET.fromstring(m) for m in re.findall(r"<svg .*?</svg>", page.read_text(), flags=re.S)]
+
+
+def test_site_figures_scale_and_carry_their_intervals(site):
+    """Issue 20.4: the site's SVGs had fixed 480 px canvases and GND bars without whiskers."""
+    ns = "{http://www.w3.org/2000/svg}"
+    out: Path = site["out"]
+    svgs = _inline_svgs(out / "entries" / "test__mock-a.html") + _inline_svgs(out / "index.html")
+    assert len(svgs) == 8 + 1
+    for svg in svgs:
+        assert svg.get("width") == "100%" and len((svg.get("viewBox") or "").split()) == 4
+    rows = [r for r in site["doc"]["rows"] if r["entry"] == "test__mock-a"]
+    gnds = [s for s in svgs if (s.findtext(f"{ns}title") or "").startswith("GND")]
+    for svg, row in zip(gnds, rows, strict=True):
+        with_ci = [v for v, ci in (row.get("mean_shift_ci") or {}).items() if ci and ci[0] is not None]
+        whiskers = [ln for ln in svg.iter(f"{ns}line") if ln.get("class") == "interval"]
+        assert with_ci and len(whiskers) == len(with_ci)
+    (chart,) = [s for s in svgs if (s.findtext(f"{ns}title") or "").startswith("Gain against tax")]
+    drawn = [b for b in site["doc"]["board"] if b.get("tax") is not None and b.get("gain") is not None]
+    expected = sum(bool(b.get("tax_ci")) + bool(b.get("gain_ci")) for b in drawn)
+    assert len([ln for ln in chart.iter(f"{ns}line") if ln.get("class") == "interval"]) == expected
+
+
 def test_site_is_self_contained(site):
     out: Path = site["out"]
     pages = sorted(out.rglob("*.html"))
@@ -541,6 +568,20 @@ def _board_row(
         row["nvat_corrected"], row["nvat_ci"] = corrected, [corrected - 0.1, corrected + 0.1]
         row["signal"] = {"nvat": corrected > 0.15}
     return row
+
+
+def test_the_site_module_keeps_its_public_names_after_the_split():
+    """site.py (1034 lines) was split by job; `runner.leaderboard.site` still exports what it did."""
+    import runner.leaderboard.site as site_module
+
+    before = "BOARD_COLUMNS SCHEMA_VERSION STATUS_ORDER STATUS_TEXT SUMMARY_COLUMNS SiteData Z95 board_text"
+    before += " build_site bundle_rows collect condition_key csv_columns data_document entry_page esc"
+    before += " gain_tax_chart index_page model_board rank_bounds render report_skipped safe_link"
+    before += " scenes_page script_json store_rows write_downloads"
+    assert set(before.split()) <= set(site_module.__all__)
+    assert all(callable(getattr(site_module, n)) or n.isupper() for n in before.split())
+    for part in ROOT.glob("runner/leaderboard/site*.py"):
+        assert len(part.read_text().splitlines()) < 600, part.name
 
 
 def test_rank_bounds_by_hand():

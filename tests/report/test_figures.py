@@ -25,17 +25,19 @@ def test_without_matplotlib_one_line_names_the_extra(vat, monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """sim/circle on fewshot_2, _4, _8 × security, 12 scenes (a family of three), and sim/no_offtarget on fewshot_2."""
+    """sim/circle on fewshot_2, _4, _8 × security, 12 scenes (a family of three), sim/no_offtarget on
+    fewshot_2, and sim/circle on fewshot_2 × power (two targets of one strategy: a target × value panel)."""
     from runner.cli import main
 
     path = str(tmp_path_factory.mktemp("figures") / "vat.duckdb")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)
-        runs = [("sim/circle", s) for s in ("fewshot_2", "fewshot_4", "fewshot_8")] + [
-            ("sim/no_offtarget", "fewshot_2")
-        ]
-        for model, s in runs:
-            args = [f"strategy={s}", "target=security", "selection.max_scenes=12", "execution.progress=false"]
+        runs: list[tuple[str, ...]] = [("sim/circle", s) for s in ("fewshot_2", "fewshot_4", "fewshot_8")]
+        runs.append(("sim/no_offtarget", "fewshot_2"))
+        runs.append(("sim/circle", "fewshot_2", "power"))
+        for model, s, *target in runs:
+            args = [f"strategy={s}", f"target={(target or ['security'])[0]}", "selection.max_scenes=12"]
+            args.append("execution.progress=false")
             assert main(["run", f"model.name={model}", *args, f"store.path={path}"]) == 0
     yield path
 
@@ -54,13 +56,17 @@ def test_every_figure_is_written_as_pdf_and_png_at_print_size(vat, store, tmp_pa
     stems = {p.with_suffix("") for p in files}
     assert len(files) == 2 * len(stems) and all(p.stat().st_size > 0 for p in files)
     kinds = sorted("models" if s.name.startswith("models__") else s.name.rsplit("__", 1)[1] for s in stems)
-    assert kinds == ["coupling"] * 4 + ["gnd"] * 4 + ["models"] + ["radar"] * 4 + ["trajectory"]
+    want = ["coupling"] * 5 + ["gnd"] * 5 + ["models"] + ["radar"] * 5 + ["targets", "trajectory"]
+    assert kinds == want
     for stem in stems:
         assert stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
         with Image.open(stem.with_suffix(".png")) as im:  # 300 dpi: 3.3 in single column, 6.9 in double
             width, height = im.size
             if stem.name.startswith("models__"):  # fewshot_2 on two models: the cross-model panel
                 assert abs(width - paper.DOUBLE * paper.DPI) <= 2 and height < width / 3, (stem.name, im.size)
+                continue
+            if stem.name.endswith("__targets"):  # fewshot_2 on two targets: the target × value panel
+                assert abs(width - paper.DOUBLE * paper.DPI) <= 2 and height < width / 2, (stem.name, im.size)
                 continue
             assert abs(width - paper.SINGLE * paper.DPI) <= 2, (stem.name, im.size)
             assert 0.5 * width < height < 1.2 * width
@@ -119,6 +125,62 @@ def test_the_figures_carry_the_intervals(store) -> None:
     radar = paper.radar_figure(row, index.value_ids, names).axes[0]
     floor = [p for p in radar.patches if p.get_label().startswith("null 95th")]
     assert floor  # the noise floor polygon is drawn
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+# ---------------------------------------------------------------- the target × value panel (no store needed)
+
+VALUES = ["a", "b", "c", "d"]
+
+
+def _row(target: str, direction: str = "reinforce", n_scenes: int = 12, **extra: object) -> dict:
+    shift = {"a": 0.30, "b": -0.12, "c": 0.02, "d": None}
+    cis = {"a": [0.25, 0.35], "b": [-0.2, -0.04], "c": [-0.05, 0.09]}
+    row = {"model": "m", "display_name": "M", "strategy": "fewshot_4", "label": "k=4", "step": None}
+    row |= {"variant": None, "target": target, "direction": direction, "n_scenes": n_scenes}
+    return row | {"mean_shift": shift, "mean_shift_ci": cis} | extra
+
+
+def test_panel_groups_one_row_per_target_in_circle_order() -> None:
+    from runner.report.figures.panels import panel_groups
+
+    rows = [_row("c"), _row("a"), _row("a", n_scenes=40), _row("a", "suppress"), _row("b", strategy="other")]
+    (group,) = panel_groups(rows, VALUES)  # "other" has one target: no panel
+    assert [(r["target"], r["direction"], r["n_scenes"]) for r in group] == [
+        ("a", "reinforce", 40),
+        ("a", "suppress", 12),
+        ("c", "reinforce", 12),
+    ]
+
+
+@pytest.mark.slow  # needs the figures extra, which `make test-slow` installs
+def test_target_value_panel_has_a_cell_per_target_and_value_with_its_interval() -> None:
+    pytest.importorskip("matplotlib")
+    from runner.report.figures import panels, paper
+
+    rows = [_row("a"), _row("b"), _row("c")]
+    fig = panels.target_value_figure(rows, VALUES, {"a": "Alpha"})
+    assert len(fig.axes) == 3 * 4  # rows × columns
+    assert fig.axes[0].get_title() == "Alpha" and "Alpha" in fig.axes[0].get_ylabel()
+    lows, highs = zip(*(ax.get_ylim() for ax in fig.axes), strict=True)
+    assert len(set(lows)) == len(set(highs)) == 1  # one scale for every cell
+    for i, row in enumerate(rows):
+        for j, v in enumerate(VALUES):
+            ax = fig.axes[i * 4 + j]
+            bars = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
+            ci = row["mean_shift_ci"].get(v)
+            assert len(bars) == (1 if ci else 0)
+            if ci:
+                seg = bars[0].get_segments()[0]
+                assert sorted(seg[:, 1]) == pytest.approx(ci)
+            shaded = ax.get_facecolor()[:3] != (1.0, 1.0, 1.0)
+            assert shaded == (v == row["target"])
+    points = [ln for ax in fig.axes for ln in ax.lines if ln.get_marker() == "o"]
+    hollow = [p for p in points if p.get_markerfacecolor() == "white"]
+    assert len(points) == 3 * 3 and len(hollow) == 3  # c's interval includes 0 in every row; d is n/a
+    assert all(p.get_markeredgecolor() == paper.GREY for p in hollow)
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -4,7 +4,8 @@
 ``target=``, ``strategy=``, ``direction=``, ``report.model=``) and writes, per condition pair, the
 coupling heatmap, the VAT(u) radar with nVAT and the GND bars with intervals, and per family of
 conditions (shot counts, checkpoints) the gain–nVAT trajectory with its Pareto marks, and per condition
-run on several models the cross-model panel (runner.report.figures.paper). The web SVGs of ``vat report report.plots=true`` need no extra (runner.plots).
+run on several models the cross-model panel (runner.report.figures.paper), and per model and strategy run on
+several targets the target × value panel (runner.report.figures.panels). The web SVGs of ``vat report report.plots=true`` need no extra (runner.plots).
 """
 
 from __future__ import annotations

@@ -24,28 +24,27 @@ from pathlib import Path
 from typing import Any, cast
 
 from runner.metrics.row import ReportRow
+from runner.report.figures.style import ACCENT, DOUBLE, DPI, GREY, MAIN, SINGLE, STYLE
 from runner.report.plots import as_finite, fixed
+from runner.report.svg import tick_text
 
-SINGLE = 3.3
-"""Single-column width, inches (ACL, NeurIPS, IEEE two-column pages)."""
-DOUBLE = 6.9
-"""Double-column (full-page) width, inches."""
-DPI = 300
-STYLE: dict[Any, Any] = {  # Any keys: matplotlib types rc names as a Literal of every setting
-    "font.size": 7,
-    "axes.titlesize": 7,
-    "axes.labelsize": 7,
-    "xtick.labelsize": 6,
-    "ytick.labelsize": 6,
-    "legend.fontsize": 6,
-    "axes.linewidth": 0.6,
-    "lines.linewidth": 1.0,
-    "pdf.fonttype": 42,  # TrueType in the PDF: editable text, accepted by every publisher's checker
-    "savefig.dpi": DPI,
-}
-MAIN = "#1f78b4"
-ACCENT = "#d95f02"
-GREY = "#9e9e9e"
+__all__ = [
+    "ACCENT",
+    "DOUBLE",
+    "DPI",
+    "GREY",
+    "MAIN",
+    "SINGLE",
+    "STYLE",
+    "condition",
+    "gnd_figure",
+    "heatmap_figure",
+    "models_figure",
+    "radar_figure",
+    "save",
+    "trajectory_figure",
+    "write_all",
+]
 
 
 def _ci_text(ci: Any, digits: int = 2) -> str:
@@ -142,7 +141,7 @@ def radar_figure(row: Mapping[str, Any], values: Sequence[str], names: Mapping[s
         ticks = [
             t for t in np.linspace(0, top, 5)[1:-1]
         ]  # no label on the outer ring: it meets the value names
-        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_yticks(ticks, [tick_text(t, top / 4) for t in ticks])  # one number of decimals
         ax.set_rlabel_position(180 / n)  # ring labels between the first two spokes, clear of the values
         ax.tick_params(axis="y", labelsize=5, colors="#555555")
         for label in ax.get_yticklabels():  # readable where the VAT line crosses a ring label
@@ -355,8 +354,10 @@ def write_all(
     """Every figure of a report under ``out``, as PDF and PNG.
 
     Per row the heatmap, radar and GND; per family the trajectory; per condition run on two or more
-    models the cross-model panel (double column).
+    models the cross-model panel, and per model and strategy run on two or more targets the target ×
+    value panel (both double column).
     """
+    from runner.report.figures.panels import panel_groups, target_value_figure
     from runner.report.tables import family_members
 
     written: list[Path] = []
@@ -376,6 +377,13 @@ def write_all(
         if len({r["model"] for r in members_of}) >= 2:
             tag = f"{_slug(strategy)}{'' if step is None else f'_step{step}'}__{target}_{direction}"
             written += save(models_figure(members_of), out / f"models__{tag}")
+    for group in panel_groups(rows, values):  # one model and strategy, several targets
+        first = group[0]
+        tag = f"{_slug(first['model'])}__{_slug(first['strategy'])}"
+        tag += "" if first.get("step") is None else f"_step{first['step']}"
+        if len({r.get("variant") for r in rows}) > 1:  # name the prompt wording only where it varies
+            tag += f"__{_slug(first.get('variant'))}"
+        written += save(target_value_figure(group, values, names), out / f"{tag}__targets")
     for fam in fams:
         # The rows come from a results document checked against the schema: typed report rows.
         members = family_members(cast("list[ReportRow]", list(rows)), dict(fam))
