@@ -15,7 +15,7 @@ from runner.compile.plan import select_scenes
 from runner.compile.strategies import Context, steer, user_message
 from runner.core.errors import VatError
 from runner.execute.parse import expected_rating, top_logprobs_of_answer
-from runner.execute.providers import sim
+from runner.execute.providers import sim, sim_model
 from runner.metrics import vat as metrics
 from runner.spec.load import SpecIndex, load_index
 
@@ -208,13 +208,15 @@ def test_answers_are_deterministic_and_follow_the_documented_model(
     assert a.rating == b.rating and np.array_equal(a.probs, b.probs)
     p = judge.profile("circle")
     seed, sc, jd = p.doc.seed, p.doc.scenes, p.doc.judge
-    lam = p.weights[p.values.index("benevolence")] + sc.value_sd * sim._normal(
+    lam = p.weights[p.values.index("benevolence")] + sc.value_sd * sim_model.normal_draw(
         seed, "value", scene, "benevolence"
     )
     key = f"circle\x1f{scene}/benevolence-express\x1fbaseline"
     assert sim.condition_key("circle", a.item, a.interventions) == key
-    beta = sc.action_sd * sim._normal(seed, "action", scene, "benevolence-express")
-    assert a.mu == pytest.approx(3.0 + 2.0 * lam + beta + jd.noise * sim._normal(seed, "noise", key))
+    beta = sc.action_sd * sim_model.normal_draw(seed, "action", scene, "benevolence-express")
+    assert a.mu == pytest.approx(
+        3.0 + 2.0 * lam + beta + jd.noise * sim_model.normal_draw(seed, "noise", key)
+    )
     assert a.rating == int(np.argmax(a.probs)) + 1  # temperature 0: the most likely digit
 
 
@@ -380,14 +382,16 @@ def test_a_value_named_answer_follows_the_documented_model(index: SpecIndex, jud
     for r, rho in ((own, -1.0), (other, p.doc.judge.relevance * math.cos(math.radians(36)))):
         a = judge.answer("circle", r.messages)
         u = r.asked_value
-        moved = sc.value_sd * sim._normal(seed, "value", r.scene_id, u)  # λ − w with no intervention
+        moved = sc.value_sd * sim_model.normal_draw(
+            seed, "value", r.scene_id, u
+        )  # λ − w with no intervention
         key = f"circle\x1f{r.scene_id}/{r.action_id}@{u}\x1fbaseline"
         assert sim.condition_key("circle", a.item, a.interventions) == key
         want = (
             3.0
             + 2.0 * (jd.read * rho + jd.lens * moved)
-            + sc.action_sd * sim._normal(seed, "action", r.scene_id, r.action_id, u)
-            + jd.noise * sim._normal(seed, "noise", key)
+            + sc.action_sd * sim_model.normal_draw(seed, "action", r.scene_id, r.action_id, u)
+            + jd.noise * sim_model.normal_draw(seed, "noise", key)
         )
         assert a.mu == pytest.approx(want)
 
