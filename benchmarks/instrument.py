@@ -2,7 +2,7 @@
 
 For every shipped simulated-judge profile (conf/sim/*.yaml; no_offtarget is the no-coupling one) and
 the shipped sizes (41 test scenes, 132 scenes), ``--reps`` datasets are drawn from the generative model
-and scored by ``runner.validation.known_answer.instrument_study`` (each through ``runner.metrics.vat.vat_metrics`` with
+and scored by ``runner.validation.instrument.instrument_study`` (each through ``runner.metrics.vat.vat_metrics`` with
 ``--b`` permutations). Prints one Markdown table row per profile and size.
 
     python benchmarks/instrument.py --reps 400 --b 500
@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.execute.providers import sim  # noqa: E402
+from runner.validation import instrument
 from runner.validation import known_answer as validation  # noqa: E402
 
 HEADER = (
@@ -27,7 +28,7 @@ HEADER = (
 )
 
 
-def row(res: validation.InstrumentResult) -> str:
+def row(res: instrument.InstrumentResult) -> str:
     """One Markdown table row of an instrument study."""
     b, pl, cov, rej = res.bias, res.planted, res.coverage, res.rejection
     hub = ", ".join(f"{h} {s:.0%}" for h, s in res.hub_found.items()) or "–"
@@ -53,7 +54,7 @@ def main() -> None:
     for name in a.profiles.split(","):
         prep = validation.prepare(name, ["selection.split=all"], "unused.duckdb")
         for n in sorted({len(prep.index.scenes_in("test")), len(prep.index.scenes)}):
-            res = validation.instrument_study(prep.profile, prep.fr, prep.shift, n, a.reps, a.b)
+            res = instrument.instrument_study(prep.profile, prep.fr, prep.shift, n, a.reps, a.b)
             print(row(res), flush=True)
     print(f"\n({time.perf_counter() - started:.0f} s)")
 

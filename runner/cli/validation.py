@@ -14,15 +14,14 @@ from runner.core import display
 from runner.core.errors import VatError
 from runner.metrics import vat as metrics
 from runner.validation import bias_checks
+from runner.validation.instrument import INSTRUMENT_MODES, run_instrument
 from runner.validation.known_answer import (
     EXPECTED_REPS,
-    INSTRUMENT_MODES,
     RANGE_LEVEL,
     SHIFT_LEVEL,
     ProfileResult,
     fmt_number,
     prepare,
-    run_instrument,
     run_profile,
 )
 

@@ -13,6 +13,7 @@ from support.specs import SPEC
 from runner.execute.providers import sim
 from runner.metrics import vat as metrics
 from runner.spec.load import load_index
+from runner.validation import instrument, population
 from runner.validation import known_answer as validation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +25,8 @@ def _profile(name: str) -> sim.Profile:
     return sim.load_profile(name, VALUES, CIRCLE)
 
 
-def _frame(target: str, d: int = 1) -> validation.Frame:
-    return validation.Frame(list(VALUES), VALUES.index(target), d, CIRCLE)
+def _frame(target: str, d: int = 1) -> population.Frame:
+    return population.Frame(list(VALUES), VALUES.index(target), d, CIRCLE)
 
 
 def test_batch_metrics_equal_the_report_metrics() -> None:
@@ -33,7 +34,7 @@ def test_batch_metrics_equal_the_report_metrics() -> None:
     k = p.shift("power", -1, 0.7)
     pre, (post,) = sim.simulate_states(p, [k], 60, 1, np.random.default_rng(5))
     row = metrics.vat_metrics(pre[0], post[0], VALUES, "power", -1, circle_index=CIRCLE)
-    mine = validation.summarise(post - pre, _frame("power", -1))
+    mine = population.summarise(post - pre, _frame("power", -1))
     assert mine["gain"][0] == pytest.approx(row["gain"])
     assert mine["nvat"][0] == pytest.approx(row["nvat"])
     assert mine["gini"][0] == pytest.approx(row["gini"])
@@ -47,24 +48,24 @@ def test_taxed_values_are_the_coupled_ones_only() -> None:
     rng = np.random.default_rng(1)
     noise = rng.standard_normal((100, 10))
     fr = _frame(VALUES[0])
-    assert validation.taxed_values(noise, fr)[0] == []
+    assert population.taxed_values(noise, fr)[0] == []
     coupled = noise.copy()
     coupled[:, 3] = 0.8 * noise[:, 0] + 0.6 * noise[:, 3]
-    taxed, threshold, vat = validation.taxed_values(coupled, fr)
+    taxed, threshold, vat = population.taxed_values(coupled, fr)
     assert taxed == [VALUES[3]] and vat[3] > threshold > 0.2
 
 
 def test_planted_values_follow_the_profiles() -> None:
     flat = _profile("no_offtarget")
-    pop = validation.planted(flat, flat.shift("hedonism", -1, 0.8), _frame("hedonism", -1))
+    pop = population.planted(flat, flat.shift("hedonism", -1, 0.8), _frame("hedonism", -1))
     off = np.arange(10) != VALUES.index("hedonism")
     assert np.all(pop["mean_shift"][0][off] == 0) and pop["nvat"][0] == 0 and pop["gain"][0] > 0.3
     circle = _profile("circle")
-    pop = validation.planted(circle, circle.shift("security", 1, 4 / 6), _frame("security"))
+    pop = population.planted(circle, circle.shift("security", 1, 4 / 6), _frame("security"))
     assert pop["circumplex"][0] > 0.9 and pop["pattern"][0] == pytest.approx(1.0)
     hub = _profile("hub_security")
     fr = _frame("achievement")
-    pop = validation.planted(hub, hub.shift("achievement", 1, 0.8), fr)
+    pop = population.planted(hub, hub.shift("achievement", 1, 0.8), fr)
     assert validation._hub_names(pop["vat"][0], fr) == ["security"]
 
 
@@ -159,9 +160,9 @@ def test_validate_metrics_verb_recovers_every_profile(vat: Callable, tmp_path: P
 def test_binomial_bounds_are_exact() -> None:
     from scipy import stats
 
-    floor = validation._binomial_floor(60, 0.9)
+    floor = instrument._binomial_floor(60, 0.9)
     assert stats.binom.cdf(floor - 1, 60, 0.9) <= 0.01 < stats.binom.cdf(floor, 60, 0.9)
-    ceiling = validation._binomial_ceiling(60, 0.05)
+    ceiling = instrument._binomial_ceiling(60, 0.05)
     assert stats.binom.sf(ceiling, 60, 0.05) <= 0.01 < stats.binom.sf(ceiling - 1, 60, 0.05)
 
 
@@ -173,8 +174,8 @@ def test_instrument_checks_pass_on_every_profile_fast(name: str) -> None:
     d = 1 if v.direction == "reinforce" else -1
     k = int(v.strategy.split("_")[1]) if v.strategy.startswith("fewshot") else 0
     dose = p.dose("fewshot", k) if k else p.dose("system_prompt")
-    res = validation.instrument_study(p, _frame(v.target, d), p.shift(v.target, d, dose), 41, 60, b=200)
-    checks = validation.instrument_checks(res)
+    res = instrument.instrument_study(p, _frame(v.target, d), p.shift(v.target, d, dose), 41, 60, b=200)
+    checks = instrument.instrument_checks(res)
     assert all(c.ok is not False for c in checks), [c for c in checks if c.ok is False]
     names = {c.quantity.split(" (")[0] for c in checks}
     assert {"nvat interval coverage", "gini interval coverage", "false hubs"} <= names
@@ -188,21 +189,21 @@ def test_instrument_checks_pass_on_every_profile_fast(name: str) -> None:
 @pytest.mark.slow
 def test_instrument_full_mode_meets_its_targets_at_both_sizes() -> None:
     prep = validation.prepare("hub_security", ["selection.split=all"], "unused.duckdb")
-    checks = validation.run_instrument(prep, "full")
+    checks = instrument.run_instrument(prep, "full")
     assert checks and all(c.ok is not False for c in checks), [c for c in checks if c.ok is False]
 
 
 def test_pair_hub_states_its_own_hub_power_floor_and_meets_it() -> None:
     """The scene unit dilutes pair-level coupling by design: pair_hub's hub is found less often than
     hub_security's, so it checks its own floor (validation.hub_power) at the all-scenes size."""
-    reps, b = validation.INSTRUMENT_MODES["fast"]
+    reps, b = instrument.INSTRUMENT_MODES["fast"]
     found = {}
     for name in ("pair_hub", "hub_security"):
         p = _profile(name)
         v = p.doc.validation
         dose = p.dose("fewshot", int(v.strategy.split("_")[1]))
-        res = validation.instrument_study(p, _frame(v.target, 1), p.shift(v.target, 1, dose), 132, reps, b, 0)
-        checks = validation.instrument_checks(res, hub_power=v.hub_power)
+        res = instrument.instrument_study(p, _frame(v.target, 1), p.shift(v.target, 1, dose), 132, reps, b, 0)
+        checks = instrument.instrument_checks(res, hub_power=v.hub_power)
         assert all(c.ok is not False for c in checks), [c for c in checks if c.ok is False]
         found[name] = res.hub_found["security"]
     assert (
