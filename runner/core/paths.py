@@ -1,4 +1,4 @@
-"""Where the shipped data lives: ``conf/``, ``spec/``, ``generation/prompts/``, ``leaderboard/template/``.
+"""Where the shipped data lives: ``conf/``, ``spec/``, ``generation/prompts/``, ``leaderboard/`` (and its ``template/``).
 
 The design keeps these folders at the top of the repository. A wheel carries them inside the package as
 ``runner/_data/<name>`` (pyproject.toml maps each folder there through ``package-dir``); a checkout or
@@ -19,6 +19,7 @@ SHIPPED = {
     "spec": "spec",
     "generation_prompts": "generation/prompts",
     "leaderboard_template": "leaderboard/template",
+    "leaderboard": "leaderboard",
 }
 """Name under ``runner/_data/`` (in a wheel) → folder relative to the repository root (in a checkout)."""
 
@@ -92,9 +93,13 @@ def conf_dir() -> Path:
 
 
 def leaderboard_dir() -> Path:
-    """The project's ``leaderboard/`` folder (next to ``runner/``), unless VAT_LEADERBOARD_DIR points elsewhere."""
+    """The leaderboard folder (entries, releases, submissions), unless VAT_LEADERBOARD_DIR points elsewhere.
+
+    The checkout's ``leaderboard/``; in a wheel install the shipped copy of its entries and releases
+    (read-only: a release is frozen, or an entry added, in a checkout or a folder VAT_LEADERBOARD_DIR names).
+    """
     env = os.environ.get("VAT_LEADERBOARD_DIR")
-    return Path(env) if env else repo_root() / "leaderboard"
+    return Path(env) if env else shipped("leaderboard")
 
 
 def cache_dir() -> Path | None:

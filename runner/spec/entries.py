@@ -575,6 +575,13 @@ def freeze(release: Release, spec_root: Path, root: Path | None = None) -> tuple
     from runner.spec.load import load_index
 
     snap = snapshot_dir(release.id, root)
+    from runner.core.paths import inside_installed_package
+
+    if inside_installed_package(snap.parent):
+        raise ValueError(
+            f"the leaderboard folder {snap.parent.parent} is the installed package's copy, which is never "
+            "written; freeze in a checkout, or point VAT_LEADERBOARD_DIR at your own leaderboard folder"
+        )
     if snap.exists():
         raise ValueError(
             f"{_shown(snap, (root or leaderboard_dir()).parent)} exists: a frozen release never changes"
