@@ -435,6 +435,22 @@ def test_generate_on_the_embedded_model_runs_end_to_end(vat, tmp_path):
 # ---------------------------------------------------------------- a real HTTP provider with faults
 
 
+def _fault_gen_args(srv, out, *extra: str) -> tuple[str, ...]:
+    """`vat generate scenes` against the fault server ``srv``: one country, one topic, fast retries."""
+    return (
+        "scenes",
+        "model.name=openai/fault-gen",
+        f"model.api_base={srv.api_base}",
+        "model.api_key_env=OPENAI_API_KEY",
+        "execution.backoff_s=0.01",
+        "execution.timeout_s=5",
+        *extra,
+        "countries=[gb]",
+        "topics=[work]",
+        f"out={out}",
+    )
+
+
 def test_provider_faults_are_retried_and_keys_never_leak(vat, tmp_path, monkeypatch):
     """LiteLLM → HTTP → the fault server (answers digits, so every item is unusable, but only after retries)."""
     from support.fault_server import FAKE_KEY, FaultPlan, FaultServer
@@ -442,17 +458,7 @@ def test_provider_faults_are_retried_and_keys_never_leak(vat, tmp_path, monkeypa
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     plan = FaultPlan(seed=1, transient_rate=1.0, transient_attempts=1, transient_kinds=("429", "500", "503"))
     with FaultServer(plan) as srv:
-        args = (
-            "scenes",
-            "model.name=openai/fault-gen",
-            f"model.api_base={srv.api_base}",
-            "model.api_key_env=OPENAI_API_KEY",
-            "execution.backoff_s=0.01",
-            "execution.timeout_s=5",
-            "countries=[gb]",
-            "topics=[work]",
-            f"out={tmp_path / 'gen'}",
-        )
+        args = _fault_gen_args(srv, tmp_path / "gen")
         result, summary = _gen(vat, *args)
         assert result.code == 3 and "Traceback" not in result.err
         # Each of the 2 asks (attempts=2) first met a transport fault, retried, then got a digit.
@@ -492,17 +498,7 @@ def test_generate_keeps_to_requests_per_minute_like_a_run(vat, tmp_path, monkeyp
     plan = FaultPlan(seed=1, transient_rate=1.0, transient_attempts=1, transient_kinds=("429",))
     with FaultServer(plan) as srv:
         result, summary = _gen(
-            vat,
-            "scenes",
-            "model.name=openai/fault-gen",
-            f"model.api_base={srv.api_base}",
-            "model.api_key_env=OPENAI_API_KEY",
-            "execution.backoff_s=0.01",
-            "execution.timeout_s=5",
-            "execution.requests_per_minute=60",
-            "countries=[gb]",
-            "topics=[work]",
-            f"out={tmp_path / 'gen'}",
+            vat, *_fault_gen_args(srv, tmp_path / "gen", "execution.requests_per_minute=60")
         )
         stats = srv.stats()
     assert result.code == 3 and "Traceback" not in result.err  # digits: unusable, as above
